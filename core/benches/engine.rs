@@ -1,0 +1,70 @@
+//! Criterion benchmarks of the bare engine (no host, no lock): the cost floor under every host.
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use statemesh_core::{Engine, EngineConfig, Timestamp, Value};
+use std::hint::black_box;
+
+const KEYS: usize = 100_000;
+
+fn key(i: usize) -> String {
+    format!("bench:user.{i:08}.session")
+}
+
+fn loaded() -> Engine {
+    let mut e = Engine::new(EngineConfig::default()).expect("config");
+    e.set_capture_log(false);
+    e.set_capture_events(false);
+    let now = Timestamp(1);
+    for i in 0..KEYS {
+        e.put(now, &key(i), &Value::Bytes(vec![7; 150]))
+            .expect("put");
+    }
+    e
+}
+
+fn bench(c: &mut Criterion) {
+    let mut engine = loaded();
+    let keys: Vec<String> = (0..KEYS).map(key).collect();
+    let mut rng = StdRng::seed_from_u64(7);
+    let now = Timestamp(2);
+    c.bench_function("engine/get", |b| {
+        b.iter(|| {
+            let k = &keys[rng.random_range(0..KEYS)];
+            black_box(engine.get(now, k).expect("get"))
+        })
+    });
+    let value = Value::Bytes(vec![9; 150]);
+    c.bench_function("engine/put_update", |b| {
+        b.iter(|| {
+            let k = &keys[rng.random_range(0..KEYS)];
+            black_box(engine.put(now, k, &value).expect("put"))
+        })
+    });
+    c.bench_function("engine/scan_100", |b| {
+        b.iter(|| {
+            black_box(
+                engine
+                    .scan(now, "bench:user.0005", 100, None)
+                    .expect("scan"),
+            )
+        })
+    });
+    c.bench_function("engine/keys_pattern", |b| {
+        b.iter(|| black_box(engine.keys(now, "bench:user.00012*.session").expect("keys")))
+    });
+    c.bench_function("engine/snapshot_100k", |b| {
+        b.iter_batched(
+            || (),
+            |_| black_box(engine.snapshot().expect("snapshot")),
+            BatchSize::PerIteration,
+        )
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(20);
+    targets = bench
+}
+criterion_main!(benches);

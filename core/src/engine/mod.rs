@@ -1,0 +1,381 @@
+//! The engine: a deterministic, sans-IO state machine over namespaced keys.
+//!
+//! # Host contract
+//!
+//! The engine never reads a clock, touches a file or spawns a thread. A host drives it:
+//!
+//! 1. Call an operation with the current time. A write returns its reply and, when log capture
+//!    is on, queues one [`LogRecord`] (read it with [`Engine::poll_log`]).
+//! 2. Hand drained log records to durable storage. In CP mode, acknowledge the write to the caller
+//!    only once storage reports them durable; in AP mode the host may acknowledge first.
+//! 3. If persisting fails, stop accepting writes (the store is poisoned) until it is reopened from
+//!    storage with [`Engine::restore`] and [`Engine::replay`].
+//! 4. Drain [`Engine::poll_event`] to deliver change events, and call
+//!    [`Engine::handle_timeout`] at (or after) the deadline [`Engine::poll_timeout`] returns, so
+//!    expired keys are removed and their expiry events emitted.
+//!
+//! Time never runs backwards inside an engine: it keeps the highest `now` it was given and uses
+//! that when a later call passes an earlier one. Expired keys are invisible to every read from
+//! the moment they expire, whether or not the sweep has removed them yet; every write first sweeps
+//! the keys that are due, so writes always see a swept keyspace.
+//!
+//! Every committed write moves the store revision up by exactly one; every key it touched gets
+//! that revision as its `mod_revision`. A write that changes nothing does not move it.
+//!
+//! Same inputs give the same replies, the same log bytes and the same snapshot bytes: all
+//! iteration into outputs goes through ordered maps.
+
+mod multi;
+mod read;
+mod snapshot;
+pub use snapshot::SNAPSHOT_FORMAT_V1;
+mod ttl;
+mod write;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use compact_str::CompactString;
+
+use crate::config::EngineConfig;
+use crate::entry::Entry;
+use crate::error::EngineError;
+use crate::event::{ChangeEvent, ChangeKind};
+use crate::key::{KeyError, KeyRef, join_key};
+use crate::keyspace::Keyspace;
+use crate::log::{LogOp, LogRecord};
+use crate::ops::{WriteOp, WriteResult};
+use crate::time::Timestamp;
+use crate::value::{StoredValue, Value};
+
+/// The keyspace state machine. See the module documentation for the host contract.
+#[derive(Debug)]
+pub struct Engine {
+    config: EngineConfig,
+    namespaces: BTreeMap<CompactString, Keyspace>,
+    /// Keys with a TTL, by deadline. Ordered so sweeps and snapshots are deterministic.
+    expiry: BTreeSet<(Timestamp, CompactString, CompactString)>,
+    revision: u64,
+    /// The highest `now` seen. Atomic because reads (`&self`) advance it too.
+    clock: AtomicU64,
+    capture_log: bool,
+    capture_events: bool,
+    log: VecDeque<LogRecord>,
+    events: VecDeque<ChangeEvent>,
+}
+
+/// The changes of one write, committed as one revision.
+struct Batch {
+    revision: u64,
+    at: Timestamp,
+    ops: Vec<LogOp>,
+    changed: u64,
+}
+
+impl Engine {
+    /// An empty engine.
+    pub fn new(config: EngineConfig) -> Result<Engine, KeyError> {
+        config.validate()?;
+        Ok(Engine {
+            config,
+            namespaces: BTreeMap::new(),
+            expiry: BTreeSet::new(),
+            revision: 0,
+            clock: AtomicU64::new(0),
+            capture_log: true,
+            capture_events: true,
+            log: VecDeque::new(),
+            events: VecDeque::new(),
+        })
+    }
+
+    /// The configuration the engine was built with.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// The revision of the last committed write (0 for a fresh store).
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// The engine's time: the highest `now` it has been given.
+    pub fn clock(&self) -> Timestamp {
+        Timestamp(self.clock.load(Ordering::Relaxed))
+    }
+
+    /// Keys held, including expired keys the sweep has not removed yet.
+    pub fn len(&self) -> usize {
+        self.namespaces.values().map(Keyspace::len).sum()
+    }
+
+    /// True when no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.namespaces.is_empty()
+    }
+
+    /// Namespaces that hold at least one key, in order.
+    pub fn namespaces(&self) -> impl Iterator<Item = &str> + '_ {
+        self.namespaces.keys().map(CompactString::as_str)
+    }
+
+    /// Whether writes queue log records. Hosts without durable storage turn it off to save work.
+    pub fn set_capture_log(&mut self, on: bool) {
+        self.capture_log = on;
+        if !on {
+            self.log.clear();
+        }
+    }
+
+    /// Whether writes queue change events. Hosts turn it off while nobody listens.
+    pub fn set_capture_events(&mut self, on: bool) {
+        self.capture_events = on;
+        if !on {
+            self.events.clear();
+        }
+    }
+
+    /// Whether writes currently queue change events.
+    pub fn captures_events(&self) -> bool {
+        self.capture_events
+    }
+
+    /// The next log record to make durable, oldest first.
+    pub fn poll_log(&mut self) -> Option<LogRecord> {
+        self.log.pop_front()
+    }
+
+    /// The next change event, oldest first.
+    pub fn poll_event(&mut self) -> Option<ChangeEvent> {
+        self.events.pop_front()
+    }
+
+    /// When the next key expires, if any key has a TTL.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        self.expiry.first().map(|(t, _, _)| *t)
+    }
+
+    /// Removes every key whose TTL has run out by `now` (one revision for all of them, with an
+    /// expiry event each). Returns how many were removed.
+    pub fn handle_timeout(&mut self, now: Timestamp) -> u64 {
+        let now = self.observe(now);
+        self.sweep(now)
+    }
+
+    /// Moves the engine's clock forward to `now` (never back) and returns the clock.
+    fn observe(&self, now: Timestamp) -> Timestamp {
+        let seen = self.clock.load(Ordering::Relaxed);
+        if now.0 > seen {
+            // fetch_max: concurrent readers may race; the clock still only moves forward.
+            let prev = self.clock.fetch_max(now.0, Ordering::Relaxed);
+            Timestamp(prev.max(now.0))
+        } else {
+            Timestamp(seen)
+        }
+    }
+
+    /// Clock and sweep, the first step of every write.
+    fn begin(&mut self, now: Timestamp) -> Timestamp {
+        let now = self.observe(now);
+        self.sweep(now);
+        now
+    }
+
+    fn sweep(&mut self, now: Timestamp) -> u64 {
+        if !matches!(self.expiry.first(), Some((t, _, _)) if *t <= now) {
+            return 0;
+        }
+        let mut batch = self.batch(now);
+        while let Some((t, ns, path)) = self.expiry.first().cloned() {
+            if t > now {
+                break;
+            }
+            self.erase(&mut batch, &ns, &path, ChangeKind::Expire);
+        }
+        let expired = batch.changed;
+        self.commit(batch);
+        expired
+    }
+
+    fn batch(&self, at: Timestamp) -> Batch {
+        Batch {
+            revision: self.revision + 1,
+            at,
+            ops: Vec::new(),
+            changed: 0,
+        }
+    }
+
+    fn commit(&mut self, batch: Batch) -> u64 {
+        if batch.changed > 0 {
+            self.revision = batch.revision;
+            if self.capture_log {
+                self.log.push_back(LogRecord {
+                    revision: batch.revision,
+                    at: batch.at,
+                    ops: batch.ops,
+                });
+            }
+        }
+        self.revision
+    }
+
+    /// A live entry: present, not expired at the engine's clock, checksum intact.
+    fn live(&self, now: Timestamp, key: &KeyRef<'_>) -> Result<Option<&Entry>, EngineError> {
+        let now = self.observe(now);
+        let entry = match self
+            .namespaces
+            .get(key.namespace.as_ref())
+            .and_then(|ks| ks.get(&key.path))
+        {
+            Some(e) if !e.is_expired(now) => e,
+            _ => return Ok(None),
+        };
+        if !entry.checksum_ok() {
+            return Err(EngineError::Corrupt {
+                key: key.to_key_string(),
+            });
+        }
+        Ok(Some(entry))
+    }
+
+    /// The entry a write to `key` produces, given the key's current entry.
+    fn next_entry(
+        &self,
+        batch: &Batch,
+        old: Option<&Entry>,
+        value: StoredValue,
+        expires_at: Option<Timestamp>,
+    ) -> Entry {
+        Entry {
+            checksum: crate::value::checksum(value.as_bytes()),
+            value,
+            created_at: old.map_or(batch.at, |o| o.created_at),
+            updated_at: batch.at,
+            expires_at,
+            version: old.map_or(1, |o| o.version + 1),
+            create_revision: old.map_or(batch.revision, |o| o.create_revision),
+            mod_revision: batch.revision,
+            user_meta: old.and_then(|o| o.user_meta.clone()),
+        }
+    }
+
+    fn encode(&self, value: &Value) -> Result<StoredValue, EngineError> {
+        Ok(StoredValue::encode(
+            value,
+            self.config.json_encoding,
+            self.config.max_value_size,
+        )?)
+    }
+
+    /// Stores `entry` under the key, recording the log op, the expiry index and the event.
+    fn install(&mut self, batch: &mut Batch, ns: &str, path: &str, entry: Entry, kind: ChangeKind) {
+        let new_expiry = entry.expires_at;
+        let version = entry.version;
+        let new_value = self.capture_events.then(|| entry.value.clone());
+        if self.capture_log {
+            batch.ops.push(LogOp::Put {
+                namespace: ns.into(),
+                path: path.into(),
+                entry: entry.clone(),
+            });
+        }
+        let keyspace = match self.namespaces.get_mut(ns) {
+            Some(ks) => ks,
+            None => self.namespaces.entry(CompactString::from(ns)).or_default(),
+        };
+        let old = keyspace.insert(path, entry);
+        let old_expiry = old.as_ref().and_then(|o| o.expires_at);
+        if old_expiry != new_expiry {
+            if let Some(t) = old_expiry {
+                self.expiry.remove(&(t, ns.into(), path.into()));
+            }
+            if let Some(t) = new_expiry {
+                self.expiry.insert((t, ns.into(), path.into()));
+            }
+        }
+        batch.changed += 1;
+        if self.capture_events {
+            self.events.push_back(ChangeEvent {
+                revision: batch.revision,
+                at: batch.at,
+                key: join_key(ns, path),
+                kind,
+                version,
+                old: old.map(|o| o.value),
+                new: new_value,
+            });
+        }
+    }
+
+    /// Removes the key (a delete or an expiry); returns the removed entry.
+    fn erase(
+        &mut self,
+        batch: &mut Batch,
+        ns: &str,
+        path: &str,
+        kind: ChangeKind,
+    ) -> Option<Entry> {
+        let keyspace = self.namespaces.get_mut(ns)?;
+        let old = keyspace.remove(path)?;
+        if keyspace.is_empty() {
+            self.namespaces.remove(ns);
+        }
+        if let Some(t) = old.expires_at {
+            self.expiry.remove(&(t, ns.into(), path.into()));
+        }
+        if self.capture_log {
+            let (namespace, path) = (ns.into(), path.into());
+            batch.ops.push(match kind {
+                ChangeKind::Expire => LogOp::Expire { namespace, path },
+                _ => LogOp::Delete { namespace, path },
+            });
+        }
+        batch.changed += 1;
+        if self.capture_events {
+            self.events.push_back(ChangeEvent {
+                revision: batch.revision,
+                at: batch.at,
+                key: join_key(ns, path),
+                kind,
+                version: 0,
+                old: Some(old.value.clone()),
+                new: None,
+            });
+        }
+        Some(old)
+    }
+
+    /// The reply for a single-key write that has been installed.
+    fn single_result(&mut self, batch: Batch, op: WriteOp, version: u64) -> WriteResult {
+        let affected = batch.changed;
+        let revision = self.commit(batch);
+        WriteResult {
+            op,
+            affected,
+            version,
+            revision,
+            latency: Default::default(),
+        }
+    }
+
+    fn noop(&self) -> WriteResult {
+        WriteResult {
+            op: WriteOp::Noop,
+            affected: 0,
+            version: 0,
+            revision: self.revision,
+            latency: Default::default(),
+        }
+    }
+
+    fn check_batch(&self, count: usize) -> Result<(), EngineError> {
+        if count > self.config.max_batch {
+            return Err(EngineError::BatchTooLarge {
+                count,
+                limit: self.config.max_batch,
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,230 @@
+//! Multi-key and pattern operations, and scans. A multi-key write is one revision: all of it or,
+//! when any key or value is invalid, none of it.
+
+use std::borrow::Cow;
+
+use super::Engine;
+use crate::entry::Entry;
+use crate::error::EngineError;
+use crate::event::ChangeKind;
+use crate::key::{KeyRef, join_key, split_namespace};
+use crate::ops::{Cursor, ScanPage, WriteOp, WriteResult};
+use crate::pattern::Pattern;
+use crate::time::Timestamp;
+use crate::value::Value;
+
+/// A compiled `namespace:path` pattern.
+struct KeyPattern {
+    /// `Ok` for a literal namespace, `Err` for a namespace glob.
+    namespace: Result<String, Pattern>,
+    path: Pattern,
+}
+
+impl Engine {
+    /// Puts every `(key, value)` pair in one revision. Later pairs win over earlier ones for the
+    /// same key. Clears TTLs like [`Engine::put`].
+    pub fn multi_put<K: AsRef<str>>(
+        &mut self,
+        now: Timestamp,
+        items: &[(K, Value)],
+    ) -> Result<WriteResult, EngineError> {
+        self.check_batch(items.len())?;
+        let parsed = items
+            .iter()
+            .map(|(k, v)| Ok((self.config.keys.parse(k.as_ref())?, self.encode(v)?)))
+            .collect::<Result<Vec<_>, EngineError>>()?;
+        let now = self.begin(now);
+        let mut batch = self.batch(now);
+        for (key, stored) in parsed {
+            let old = self.current(&key);
+            let entry = self.next_entry(&batch, old, stored, None);
+            let kind = if entry.version == 1 {
+                ChangeKind::Create
+            } else {
+                ChangeKind::Update
+            };
+            self.install(&mut batch, &key.namespace, &key.path, entry, kind);
+        }
+        Ok(self.batch_result(batch))
+    }
+
+    /// Deletes every listed key that exists, in one revision.
+    pub fn multi_delete<K: AsRef<str>>(
+        &mut self,
+        now: Timestamp,
+        keys: &[K],
+    ) -> Result<WriteResult, EngineError> {
+        self.check_batch(keys.len())?;
+        let parsed = keys
+            .iter()
+            .map(|k| self.config.keys.parse(k.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let now = self.begin(now);
+        let mut batch = self.batch(now);
+        for key in parsed {
+            self.erase(&mut batch, &key.namespace, &key.path, ChangeKind::Delete);
+        }
+        Ok(self.batch_result(batch))
+    }
+
+    /// Keys matching `pattern` (`namespace:path-glob`; the namespace may be a glob too), in
+    /// namespace then path order.
+    pub fn keys(&self, now: Timestamp, pattern: &str) -> Result<Vec<String>, EngineError> {
+        let mut out = Vec::new();
+        self.each_match(now, pattern, |ns, path, _| {
+            out.push(join_key(ns, path));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Keys and values matching `pattern`, in key order.
+    pub fn get_pattern(
+        &self,
+        now: Timestamp,
+        pattern: &str,
+    ) -> Result<Vec<(String, Value)>, EngineError> {
+        let mut out = Vec::new();
+        self.each_match(now, pattern, |ns, path, e| {
+            out.push((join_key(ns, path), e.value.decode()?));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Deletes every key matching `pattern`, in one revision.
+    pub fn delete_pattern(
+        &mut self,
+        now: Timestamp,
+        pattern: &str,
+    ) -> Result<WriteResult, EngineError> {
+        let now = self.begin(now);
+        let mut doomed = Vec::new();
+        self.each_match(now, pattern, |ns, path, _| {
+            doomed.push((ns.to_owned(), path.to_owned()));
+            Ok(())
+        })?;
+        let mut batch = self.batch(now);
+        for (ns, path) in doomed {
+            self.erase(&mut batch, &ns, &path, ChangeKind::Delete);
+        }
+        Ok(self.batch_result(batch))
+    }
+
+    /// Up to `limit` keys starting with `prefix` (`namespace:path-prefix`), in key order, after
+    /// `cursor` when given. Pass the returned cursor to get the next page.
+    pub fn scan(
+        &self,
+        now: Timestamp,
+        prefix: &str,
+        limit: usize,
+        cursor: Option<&Cursor>,
+    ) -> Result<ScanPage, EngineError> {
+        if limit == 0 {
+            return Err(EngineError::InvalidLimit);
+        }
+        let prefix = self.config.keys.parse_prefix(prefix)?;
+        let after = cursor.map(|c| c.0.as_str());
+        if after.is_some_and(|a| !a.starts_with(prefix.path.as_ref())) {
+            return Err(EngineError::InvalidCursor(
+                "cursor does not belong to this prefix",
+            ));
+        }
+        let now = self.observe(now);
+        let mut items = Vec::with_capacity(limit.min(1024));
+        let Some(keyspace) = self.namespaces.get(prefix.namespace.as_ref()) else {
+            return Ok(ScanPage { items, next: None });
+        };
+        let mut live = keyspace
+            .range(&prefix.path, after)
+            .filter(|(_, e)| !e.is_expired(now));
+        for (path, entry) in live.by_ref().take(limit) {
+            let key = KeyRef {
+                namespace: Cow::Borrowed(&prefix.namespace),
+                path: Cow::Borrowed(path),
+            };
+            if !entry.checksum_ok() {
+                return Err(EngineError::Corrupt {
+                    key: key.to_key_string(),
+                });
+            }
+            items.push((key.to_key_string(), entry.value.decode()?));
+        }
+        let next = match live.next() {
+            Some(_) => items
+                .last()
+                .map(|(k, _)| Cursor(split_namespace(k).1.to_owned())),
+            None => None,
+        };
+        Ok(ScanPage { items, next })
+    }
+
+    fn batch_result(&mut self, batch: super::Batch) -> WriteResult {
+        let affected = batch.changed;
+        if affected == 0 {
+            return self.noop();
+        }
+        let revision = self.commit(batch);
+        WriteResult {
+            op: WriteOp::Batch,
+            affected,
+            version: 0,
+            revision,
+            latency: Default::default(),
+        }
+    }
+
+    fn compile_pattern(&self, pattern: &str) -> Result<KeyPattern, EngineError> {
+        let folded = self.config.keys.fold(pattern);
+        let (ns, path) = split_namespace(&folded);
+        let sep = self.config.keys.separator;
+        let namespace = if ns.contains(['*', '?', '[', '{', '\\']) {
+            Err(Pattern::compile(ns, sep)?)
+        } else {
+            Ok(self.config.keys.namespace(ns)?.into_owned())
+        };
+        Ok(KeyPattern {
+            namespace,
+            path: Pattern::compile(path, sep)?,
+        })
+    }
+
+    /// Calls `f` for every live key matching `pattern`, in order. The pattern's literal path
+    /// prefix bounds the range walked, so `app.config.*` never visits keys outside `app.config.`.
+    fn each_match(
+        &self,
+        now: Timestamp,
+        pattern: &str,
+        mut f: impl FnMut(&str, &str, &Entry) -> Result<(), EngineError>,
+    ) -> Result<(), EngineError> {
+        let pattern = self.compile_pattern(pattern)?;
+        let now = self.observe(now);
+        let prefix = pattern.path.literal_prefix();
+        let mut visit = |ns: &str, keyspace: &crate::keyspace::Keyspace| {
+            for (path, entry) in keyspace.range(prefix, None) {
+                if entry.is_expired(now) || !pattern.path.matches(path) {
+                    continue;
+                }
+                if !entry.checksum_ok() {
+                    return Err(EngineError::Corrupt {
+                        key: join_key(ns, path),
+                    });
+                }
+                f(ns, path, entry)?;
+            }
+            Ok(())
+        };
+        match &pattern.namespace {
+            Ok(ns) => match self.namespaces.get(ns.as_str()) {
+                Some(ks) => visit(ns, ks),
+                None => Ok(()),
+            },
+            Err(ns_glob) => {
+                for (ns, ks) in self.namespaces.iter().filter(|(ns, _)| ns_glob.matches(ns)) {
+                    visit(ns, ks)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}

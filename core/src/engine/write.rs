@@ -1,0 +1,328 @@
+//! Single-key writes.
+
+use std::sync::Arc;
+
+use super::Engine;
+use crate::entry::Entry;
+use crate::error::EngineError;
+use crate::event::ChangeKind;
+use crate::key::KeyRef;
+use crate::ops::{PutOptions, WriteOp, WriteResult};
+use crate::time::Timestamp;
+use crate::value::{StoredValue, Value, ValueKind};
+
+impl Engine {
+    /// Creates or replaces `key`. Clears any TTL, as Redis's SET does; see [`PutOptions`].
+    pub fn put(
+        &mut self,
+        now: Timestamp,
+        key: &str,
+        value: &Value,
+    ) -> Result<WriteResult, EngineError> {
+        self.put_with(now, key, value, &PutOptions::default())
+    }
+
+    /// Creates or replaces `key`, expiring it `ttl_ms` milliseconds from now.
+    pub fn put_with_ttl(
+        &mut self,
+        now: Timestamp,
+        key: &str,
+        value: &Value,
+        ttl_ms: u64,
+    ) -> Result<WriteResult, EngineError> {
+        self.put_with(now, key, value, &PutOptions::default().ttl_ms(ttl_ms))
+    }
+
+    /// Writes only if `key` is at `expected` version (0 = must not exist); otherwise fails with
+    /// [`EngineError::VersionConflict`] and changes nothing.
+    pub fn put_if_version(
+        &mut self,
+        now: Timestamp,
+        key: &str,
+        value: &Value,
+        expected: u64,
+    ) -> Result<WriteResult, EngineError> {
+        self.put_with(now, key, value, &PutOptions::default().if_version(expected))
+    }
+
+    /// The general put.
+    pub fn put_with(
+        &mut self,
+        now: Timestamp,
+        key: &str,
+        value: &Value,
+        opts: &PutOptions,
+    ) -> Result<WriteResult, EngineError> {
+        let key = self.config.keys.parse(key)?;
+        let stored = self.encode(value)?;
+        if opts.ttl_ms == Some(0) {
+            return Err(EngineError::InvalidTtl);
+        }
+        let user_meta = opts
+            .metadata
+            .as_ref()
+            .map(|m| self.encode_metadata(m))
+            .transpose()?;
+        let now = self.begin(now);
+        let old = self.current(&key);
+        if let Some(expected) = opts.if_version {
+            let actual = old.map_or(0, |e| e.version);
+            if actual != expected {
+                return Err(EngineError::VersionConflict {
+                    key: key.to_key_string(),
+                    expected,
+                    actual,
+                });
+            }
+        }
+        let expires_at = match (opts.ttl_ms, opts.keep_ttl) {
+            (Some(ttl), _) => Some(now.saturating_add_millis(ttl)),
+            (None, true) => old.and_then(|e| e.expires_at),
+            (None, false) => None,
+        };
+        let mut batch = self.batch(now);
+        let mut entry = self.next_entry(&batch, old, stored, expires_at);
+        if let Some(meta) = user_meta {
+            entry.user_meta = meta;
+        }
+        Ok(self
+            .write_entry(&mut batch, &key, entry)
+            .finish(self, batch))
+    }
+
+    /// Deletes `key`. Deleting a missing key is a no-op with `affected == 0`.
+    pub fn delete(&mut self, now: Timestamp, key: &str) -> Result<WriteResult, EngineError> {
+        let key = self.config.keys.parse(key)?;
+        let now = self.begin(now);
+        let mut batch = self.batch(now);
+        match self.erase(&mut batch, &key.namespace, &key.path, ChangeKind::Delete) {
+            Some(_) => Ok(self.single_result(batch, WriteOp::Delete, 0)),
+            None => Ok(self.noop()),
+        }
+    }
+
+    /// Replaces the value only if it currently equals `expected` (`None`: only if the key does not
+    /// exist). Values compare by their stored bytes. Keeps the key's TTL.
+    pub fn compare_and_swap(
+        &mut self,
+        now: Timestamp,
+        key: &str,
+        expected: Option<&Value>,
+        new: &Value,
+    ) -> Result<WriteResult, EngineError> {
+        let key = self.config.keys.parse(key)?;
+        let expected = expected.map(|v| self.encode(v)).transpose()?;
+        let stored = self.encode(new)?;
+        let now = self.begin(now);
+        let old = self.current(&key);
+        if old.map(|e| &e.value) != expected.as_ref() {
+            return Err(EngineError::ValueConflict {
+                key: key.to_key_string(),
+            });
+        }
+        let expires_at = old.and_then(|e| e.expires_at);
+        let mut batch = self.batch(now);
+        let entry = self.next_entry(&batch, old, stored, expires_at);
+        Ok(self
+            .write_entry(&mut batch, &key, entry)
+            .finish(self, batch))
+    }
+
+    /// Adds `delta` to an integer value (or a string holding a decimal integer) and stores the
+    /// result as an integer; a missing key counts as 0. Keeps the key's TTL.
+    pub fn increment(
+        &mut self,
+        now: Timestamp,
+        key: &str,
+        delta: i64,
+    ) -> Result<(i64, WriteResult), EngineError> {
+        let key = self.config.keys.parse(key)?;
+        let now = self.begin(now);
+        let old = self.current(&key);
+        let current = match old {
+            None => 0,
+            Some(e) => match e.value.decode()? {
+                Value::Integer(i) => i,
+                Value::String(s) => s.parse::<i64>().map_err(|_| EngineError::WrongType {
+                    key: key.to_key_string(),
+                    expected: "an integer or a decimal integer string",
+                    actual: "non-numeric string",
+                })?,
+                other => {
+                    return Err(EngineError::WrongType {
+                        key: key.to_key_string(),
+                        expected: "an integer or a decimal integer string",
+                        actual: other.kind().name(),
+                    });
+                }
+            },
+        };
+        let next = current
+            .checked_add(delta)
+            .ok_or_else(|| EngineError::Overflow {
+                key: key.to_key_string(),
+            })?;
+        let stored = self.encode(&Value::Integer(next))?;
+        let expires_at = old.and_then(|e| e.expires_at);
+        let mut batch = self.batch(now);
+        let entry = self.next_entry(&batch, old, stored, expires_at);
+        Ok((
+            next,
+            self.write_entry(&mut batch, &key, entry)
+                .finish(self, batch),
+        ))
+    }
+
+    /// Appends to a string (with a string) or to bytes (with bytes); a missing key starts empty.
+    /// Returns the new length in bytes. Keeps the key's TTL.
+    pub fn append(
+        &mut self,
+        now: Timestamp,
+        key: &str,
+        suffix: &Value,
+    ) -> Result<(usize, WriteResult), EngineError> {
+        let key = self.config.keys.parse(key)?;
+        let (suffix_kind, suffix_bytes) = match suffix {
+            Value::String(s) => (ValueKind::String, s.as_bytes()),
+            Value::Bytes(b) => (ValueKind::Bytes, b.as_slice()),
+            other => {
+                return Err(EngineError::WrongType {
+                    key: key.to_key_string(),
+                    expected: "a string or bytes suffix",
+                    actual: other.kind().name(),
+                });
+            }
+        };
+        let now = self.begin(now);
+        let old = self.current(&key);
+        if let Some(e) = old {
+            let kind = e.value.kind()?;
+            if kind != suffix_kind {
+                return Err(EngineError::WrongType {
+                    key: key.to_key_string(),
+                    expected: suffix_kind.name(),
+                    actual: kind.name(),
+                });
+            }
+        }
+        // Both kinds are stored raw, so appending is appending bytes to the stored form.
+        let header = [suffix_kind as u8, crate::value::Format::Raw as u8];
+        let prefix = old.map_or(&header[..], |e| e.value.as_bytes());
+        let size = prefix.len() + suffix_bytes.len();
+        if size > self.config.max_value_size {
+            return Err(EngineError::Value(crate::value::ValueError::TooLarge {
+                size,
+                limit: self.config.max_value_size,
+            }));
+        }
+        let mut bytes = Vec::with_capacity(size);
+        bytes.extend_from_slice(prefix);
+        bytes.extend_from_slice(suffix_bytes);
+        let stored = StoredValue::from_bytes(bytes)?;
+        let new_len = stored.payload().len();
+        let expires_at = old.and_then(|e| e.expires_at);
+        let mut batch = self.batch(now);
+        let entry = self.next_entry(&batch, old, stored, expires_at);
+        Ok((
+            new_len,
+            self.write_entry(&mut batch, &key, entry)
+                .finish(self, batch),
+        ))
+    }
+
+    /// Replaces the user metadata of `key` (a no-op when the key does not exist).
+    pub fn set_metadata(
+        &mut self,
+        now: Timestamp,
+        key: &str,
+        metadata: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<WriteResult, EngineError> {
+        let key = self.config.keys.parse(key)?;
+        let meta = self.encode_metadata(metadata)?;
+        self.rewrite(now, &key, |entry| entry.user_meta = meta)
+    }
+
+    /// The key's current entry, for a write. Writes sweep first, so a present entry is live.
+    pub(super) fn current(&self, key: &KeyRef<'_>) -> Option<&Entry> {
+        self.namespaces
+            .get(key.namespace.as_ref())
+            .and_then(|ks| ks.get(&key.path))
+    }
+
+    /// Rewrites the metadata of an existing key as a new version (event kind `Metadata`).
+    pub(super) fn rewrite(
+        &mut self,
+        now: Timestamp,
+        key: &KeyRef<'_>,
+        change: impl FnOnce(&mut Entry),
+    ) -> Result<WriteResult, EngineError> {
+        let now = self.begin(now);
+        let Some(old) = self.current(key) else {
+            return Ok(self.noop());
+        };
+        let mut batch = self.batch(now);
+        let mut entry = self.next_entry(&batch, Some(old), old.value.clone(), old.expires_at);
+        change(&mut entry);
+        let version = entry.version;
+        self.install(
+            &mut batch,
+            &key.namespace,
+            &key.path,
+            entry,
+            ChangeKind::Metadata,
+        );
+        Ok(self.single_result(batch, WriteOp::Update, version))
+    }
+
+    fn encode_metadata(
+        &self,
+        metadata: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Option<Arc<str>>, EngineError> {
+        if metadata.is_empty() {
+            return Ok(None);
+        }
+        let text = serde_json::Value::Object(metadata.clone()).to_string();
+        if text.len() > self.config.max_metadata_size {
+            return Err(EngineError::MetadataTooLarge {
+                size: text.len(),
+                limit: self.config.max_metadata_size,
+            });
+        }
+        Ok(Some(Arc::from(text)))
+    }
+
+    fn write_entry(
+        &mut self,
+        batch: &mut super::Batch,
+        key: &KeyRef<'_>,
+        entry: Entry,
+    ) -> Installed {
+        let version = entry.version;
+        let kind = if version == 1 {
+            ChangeKind::Create
+        } else {
+            ChangeKind::Update
+        };
+        self.install(batch, &key.namespace, &key.path, entry, kind);
+        Installed {
+            op: if version == 1 {
+                WriteOp::Create
+            } else {
+                WriteOp::Update
+            },
+            version,
+        }
+    }
+}
+
+/// A single-key write that is installed but not yet committed.
+struct Installed {
+    op: WriteOp,
+    version: u64,
+}
+
+impl Installed {
+    fn finish(self, engine: &mut Engine, batch: super::Batch) -> WriteResult {
+        engine.single_result(batch, self.op, self.version)
+    }
+}

@@ -1,0 +1,69 @@
+//! Errors of engine operations and of the log and snapshot formats.
+
+use crate::key::KeyError;
+use crate::pattern::PatternError;
+use crate::value::ValueError;
+
+/// Why an engine operation was refused. Nothing was changed when an operation returns an error.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    #[error("invalid key: {0}")]
+    Key(#[from] KeyError),
+    #[error("invalid pattern: {0}")]
+    Pattern(#[from] PatternError),
+    #[error("invalid value: {0}")]
+    Value(#[from] ValueError),
+    #[error("version conflict on {key}: expected version {expected}, found {actual} (0 = absent)")]
+    VersionConflict {
+        key: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("compare failed on {key}: the current value is not the expected one")]
+    ValueConflict { key: String },
+    #[error("{key} holds a {actual} value; this operation needs {expected}")]
+    WrongType {
+        key: String,
+        expected: &'static str,
+        actual: &'static str,
+    },
+    #[error("increment of {key} overflows a 64-bit integer")]
+    Overflow { key: String },
+    #[error("TTL must be at least 1 millisecond")]
+    InvalidTtl,
+    #[error("{key} has no TTL to extend")]
+    NoTtl { key: String },
+    #[error("scan limit must be at least 1")]
+    InvalidLimit,
+    #[error("invalid scan cursor: {0}")]
+    InvalidCursor(&'static str),
+    #[error("user metadata is {size} bytes as JSON; the limit is {limit}")]
+    MetadataTooLarge { size: usize, limit: usize },
+    #[error("a batch of {count} items exceeds the limit of {limit}")]
+    BatchTooLarge { count: usize, limit: usize },
+    #[error("stored value of {key} fails its checksum")]
+    Corrupt { key: String },
+}
+
+/// Why log records or a snapshot could not be decoded or applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FormatError {
+    #[error("empty input")]
+    Empty,
+    #[error("unknown {what} format version {version}")]
+    UnknownVersion { what: &'static str, version: u8 },
+    #[error("cannot decode {what}: {message}")]
+    Decode { what: &'static str, message: String },
+    #[error("{what} has {count} unexpected trailing bytes")]
+    TrailingBytes { what: &'static str, count: usize },
+    #[error("snapshot was written with key settings {found}, the store uses {expected}")]
+    ConfigMismatch { expected: String, found: String },
+    #[error("entry {key} fails its checksum")]
+    Corrupt { key: String },
+    #[error("log record revision {found} does not follow revision {current}")]
+    RevisionGap { current: u64, found: u64 },
+    #[error("invalid key {key:?} in {what}")]
+    InvalidKey { what: &'static str, key: String },
+}

@@ -1,0 +1,35 @@
+//! Change events: what every committed write did, in revision order.
+
+use crate::time::Timestamp;
+use crate::value::StoredValue;
+
+/// What happened to a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ChangeKind {
+    /// The key did not exist and now does.
+    Create,
+    /// The key's value changed.
+    Update,
+    /// Only the key's TTL or user metadata changed; `old` and `new` hold the same value.
+    Metadata,
+    /// The key was deleted by a caller.
+    Delete,
+    /// The key's TTL ran out.
+    Expire,
+}
+
+/// One change to one key. Every key touched by one write carries that write's revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeEvent {
+    pub revision: u64,
+    /// The engine's `now` when the change was committed.
+    pub at: Timestamp,
+    /// The written form, `namespace:path`.
+    pub key: String,
+    pub kind: ChangeKind,
+    /// The key's version after the change; 0 after a delete or expiry.
+    pub version: u64,
+    pub old: Option<StoredValue>,
+    pub new: Option<StoredValue>,
+}

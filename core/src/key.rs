@@ -1,0 +1,348 @@
+//! Keys: a namespace and a path of segments, validated and normalised before they reach a map.
+//!
+//! The written form is `namespace:path`, e.g. `sessions:user.42.cart`. A key without `:` lives in
+//! the namespace [`DEFAULT_NAMESPACE`]. The path separator (`.` by default) is set per store.
+//! Paths never contain glob metacharacters, so every key is also a pattern that matches itself.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+
+/// Separates the namespace from the path in the written form of a key.
+pub const NAMESPACE_SEPARATOR: char = ':';
+/// The namespace of a key written without one.
+pub const DEFAULT_NAMESPACE: &str = "default";
+/// Longest namespace, in bytes.
+pub const MAX_NAMESPACE_LEN: usize = 64;
+/// Characters a path may not contain: the glob syntax of [`crate::pattern`].
+pub const RESERVED_PATH_CHARS: &[char] = &['*', '?', '[', ']', '{', '}', '\\'];
+
+/// Why a key, a key prefix or a key configuration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    #[error("key path is empty")]
+    EmptyPath,
+    #[error("key path is {len} bytes long; the limit is {limit}")]
+    TooLong { len: usize, limit: usize },
+    #[error("key path has {count} segments; the limit is {limit}")]
+    TooManySegments { count: usize, limit: usize },
+    #[error(
+        "key path has an empty segment at position {index} (leading, trailing or doubled separator)"
+    )]
+    EmptySegment { index: usize },
+    #[error(
+        "key path contains {ch:?} at byte {offset}; control characters and * ? [ ] {{ }} \\ are not allowed"
+    )]
+    InvalidChar { ch: char, offset: usize },
+    #[error("namespace {namespace:?} is invalid: use 1 to 64 ASCII letters, digits, '_' or '-'")]
+    InvalidNamespace { namespace: String },
+    #[error(
+        "separator {0:?} is not allowed: use one ASCII punctuation character other than : * ? [ ] {{ }} \\"
+    )]
+    InvalidSeparator(char),
+    #[error("key limit {name} must be at least 1")]
+    InvalidLimit { name: &'static str },
+}
+
+/// How a store validates and normalises keys. Part of the store's identity: a snapshot records it
+/// and refuses to load under a different one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyConfig {
+    /// Separates path segments. Default `.`.
+    pub separator: char,
+    /// Fold keys and patterns to lower case, so `User.A` and `user.a` are one key. Default off.
+    pub case_insensitive: bool,
+    /// Longest path, in bytes after normalisation. Default 1024.
+    pub max_path_len: usize,
+    /// Most segments in a path. Default 32.
+    pub max_segments: usize,
+}
+
+impl Default for KeyConfig {
+    fn default() -> Self {
+        KeyConfig {
+            separator: '.',
+            case_insensitive: false,
+            max_path_len: 1024,
+            max_segments: 32,
+        }
+    }
+}
+
+/// A parsed key: borrowed from the caller's string when no normalisation was needed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRef<'a> {
+    pub namespace: Cow<'a, str>,
+    pub path: Cow<'a, str>,
+}
+
+impl KeyRef<'_> {
+    /// The written form, `namespace:path`.
+    pub fn to_key_string(&self) -> String {
+        join_key(&self.namespace, &self.path)
+    }
+}
+
+/// The written form of a key, `namespace:path`.
+pub fn join_key(namespace: &str, path: &str) -> String {
+    let mut out = String::with_capacity(namespace.len() + 1 + path.len());
+    out.push_str(namespace);
+    out.push(NAMESPACE_SEPARATOR);
+    out.push_str(path);
+    out
+}
+
+/// Splits the written form into namespace and the rest, without validating either.
+pub fn split_namespace(key: &str) -> (&str, &str) {
+    match key.split_once(NAMESPACE_SEPARATOR) {
+        Some((ns, rest)) => (ns, rest),
+        None => (DEFAULT_NAMESPACE, key),
+    }
+}
+
+impl KeyConfig {
+    /// Checks the configuration itself.
+    pub fn validate(&self) -> Result<(), KeyError> {
+        let sep = self.separator;
+        if !sep.is_ascii_punctuation()
+            || sep == NAMESPACE_SEPARATOR
+            || RESERVED_PATH_CHARS.contains(&sep)
+        {
+            return Err(KeyError::InvalidSeparator(sep));
+        }
+        if self.max_path_len == 0 {
+            return Err(KeyError::InvalidLimit {
+                name: "max_path_len",
+            });
+        }
+        if self.max_segments == 0 {
+            return Err(KeyError::InvalidLimit {
+                name: "max_segments",
+            });
+        }
+        Ok(())
+    }
+
+    /// Parses, validates and normalises a key in its written form.
+    pub fn parse<'a>(&self, key: &'a str) -> Result<KeyRef<'a>, KeyError> {
+        let (namespace, path) = split_namespace(key);
+        let namespace = self.namespace(namespace)?;
+        let path = self.fold(path);
+        self.check_path(&path)?;
+        Ok(KeyRef { namespace, path })
+    }
+
+    /// Parses a key prefix for a scan: a namespace and the start of a path. The path part may be
+    /// empty, end with a separator or stop inside a segment, but may not hold reserved characters.
+    pub fn parse_prefix<'a>(&self, prefix: &'a str) -> Result<KeyRef<'a>, KeyError> {
+        let (namespace, path) = split_namespace(prefix);
+        let namespace = self.namespace(namespace)?;
+        let path = self.fold(path);
+        if path.len() > self.max_path_len {
+            return Err(KeyError::TooLong {
+                len: path.len(),
+                limit: self.max_path_len,
+            });
+        }
+        check_chars(&path)?;
+        Ok(KeyRef { namespace, path })
+    }
+
+    /// Validates (and folds, when the store is case-insensitive) a namespace on its own.
+    pub fn namespace<'a>(&self, namespace: &'a str) -> Result<Cow<'a, str>, KeyError> {
+        let ok = !namespace.is_empty()
+            && namespace.len() <= MAX_NAMESPACE_LEN
+            && namespace
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !ok {
+            return Err(KeyError::InvalidNamespace {
+                namespace: namespace.to_owned(),
+            });
+        }
+        if self.case_insensitive && namespace.bytes().any(|b| b.is_ascii_uppercase()) {
+            Ok(Cow::Owned(namespace.to_ascii_lowercase()))
+        } else {
+            Ok(Cow::Borrowed(namespace))
+        }
+    }
+
+    /// Folds text (a path, a prefix or a pattern) the way this store folds keys.
+    pub fn fold<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        if self.case_insensitive && text.chars().any(char::is_uppercase) {
+            Cow::Owned(text.to_lowercase())
+        } else {
+            Cow::Borrowed(text)
+        }
+    }
+
+    fn check_path(&self, path: &str) -> Result<(), KeyError> {
+        if path.is_empty() {
+            return Err(KeyError::EmptyPath);
+        }
+        if path.len() > self.max_path_len {
+            return Err(KeyError::TooLong {
+                len: path.len(),
+                limit: self.max_path_len,
+            });
+        }
+        check_chars(path)?;
+        let mut count = 0;
+        for (index, segment) in path.split(self.separator).enumerate() {
+            if segment.is_empty() {
+                return Err(KeyError::EmptySegment { index });
+            }
+            count += 1;
+        }
+        if count > self.max_segments {
+            return Err(KeyError::TooManySegments {
+                count,
+                limit: self.max_segments,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn check_chars(path: &str) -> Result<(), KeyError> {
+    // Fast path: most keys are plain ASCII without reserved bytes.
+    let bad = |b: u8| {
+        b < 0x20 || b == 0x7f || matches!(b, b'*' | b'?' | b'[' | b']' | b'{' | b'}' | b'\\')
+    };
+    if path.is_ascii() {
+        return match path.bytes().position(bad) {
+            None => Ok(()),
+            Some(offset) => Err(KeyError::InvalidChar {
+                ch: char::from(path.as_bytes()[offset]),
+                offset,
+            }),
+        };
+    }
+    for (offset, ch) in path.char_indices() {
+        if ch.is_control() || RESERVED_PATH_CHARS.contains(&ch) {
+            return Err(KeyError::InvalidChar { ch, offset });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> KeyConfig {
+        KeyConfig::default()
+    }
+
+    #[test]
+    fn parses_namespace_and_path() {
+        let k = cfg().parse("sessions:user.42.cart").unwrap();
+        assert_eq!(k.namespace, "sessions");
+        assert_eq!(k.path, "user.42.cart");
+        assert!(matches!(k.path, Cow::Borrowed(_)));
+        assert_eq!(k.to_key_string(), "sessions:user.42.cart");
+    }
+
+    #[test]
+    fn default_namespace_and_colons_in_path() {
+        let k = cfg().parse("user.1").unwrap();
+        assert_eq!(k.namespace, DEFAULT_NAMESPACE);
+        let k = cfg().parse("ns:a.b:c").unwrap();
+        assert_eq!((k.namespace.as_ref(), k.path.as_ref()), ("ns", "a.b:c"));
+    }
+
+    #[test]
+    fn rejects_bad_paths() {
+        let c = cfg();
+        assert_eq!(c.parse("ns:"), Err(KeyError::EmptyPath));
+        assert_eq!(c.parse("ns:.a"), Err(KeyError::EmptySegment { index: 0 }));
+        assert_eq!(c.parse("ns:a..b"), Err(KeyError::EmptySegment { index: 1 }));
+        assert_eq!(c.parse("ns:a."), Err(KeyError::EmptySegment { index: 1 }));
+        assert_eq!(
+            c.parse("ns:a*b"),
+            Err(KeyError::InvalidChar { ch: '*', offset: 1 })
+        );
+        assert_eq!(
+            c.parse("ns:a\nb"),
+            Err(KeyError::InvalidChar {
+                ch: '\n',
+                offset: 1
+            })
+        );
+        assert_eq!(
+            c.parse("ns:é{"),
+            Err(KeyError::InvalidChar { ch: '{', offset: 2 })
+        );
+        assert!(matches!(
+            c.parse(":a"),
+            Err(KeyError::InvalidNamespace { .. })
+        ));
+        assert!(matches!(
+            c.parse("a b:x"),
+            Err(KeyError::InvalidNamespace { .. })
+        ));
+    }
+
+    #[test]
+    fn enforces_limits() {
+        let c = KeyConfig {
+            max_path_len: 8,
+            max_segments: 3,
+            ..cfg()
+        };
+        assert_eq!(
+            c.parse("ns:abcdefghi"),
+            Err(KeyError::TooLong { len: 9, limit: 8 })
+        );
+        assert_eq!(
+            c.parse("ns:a.b.c.d"),
+            Err(KeyError::TooManySegments { count: 4, limit: 3 })
+        );
+        assert!(c.parse("ns:a.b.c").is_ok());
+        let long_ns = format!("{}:a", "n".repeat(MAX_NAMESPACE_LEN + 1));
+        assert!(matches!(
+            c.parse(&long_ns),
+            Err(KeyError::InvalidNamespace { .. })
+        ));
+    }
+
+    #[test]
+    fn folds_case_when_configured() {
+        let c = KeyConfig {
+            case_insensitive: true,
+            ..cfg()
+        };
+        let k = c.parse("Users:Alice.Profile").unwrap();
+        assert_eq!(k.to_key_string(), "users:alice.profile");
+        let k = cfg().parse("Users:Alice").unwrap();
+        assert_eq!(k.to_key_string(), "Users:Alice");
+    }
+
+    #[test]
+    fn custom_separator() {
+        let c = KeyConfig {
+            separator: '/',
+            ..cfg()
+        };
+        assert!(c.parse("ns:a/b/c").is_ok());
+        assert_eq!(c.parse("ns:a//c"), Err(KeyError::EmptySegment { index: 1 }));
+        assert!(c.parse("ns:a.b").is_ok());
+        for bad in [':', '*', 'a', ' ', '\\'] {
+            let c = KeyConfig {
+                separator: bad,
+                ..cfg()
+            };
+            assert_eq!(c.validate(), Err(KeyError::InvalidSeparator(bad)));
+        }
+    }
+
+    #[test]
+    fn prefixes_may_be_partial() {
+        let c = cfg();
+        assert_eq!(c.parse_prefix("ns:").unwrap().path, "");
+        assert_eq!(c.parse_prefix("ns:app.con").unwrap().path, "app.con");
+        assert_eq!(c.parse_prefix("ns:app.").unwrap().path, "app.");
+        assert!(c.parse_prefix("ns:app*").is_err());
+    }
+}

@@ -1,0 +1,88 @@
+//! Log records: what the host must make durable for every committed write.
+//!
+//! Encoded form: one format byte ([`LOG_FORMAT_V1`]) followed by the postcard encoding of a
+//! [`LogRecord`]. Framing (lengths, checksums, segments) belongs to the storage adapter.
+
+use compact_str::CompactString;
+use serde::{Deserialize, Serialize};
+
+use crate::entry::Entry;
+use crate::error::FormatError;
+use crate::time::Timestamp;
+
+/// Format byte of the current log record encoding.
+pub const LOG_FORMAT_V1: u8 = 1;
+
+/// One committed write: every key it changed, all at one store revision. Revisions of
+/// consecutive records increase by exactly one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogRecord {
+    pub revision: u64,
+    /// The engine's `now` when the write was committed.
+    pub at: Timestamp,
+    pub ops: Vec<LogOp>,
+}
+
+/// One key's change inside a [`LogRecord`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LogOp {
+    /// The key now holds exactly this entry.
+    Put {
+        namespace: CompactString,
+        path: CompactString,
+        entry: Entry,
+    },
+    /// The key was deleted by a caller.
+    Delete {
+        namespace: CompactString,
+        path: CompactString,
+    },
+    /// The key's TTL ran out.
+    Expire {
+        namespace: CompactString,
+        path: CompactString,
+    },
+}
+
+impl LogRecord {
+    /// Appends the encoded record (format byte included) to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), FormatError> {
+        out.push(LOG_FORMAT_V1);
+        let taken = std::mem::take(out);
+        *out = postcard::to_extend(self, taken).map_err(|e| FormatError::Decode {
+            what: "log record",
+            message: e.to_string(),
+        })?;
+        Ok(())
+    }
+
+    /// The encoded record, format byte included.
+    pub fn encode(&self) -> Result<Vec<u8>, FormatError> {
+        let mut out = Vec::with_capacity(64);
+        self.encode_into(&mut out)?;
+        Ok(out)
+    }
+
+    /// Decodes one record; the input must hold exactly one.
+    pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
+        let (&version, body) = bytes.split_first().ok_or(FormatError::Empty)?;
+        if version != LOG_FORMAT_V1 {
+            return Err(FormatError::UnknownVersion {
+                what: "log record",
+                version,
+            });
+        }
+        let (record, rest) =
+            postcard::take_from_bytes::<LogRecord>(body).map_err(|e| FormatError::Decode {
+                what: "log record",
+                message: e.to_string(),
+            })?;
+        if !rest.is_empty() {
+            return Err(FormatError::TrailingBytes {
+                what: "log record",
+                count: rest.len(),
+            });
+        }
+        Ok(record)
+    }
+}

@@ -1,0 +1,709 @@
+//! Typed values and their stored form.
+//!
+//! A stored value is one byte string: `[kind][format][payload]`. The kind byte says which
+//! [`Value`] variant it is; the format byte says how the payload was encoded (raw bytes, JSON text,
+//! MessagePack, postcard, or a plugin codec). Both bytes are part of the on-disk format: new kinds
+//! and formats may be added, existing numbers never change meaning.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+/// The JSON value type of [`Value::Json`] (serde_json's), re-exported for hosts.
+pub use serde_json::Value as JsonValue;
+
+/// Longest content type of a [`Value::Document`], in bytes.
+pub const MAX_CONTENT_TYPE_LEN: usize = 255;
+/// Longest codec name of a [`Value::Custom`], in bytes.
+pub const MAX_CODEC_NAME_LEN: usize = 64;
+const HEADER_LEN: usize = 2;
+
+/// How a payload is encoded. Stored as one byte in front of every value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[repr(u8)]
+#[non_exhaustive]
+pub enum Format {
+    /// The payload is the value itself (UTF-8 text, little-endian numbers, opaque bytes).
+    Raw = 0,
+    /// JSON text.
+    Json = 1,
+    /// MessagePack (rmp-serde).
+    MessagePack = 2,
+    /// postcard: compact, not self-describing; decode it with the type that wrote it.
+    Postcard = 3,
+    /// Bytes owned by a codec plugin; the codec's name is in the payload.
+    Plugin = 4,
+}
+
+impl Format {
+    fn from_byte(b: u8) -> Result<Self, ValueError> {
+        Ok(match b {
+            0 => Format::Raw,
+            1 => Format::Json,
+            2 => Format::MessagePack,
+            3 => Format::Postcard,
+            4 => Format::Plugin,
+            _ => return Err(ValueError::Corrupt("unknown format byte")),
+        })
+    }
+}
+
+/// Which [`Value`] variant a stored value holds. Stored as one byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+#[non_exhaustive]
+pub enum ValueKind {
+    String = 1,
+    Integer = 2,
+    Float = 3,
+    Bool = 4,
+    Json = 5,
+    Bytes = 6,
+    Document = 7,
+    Serialized = 8,
+    Custom = 9,
+}
+
+impl ValueKind {
+    fn from_byte(b: u8) -> Result<Self, ValueError> {
+        Ok(match b {
+            1 => ValueKind::String,
+            2 => ValueKind::Integer,
+            3 => ValueKind::Float,
+            4 => ValueKind::Bool,
+            5 => ValueKind::Json,
+            6 => ValueKind::Bytes,
+            7 => ValueKind::Document,
+            8 => ValueKind::Serialized,
+            9 => ValueKind::Custom,
+            _ => return Err(ValueError::Corrupt("unknown kind byte")),
+        })
+    }
+
+    /// A short lower-case name, used in errors.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ValueKind::String => "string",
+            ValueKind::Integer => "integer",
+            ValueKind::Float => "float",
+            ValueKind::Bool => "bool",
+            ValueKind::Json => "json",
+            ValueKind::Bytes => "bytes",
+            ValueKind::Document => "document",
+            ValueKind::Serialized => "serialized",
+            ValueKind::Custom => "custom",
+        }
+    }
+}
+
+/// How [`Value::Json`] values are stored. Reads accept either, whatever the setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum JsonEncoding {
+    /// JSON text: readable in a hex dump, larger.
+    #[default]
+    Text,
+    /// MessagePack: smaller and faster to decode.
+    MessagePack,
+}
+
+/// Why a value could not be encoded or decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ValueError {
+    #[error("value is {size} bytes encoded; the limit is {limit}")]
+    TooLarge { size: usize, limit: usize },
+    #[error("content type must be 1 to 255 bytes of printable ASCII")]
+    InvalidContentType,
+    #[error("codec name must be 1 to 64 ASCII letters, digits, '_', '-' or '.'")]
+    InvalidCodecName,
+    #[error("cannot encode value as {format:?}: {message}")]
+    Encode { format: Format, message: String },
+    #[error("cannot decode {format:?} value: {message}")]
+    Decode { format: Format, message: String },
+    #[error("stored value is corrupt: {0}")]
+    Corrupt(&'static str),
+    #[error(
+        "a {actual} value cannot be deserialized into a Rust type; only json and serialized values can"
+    )]
+    NotDeserializable { actual: &'static str },
+}
+
+/// A typed value, as callers put and get it.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Value {
+    /// UTF-8 text.
+    String(String),
+    /// A signed 64-bit integer; the only kind `increment` works on (besides decimal strings).
+    Integer(i64),
+    /// A 64-bit float.
+    Float(f64),
+    Bool(bool),
+    /// A JSON document, stored as JSON text or MessagePack (see [`JsonEncoding`]).
+    Json(serde_json::Value),
+    /// Opaque bytes.
+    Bytes(Vec<u8>),
+    /// Document or image bytes with their content type, e.g. `image/png`.
+    Document {
+        content_type: String,
+        data: Vec<u8>,
+    },
+    /// A Rust value serialized with serde in `format` (JSON, MessagePack or postcard); read it
+    /// back with [`Value::deserialize`].
+    Serialized {
+        format: Format,
+        data: Vec<u8>,
+    },
+    /// Bytes owned by the named codec plugin.
+    Custom {
+        codec: String,
+        data: Vec<u8>,
+    },
+}
+
+impl Value {
+    /// Serializes `value` with serde in `format` (`Json`, `MessagePack` or `Postcard`).
+    pub fn serialize<T: Serialize + ?Sized>(
+        format: Format,
+        value: &T,
+    ) -> Result<Value, ValueError> {
+        let encode_err = |message: String| ValueError::Encode { format, message };
+        let data = match format {
+            Format::Json => serde_json::to_vec(value).map_err(|e| encode_err(e.to_string()))?,
+            Format::MessagePack => {
+                rmp_serde::to_vec_named(value).map_err(|e| encode_err(e.to_string()))?
+            }
+            Format::Postcard => {
+                postcard::to_allocvec(value).map_err(|e| encode_err(e.to_string()))?
+            }
+            Format::Raw | Format::Plugin => {
+                return Err(encode_err(
+                    "serde values use Json, MessagePack or Postcard".into(),
+                ));
+            }
+        };
+        Ok(Value::Serialized { format, data })
+    }
+
+    /// Deserializes a `Json` or `Serialized` value into `T`.
+    pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T, ValueError> {
+        let decode_err = |format, message: String| ValueError::Decode { format, message };
+        match self {
+            Value::Json(json) => {
+                T::deserialize(json).map_err(|e| decode_err(Format::Json, e.to_string()))
+            }
+            Value::Serialized { format, data } => match format {
+                Format::Json => {
+                    serde_json::from_slice(data).map_err(|e| decode_err(*format, e.to_string()))
+                }
+                Format::MessagePack => {
+                    rmp_serde::from_slice(data).map_err(|e| decode_err(*format, e.to_string()))
+                }
+                Format::Postcard => {
+                    postcard::from_bytes(data).map_err(|e| decode_err(*format, e.to_string()))
+                }
+                _ => Err(decode_err(*format, "not a serde format".into())),
+            },
+            other => Err(ValueError::NotDeserializable {
+                actual: other.kind().name(),
+            }),
+        }
+    }
+
+    /// The kind of this value.
+    pub fn kind(&self) -> ValueKind {
+        match self {
+            Value::String(_) => ValueKind::String,
+            Value::Integer(_) => ValueKind::Integer,
+            Value::Float(_) => ValueKind::Float,
+            Value::Bool(_) => ValueKind::Bool,
+            Value::Json(_) => ValueKind::Json,
+            Value::Bytes(_) => ValueKind::Bytes,
+            Value::Document { .. } => ValueKind::Document,
+            Value::Serialized { .. } => ValueKind::Serialized,
+            Value::Custom { .. } => ValueKind::Custom,
+        }
+    }
+
+    /// Text of a `String` value.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// An `Integer` value.
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Value::Integer(i) => Some(*i),
+            _ => None,
+        }
+    }
+
+    /// Bytes of a `Bytes`, `Document`, `Serialized` or `Custom` value, or the text of a `String`.
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        match self {
+            Value::String(s) => Some(s.as_bytes()),
+            Value::Bytes(b)
+            | Value::Document { data: b, .. }
+            | Value::Serialized { data: b, .. }
+            | Value::Custom { data: b, .. } => Some(b),
+            _ => None,
+        }
+    }
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Self {
+        Value::String(s.to_owned())
+    }
+}
+impl From<String> for Value {
+    fn from(s: String) -> Self {
+        Value::String(s)
+    }
+}
+impl From<i64> for Value {
+    fn from(i: i64) -> Self {
+        Value::Integer(i)
+    }
+}
+impl From<f64> for Value {
+    fn from(f: f64) -> Self {
+        Value::Float(f)
+    }
+}
+impl From<bool> for Value {
+    fn from(b: bool) -> Self {
+        Value::Bool(b)
+    }
+}
+impl From<Vec<u8>> for Value {
+    fn from(b: Vec<u8>) -> Self {
+        Value::Bytes(b)
+    }
+}
+impl From<&[u8]> for Value {
+    fn from(b: &[u8]) -> Self {
+        Value::Bytes(b.to_vec())
+    }
+}
+impl From<serde_json::Value> for Value {
+    fn from(j: serde_json::Value) -> Self {
+        Value::Json(j)
+    }
+}
+
+/// The checksum kept beside every stored value: XXH3-64 of its bytes.
+pub fn checksum(bytes: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(bytes)
+}
+
+/// A value in its stored form (`[kind][format][payload]`), shared without copying between the
+/// keyspace, change events and log records.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct StoredValue(Arc<[u8]>);
+
+impl std::fmt::Debug for StoredValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredValue")
+            .field("kind", &self.kind().map(ValueKind::name))
+            .field("len", &self.0.len())
+            .finish()
+    }
+}
+
+impl StoredValue {
+    /// Encodes a value. `max_size` bounds the encoded size, header included.
+    pub fn encode(value: &Value, json: JsonEncoding, max_size: usize) -> Result<Self, ValueError> {
+        let mut out = Vec::with_capacity(HEADER_LEN + payload_hint(value));
+        let encode_err = |format, message: String| ValueError::Encode { format, message };
+        match value {
+            Value::String(s) => raw(&mut out, ValueKind::String, s.as_bytes()),
+            Value::Integer(i) => raw(&mut out, ValueKind::Integer, &i.to_le_bytes()),
+            Value::Float(f) => raw(&mut out, ValueKind::Float, &f.to_le_bytes()),
+            Value::Bool(b) => raw(&mut out, ValueKind::Bool, &[u8::from(*b)]),
+            Value::Bytes(b) => raw(&mut out, ValueKind::Bytes, b),
+            Value::Json(j) => match json {
+                JsonEncoding::Text => {
+                    out.extend_from_slice(&[ValueKind::Json as u8, Format::Json as u8]);
+                    serde_json::to_writer(&mut out, j)
+                        .map_err(|e| encode_err(Format::Json, e.to_string()))?;
+                }
+                JsonEncoding::MessagePack => {
+                    out.extend_from_slice(&[ValueKind::Json as u8, Format::MessagePack as u8]);
+                    rmp_serde::encode::write(&mut out, j)
+                        .map_err(|e| encode_err(Format::MessagePack, e.to_string()))?;
+                }
+            },
+            Value::Document { content_type, data } => {
+                let ok = !content_type.is_empty()
+                    && content_type.len() <= MAX_CONTENT_TYPE_LEN
+                    && content_type.bytes().all(|b| (0x20..0x7f).contains(&b));
+                if !ok {
+                    return Err(ValueError::InvalidContentType);
+                }
+                out.extend_from_slice(&[ValueKind::Document as u8, Format::Raw as u8]);
+                out.push(content_type.len() as u8);
+                out.extend_from_slice(content_type.as_bytes());
+                out.extend_from_slice(data);
+            }
+            Value::Serialized { format, data } => {
+                if !matches!(
+                    format,
+                    Format::Json | Format::MessagePack | Format::Postcard
+                ) {
+                    return Err(encode_err(
+                        *format,
+                        "serde values use Json, MessagePack or Postcard".into(),
+                    ));
+                }
+                out.extend_from_slice(&[ValueKind::Serialized as u8, *format as u8]);
+                out.extend_from_slice(data);
+            }
+            Value::Custom { codec, data } => {
+                let ok = !codec.is_empty()
+                    && codec.len() <= MAX_CODEC_NAME_LEN
+                    && codec
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+                if !ok {
+                    return Err(ValueError::InvalidCodecName);
+                }
+                out.extend_from_slice(&[ValueKind::Custom as u8, Format::Plugin as u8]);
+                out.push(codec.len() as u8);
+                out.extend_from_slice(codec.as_bytes());
+                out.extend_from_slice(data);
+            }
+        }
+        if out.len() > max_size {
+            return Err(ValueError::TooLarge {
+                size: out.len(),
+                limit: max_size,
+            });
+        }
+        Ok(StoredValue(Arc::from(out)))
+    }
+
+    /// Wraps bytes that claim to be a stored value, checking the header.
+    pub fn from_bytes(bytes: impl Into<Arc<[u8]>>) -> Result<Self, ValueError> {
+        let v = StoredValue(bytes.into());
+        v.kind()?;
+        v.format()?;
+        Ok(v)
+    }
+
+    /// Decodes the typed value.
+    pub fn decode(&self) -> Result<Value, ValueError> {
+        let kind = self.kind()?;
+        let format = self.format()?;
+        let p = self.payload();
+        let decode_err = |message: String| ValueError::Decode { format, message };
+        Ok(match kind {
+            ValueKind::String => Value::String(
+                std::str::from_utf8(p)
+                    .map_err(|_| ValueError::Corrupt("string is not UTF-8"))?
+                    .to_owned(),
+            ),
+            ValueKind::Integer => Value::Integer(i64::from_le_bytes(fixed(p)?)),
+            ValueKind::Float => Value::Float(f64::from_le_bytes(fixed(p)?)),
+            ValueKind::Bool => match p {
+                [0] => Value::Bool(false),
+                [1] => Value::Bool(true),
+                _ => return Err(ValueError::Corrupt("bool is not 0 or 1")),
+            },
+            ValueKind::Json => Value::Json(match format {
+                Format::Json => serde_json::from_slice(p).map_err(|e| decode_err(e.to_string()))?,
+                Format::MessagePack => {
+                    rmp_serde::from_slice(p).map_err(|e| decode_err(e.to_string()))?
+                }
+                _ => return Err(ValueError::Corrupt("json value with a non-json format")),
+            }),
+            ValueKind::Bytes => Value::Bytes(p.to_vec()),
+            ValueKind::Document => {
+                let (content_type, data) = split_name(p)?;
+                Value::Document {
+                    content_type: content_type.to_owned(),
+                    data: data.to_vec(),
+                }
+            }
+            ValueKind::Serialized => Value::Serialized {
+                format,
+                data: p.to_vec(),
+            },
+            ValueKind::Custom => {
+                let (codec, data) = split_name(p)?;
+                Value::Custom {
+                    codec: codec.to_owned(),
+                    data: data.to_vec(),
+                }
+            }
+        })
+    }
+
+    /// Which variant this is.
+    pub fn kind(&self) -> Result<ValueKind, ValueError> {
+        ValueKind::from_byte(*self.0.first().ok_or(ValueError::Corrupt("empty value"))?)
+    }
+
+    /// How the payload is encoded.
+    pub fn format(&self) -> Result<Format, ValueError> {
+        Format::from_byte(
+            *self
+                .0
+                .get(1)
+                .ok_or(ValueError::Corrupt("missing format byte"))?,
+        )
+    }
+
+    /// The encoded bytes after the two header bytes.
+    pub fn payload(&self) -> &[u8] {
+        self.0.get(HEADER_LEN..).unwrap_or_default()
+    }
+
+    /// The whole stored form, header included.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Stored size in bytes, header included.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Never true for a valid value (the header alone is two bytes).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The MIME type of the value: the stored one for documents, a fixed one per kind otherwise.
+    pub fn content_type(&self) -> Cow<'_, str> {
+        let fixed = match self.kind() {
+            Ok(ValueKind::String) => "text/plain; charset=utf-8",
+            Ok(ValueKind::Json) => match self.format() {
+                Ok(Format::MessagePack) => "application/msgpack",
+                _ => "application/json",
+            },
+            Ok(ValueKind::Document) => {
+                return match split_name(self.payload()) {
+                    Ok((ct, _)) => Cow::Borrowed(ct),
+                    Err(_) => Cow::Borrowed("application/octet-stream"),
+                };
+            }
+            Ok(ValueKind::Serialized) => match self.format() {
+                Ok(Format::Json) => "application/json",
+                Ok(Format::MessagePack) => "application/msgpack",
+                _ => "application/x-postcard",
+            },
+            Ok(ValueKind::Integer | ValueKind::Float | ValueKind::Bool) => {
+                "application/x-statemesh-scalar"
+            }
+            _ => "application/octet-stream",
+        };
+        Cow::Borrowed(fixed)
+    }
+}
+
+impl Serialize for StoredValue {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for StoredValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct BytesVisitor;
+        impl<'de> serde::de::Visitor<'de> for BytesVisitor {
+            type Value = StoredValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("stored value bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<StoredValue, E> {
+                StoredValue::from_bytes(v).map_err(E::custom)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<StoredValue, A::Error> {
+                let mut bytes = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
+                while let Some(b) = seq.next_element::<u8>()? {
+                    bytes.push(b);
+                }
+                StoredValue::from_bytes(bytes).map_err(serde::de::Error::custom)
+            }
+        }
+        deserializer.deserialize_bytes(BytesVisitor)
+    }
+}
+
+fn raw(out: &mut Vec<u8>, kind: ValueKind, payload: &[u8]) {
+    out.push(kind as u8);
+    out.push(Format::Raw as u8);
+    out.extend_from_slice(payload);
+}
+
+fn payload_hint(value: &Value) -> usize {
+    match value {
+        Value::String(s) => s.len(),
+        Value::Bytes(b) | Value::Serialized { data: b, .. } => b.len(),
+        Value::Document {
+            content_type: n,
+            data,
+        }
+        | Value::Custom { codec: n, data } => 1 + n.len() + data.len(),
+        Value::Json(_) => 64,
+        _ => 8,
+    }
+}
+
+fn fixed(p: &[u8]) -> Result<[u8; 8], ValueError> {
+    p.try_into()
+        .map_err(|_| ValueError::Corrupt("number is not 8 bytes"))
+}
+
+/// Splits a `[len u8][name][data]` payload.
+fn split_name(p: &[u8]) -> Result<(&str, &[u8]), ValueError> {
+    let (&len, rest) = p
+        .split_first()
+        .ok_or(ValueError::Corrupt("missing name length"))?;
+    let len = usize::from(len);
+    if rest.len() < len {
+        return Err(ValueError::Corrupt("name runs past the value"));
+    }
+    let (name, data) = rest.split_at(len);
+    let name = std::str::from_utf8(name).map_err(|_| ValueError::Corrupt("name is not UTF-8"))?;
+    Ok((name, data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(v: Value, json: JsonEncoding) -> Value {
+        StoredValue::encode(&v, json, 1 << 20)
+            .unwrap()
+            .decode()
+            .unwrap()
+    }
+
+    #[test]
+    fn every_kind_roundtrips() {
+        let values = vec![
+            Value::from("héllo"),
+            Value::Integer(-42),
+            Value::Float(2.5),
+            Value::Bool(true),
+            Value::Bool(false),
+            Value::Json(serde_json::json!({"a": [1, 2, {"b": null}], "c": "d"})),
+            Value::Bytes(vec![0, 255, 7]),
+            Value::Document {
+                content_type: "image/png".into(),
+                data: vec![137, 80, 78, 71],
+            },
+            Value::serialize(Format::Postcard, &(1u32, "x")).unwrap(),
+            Value::Custom {
+                codec: "geo.point".into(),
+                data: vec![1, 2, 3],
+            },
+        ];
+        for v in values {
+            for enc in [JsonEncoding::Text, JsonEncoding::MessagePack] {
+                assert_eq!(roundtrip(v.clone(), enc), v);
+            }
+        }
+    }
+
+    #[test]
+    fn format_byte_follows_json_encoding() {
+        let v = Value::Json(serde_json::json!({"k": 1}));
+        let text = StoredValue::encode(&v, JsonEncoding::Text, 100).unwrap();
+        let mp = StoredValue::encode(&v, JsonEncoding::MessagePack, 100).unwrap();
+        assert_eq!(text.format().unwrap(), Format::Json);
+        assert_eq!(text.payload(), br#"{"k":1}"#);
+        assert_eq!(mp.format().unwrap(), Format::MessagePack);
+        assert_eq!(mp.content_type(), "application/msgpack");
+    }
+
+    #[test]
+    fn serde_formats_roundtrip_typed_values() {
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct Msg {
+            role: String,
+            tokens: u32,
+        }
+        let m = Msg {
+            role: "user".into(),
+            tokens: 7,
+        };
+        for f in [Format::Json, Format::MessagePack, Format::Postcard] {
+            let v = Value::serialize(f, &m).unwrap();
+            let back = roundtrip(v, JsonEncoding::Text);
+            assert_eq!(back.deserialize::<Msg>().unwrap(), m);
+        }
+        assert!(Value::serialize(Format::Raw, &m).is_err());
+        assert!(matches!(
+            Value::Integer(1).deserialize::<u32>(),
+            Err(ValueError::NotDeserializable { actual: "integer" })
+        ));
+    }
+
+    #[test]
+    fn size_limit_counts_the_header() {
+        let v = Value::Bytes(vec![0; 10]);
+        assert!(StoredValue::encode(&v, JsonEncoding::Text, 12).is_ok());
+        assert_eq!(
+            StoredValue::encode(&v, JsonEncoding::Text, 11),
+            Err(ValueError::TooLarge {
+                size: 12,
+                limit: 11
+            })
+        );
+    }
+
+    #[test]
+    fn rejects_bad_names_and_corrupt_bytes() {
+        let doc = Value::Document {
+            content_type: String::new(),
+            data: vec![],
+        };
+        assert_eq!(
+            StoredValue::encode(&doc, JsonEncoding::Text, 99),
+            Err(ValueError::InvalidContentType)
+        );
+        let c = Value::Custom {
+            codec: "a b".into(),
+            data: vec![],
+        };
+        assert_eq!(
+            StoredValue::encode(&c, JsonEncoding::Text, 99),
+            Err(ValueError::InvalidCodecName)
+        );
+        for bad in [
+            &[][..],
+            &[99, 0],
+            &[1, 99],
+            &[2, 0, 1],
+            &[4, 0, 2],
+            &[7, 0, 5, b'a'],
+        ] {
+            let r = StoredValue::from_bytes(bad).and_then(|v| v.decode());
+            assert!(r.is_err(), "{bad:?} decoded");
+        }
+        let bad_utf8 = StoredValue::from_bytes(&[1u8, 0, 0xff][..]).unwrap();
+        assert!(bad_utf8.decode().is_err());
+    }
+
+    #[test]
+    fn checksum_changes_with_any_bit() {
+        let v = StoredValue::encode(&Value::from("abc"), JsonEncoding::Text, 99).unwrap();
+        let c = checksum(v.as_bytes());
+        let mut bytes = v.as_bytes().to_vec();
+        for i in 0..bytes.len() * 8 {
+            bytes[i / 8] ^= 1 << (i % 8);
+            assert_ne!(checksum(&bytes), c);
+            bytes[i / 8] ^= 1 << (i % 8);
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! Errors of the native store.
+
+use statemesh_core::{EngineError, FormatError, KeyError};
+
+/// Why a store operation failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The operation itself was refused (bad key, version conflict, wrong type, ...).
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// A snapshot or log record could not be decoded.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// The store configuration is invalid.
+    #[error("invalid store configuration: {0}")]
+    Config(#[from] KeyError),
+    /// `close()` was called on this store.
+    #[error("the store is closed")]
+    Closed,
+    /// The store was opened outside a tokio runtime, which its expiry timer needs.
+    #[error("a store must be opened inside a tokio runtime")]
+    NoRuntime,
+}
+
+/// `Result` with the store's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a subscription stopped delivering events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubscriptionError {
+    /// The subscriber fell behind its buffer and missed `missed` events; it can go on receiving.
+    #[error("subscriber lagged and missed {missed} events")]
+    Lagged { missed: u64 },
+    /// The store was closed or dropped.
+    #[error("the store is closed")]
+    Closed,
+}

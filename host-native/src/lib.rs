@@ -1,0 +1,39 @@
+//! statemesh: an embeddable state store for sessions, conversation history and agent memory.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), statemesh::Error> {
+//! use statemesh::{Store, Value};
+//!
+//! let store = Store::builder().open_in_memory().await?;
+//! store.put("sessions:user.42.cart", Value::from("3 items")).await?;
+//! store.put_with_ttl("sessions:user.42.token", Value::from("abc"), 30_000).await?;
+//! assert_eq!(store.get("sessions:user.42.cart").await?, Some(Value::from("3 items")));
+//! assert_eq!(store.keys("sessions:user.42.*").await?.len(), 2);
+//! # Ok(()) }
+//! ```
+//!
+//! Keys are `namespace:path` (see [`statemesh_core::key`]); patterns add `*`, `**`, `?`,
+//! `[abc]` and `{a,b}` (see [`statemesh_core::pattern`]).
+
+mod builder;
+mod clock;
+mod error;
+mod scan_stream;
+mod store;
+mod subscription;
+mod timer;
+
+pub use builder::StoreBuilder;
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{Error, Result, SubscriptionError};
+pub use scan_stream::ScanStream;
+pub use store::Store;
+pub use subscription::Subscription;
+
+pub use statemesh_core as core;
+pub use statemesh_core::{
+    ChangeEvent, ChangeKind, Cursor, EngineConfig, EngineError, Format, JsonEncoding, Metadata,
+    PutOptions, Record, ScanPage, StoredValue, Timestamp, Ttl, Value, ValueKind, WriteOp,
+    WriteResult,
+};

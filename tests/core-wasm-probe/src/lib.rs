@@ -1,0 +1,66 @@
+//! A fixed workload over statemesh-core, built both natively and for wasm32-unknown-unknown.
+//!
+//! tests/run builds this crate to wasm, checks that the module imports nothing from its host
+//! (core does no IO and reads no clock), runs [`probe`] under Node and compares the result with
+//! the native run: the same inputs must give the same snapshot bytes on both targets.
+
+use statemesh_core::{Engine, EngineConfig, PutOptions, Timestamp, Value};
+
+/// Runs the workload and returns XXH3-64 of the final snapshot and every log record, or 0 when
+/// an operation fails (which the comparison then reports).
+#[unsafe(no_mangle)]
+pub extern "C" fn probe() -> u64 {
+    workload().unwrap_or(0)
+}
+
+fn workload() -> Option<u64> {
+    let mut engine = Engine::new(EngineConfig::default()).ok()?;
+    let mut digest = Vec::new();
+    let mut now = 1_700_000_000_000u64;
+    for i in 0..2_000u64 {
+        now += i % 7;
+        let key = format!("ns{}:user.{}.item{}", i % 3, i % 50, i % 17);
+        let t = Timestamp(now);
+        match i % 9 {
+            0 => drop(engine.delete(t, &key).ok()?),
+            1 => drop(
+                engine
+                    .put_with(
+                        t,
+                        &key,
+                        &Value::Integer(i as i64),
+                        &PutOptions::default().ttl_ms(500),
+                    )
+                    .ok()?,
+            ),
+            2 => drop(
+                engine
+                    .increment(t, &format!("ns0:counter.{}", i % 5), 3)
+                    .ok()?,
+            ),
+            3 => drop(
+                engine
+                    .append(t, &format!("ns1:log.{}", i % 4), &Value::from("line;"))
+                    .ok()?,
+            ),
+            4 => drop(
+                engine
+                    .put(t, &key, &Value::Json(serde_json_value(i)))
+                    .ok()?,
+            ),
+            5 => drop(engine.delete_pattern(t, "ns2:user.1*.**").ok()?),
+            6 => drop(engine.handle_timeout(t)),
+            _ => drop(engine.put(t, &key, &Value::Float(i as f64 / 3.0)).ok()?),
+        }
+        while let Some(record) = engine.poll_log() {
+            digest.extend_from_slice(&record.encode().ok()?);
+        }
+        while engine.poll_event().is_some() {}
+    }
+    digest.extend_from_slice(&engine.snapshot().ok()?);
+    Some(statemesh_core::value::checksum(&digest))
+}
+
+fn serde_json_value(i: u64) -> statemesh_core::value::JsonValue {
+    statemesh_core::value::JsonValue::from(vec![i, i * 2, i * 3])
+}
