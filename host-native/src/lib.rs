@@ -37,3 +37,8 @@ pub use statemesh_core::{
     PutOptions, Record, ScanPage, StoredValue, Timestamp, Ttl, Value, ValueKind, WriteOp,
     WriteResult,
 };
+
+/// Compiles the README's Rust examples as doctests, so the quick start stays true.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

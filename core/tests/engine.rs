@@ -1,0 +1,241 @@
+//! Targeted engine tests: integrity, formats and configuration edges that a random model run
+//! rarely reaches.
+
+use statemesh_core::{
+    ChangeKind, Engine, EngineConfig, EngineError, FormatError, LogRecord, Timestamp, Value,
+    ValueError, WriteOp,
+};
+
+const T: Timestamp = Timestamp(1_000);
+
+fn engine() -> Engine {
+    Engine::new(EngineConfig::default()).unwrap()
+}
+
+#[test]
+fn a_flipped_value_byte_in_a_snapshot_is_caught() {
+    let mut e = engine();
+    e.put(T, "a:k", &Value::from("a long enough value to find"))
+        .unwrap();
+    let snap = e.snapshot().unwrap();
+    let at = snap.windows(4).position(|w| w == b"long").unwrap();
+    let mut bad = snap.clone();
+    bad[at] ^= 0x20;
+    let err = Engine::restore(EngineConfig::default(), &bad).unwrap_err();
+    assert_eq!(err, FormatError::Corrupt { key: "a:k".into() });
+    // And every truncation is refused, never silently accepted.
+    for len in 0..snap.len() {
+        assert!(
+            Engine::restore(EngineConfig::default(), &snap[..len]).is_err(),
+            "len {len}"
+        );
+    }
+    let mut long = snap.clone();
+    long.push(0);
+    assert!(matches!(
+        Engine::restore(EngineConfig::default(), &long),
+        Err(FormatError::TrailingBytes { .. })
+    ));
+}
+
+#[test]
+fn log_records_roundtrip_and_reject_garbage() {
+    let mut e = engine();
+    e.put_with_ttl(T, "a:k", &Value::Integer(5), 10).unwrap();
+    let rec = e.poll_log().unwrap();
+    let bytes = rec.encode().unwrap();
+    assert_eq!(LogRecord::decode(&bytes).unwrap(), rec);
+    assert_eq!(LogRecord::decode(&[]), Err(FormatError::Empty));
+    let mut v2 = bytes.clone();
+    v2[0] = 2;
+    assert_eq!(
+        LogRecord::decode(&v2),
+        Err(FormatError::UnknownVersion {
+            what: "log record",
+            version: 2
+        })
+    );
+    let mut trailing = bytes.clone();
+    trailing.push(9);
+    assert!(matches!(
+        LogRecord::decode(&trailing),
+        Err(FormatError::TrailingBytes { .. })
+    ));
+    assert!(LogRecord::decode(&bytes[..bytes.len() - 1]).is_err());
+}
+
+#[test]
+fn replay_skips_old_records_refuses_gaps_and_checks_checksums() {
+    let mut e = engine();
+    for i in 0..3 {
+        e.put(T, &format!("a:k{i}"), &Value::Integer(i)).unwrap();
+    }
+    let recs: Vec<LogRecord> = std::iter::from_fn(|| e.poll_log()).collect();
+    let mut r = engine();
+    assert_eq!(
+        r.replay(&recs[1]),
+        Err(FormatError::RevisionGap {
+            current: 0,
+            found: 2
+        })
+    );
+    assert!(r.replay(&recs[0]).unwrap());
+    assert!(!r.replay(&recs[0]).unwrap(), "already applied");
+    let mut tampered = recs[1].clone();
+    if let statemesh_core::LogOp::Put { entry, .. } = &mut tampered.ops[0] {
+        entry.checksum ^= 1;
+    }
+    assert_eq!(
+        r.replay(&tampered),
+        Err(FormatError::Corrupt { key: "a:k1".into() })
+    );
+    assert_eq!(r.revision(), 1, "a refused record changes nothing");
+    assert!(r.replay(&recs[1]).unwrap());
+    assert!(r.replay(&recs[2]).unwrap());
+    assert_eq!(r.snapshot().unwrap(), e.snapshot().unwrap());
+}
+
+#[test]
+fn snapshot_refuses_other_key_settings() {
+    let mut e = engine();
+    e.put(T, "a:x", &Value::Bool(true)).unwrap();
+    let snap = e.snapshot().unwrap();
+    let other = EngineConfig::default().with_separator('/');
+    assert!(matches!(
+        Engine::restore(other, &snap),
+        Err(FormatError::ConfigMismatch { .. })
+    ));
+    let folded = EngineConfig::default().with_case_insensitive_keys(true);
+    assert!(matches!(
+        Engine::restore(folded, &snap),
+        Err(FormatError::ConfigMismatch { .. })
+    ));
+}
+
+#[test]
+fn value_size_limit_is_enforced_on_put_and_append() {
+    let mut e = Engine::new(EngineConfig::default().with_max_value_size(10)).unwrap();
+    assert!(e.put(T, "a:k", &Value::from("12345678")).is_ok());
+    assert_eq!(
+        e.put(T, "a:k", &Value::from("123456789")),
+        Err(EngineError::Value(ValueError::TooLarge {
+            size: 11,
+            limit: 10
+        }))
+    );
+    assert_eq!(
+        e.append(T, "a:k", &Value::from("9")),
+        Err(EngineError::Value(ValueError::TooLarge {
+            size: 11,
+            limit: 10
+        }))
+    );
+    assert_eq!(e.get(T, "a:k").unwrap(), Some(Value::from("12345678")));
+}
+
+#[test]
+fn multi_put_is_all_or_nothing() {
+    let mut e = engine();
+    let items = vec![
+        ("a:ok", Value::Integer(1)),
+        ("a:bad..key", Value::Integer(2)),
+    ];
+    assert!(matches!(e.multi_put(T, &items), Err(EngineError::Key(_))));
+    assert_eq!(e.revision(), 0);
+    assert!(e.is_empty());
+    assert!(e.poll_log().is_none() && e.poll_event().is_none());
+}
+
+#[test]
+fn case_insensitive_store_folds_keys_and_patterns() {
+    let mut e = Engine::new(EngineConfig::default().with_case_insensitive_keys(true)).unwrap();
+    e.put(T, "Users:Alice.Profile", &Value::from("x")).unwrap();
+    assert_eq!(
+        e.get(T, "users:alice.profile").unwrap(),
+        Some(Value::from("x"))
+    );
+    assert_eq!(
+        e.keys(T, "USERS:ALICE.*").unwrap(),
+        vec!["users:alice.profile".to_string()]
+    );
+    let r = e.put(T, "users:ALICE.profile", &Value::from("y")).unwrap();
+    assert_eq!((r.op, r.version), (WriteOp::Update, 2));
+}
+
+#[test]
+fn namespace_globs_and_custom_separators() {
+    let mut e = Engine::new(EngineConfig::default().with_separator('/')).unwrap();
+    for k in ["t1:a/b", "t2:a/b", "t2:a/c/d", "x:a/b", "t3:a.b"] {
+        e.put(T, k, &Value::Bool(true)).unwrap();
+    }
+    assert_eq!(e.keys(T, "t*:a/b").unwrap(), vec!["t1:a/b", "t2:a/b"]);
+    assert_eq!(e.keys(T, "t2:a/**").unwrap(), vec!["t2:a/b", "t2:a/c/d"]);
+    assert_eq!(e.keys(T, "{t1,x}:*/b").unwrap(), vec!["t1:a/b", "x:a/b"]);
+    assert_eq!(
+        e.keys(T, "t3:a.b").unwrap(),
+        vec!["t3:a.b"],
+        "'.' is an ordinary char here"
+    );
+    let r = e.delete_pattern(T, "t?:a/**").unwrap();
+    assert_eq!((r.op, r.affected, r.revision), (WriteOp::Batch, 3, 6));
+    assert_eq!(e.keys(T, "*:**").unwrap(), vec!["t3:a.b", "x:a/b"]);
+}
+
+#[test]
+fn expiry_sweep_is_one_revision_with_an_event_per_key() {
+    let mut e = engine();
+    e.put_with_ttl(T, "s:a", &Value::from("1"), 10).unwrap();
+    e.put_with_ttl(T, "s:b", &Value::from("2"), 20).unwrap();
+    e.put_with_ttl(T, "s:c", &Value::from("3"), 30).unwrap();
+    while e.poll_event().is_some() {}
+    assert_eq!(e.poll_timeout(), Some(Timestamp(1_010)));
+    assert_eq!(e.handle_timeout(Timestamp(1_020)), 2);
+    let evs: Vec<_> = std::iter::from_fn(|| e.poll_event()).collect();
+    assert_eq!(evs.len(), 2);
+    assert!(
+        evs.iter()
+            .all(|ev| ev.kind == ChangeKind::Expire && ev.revision == 4)
+    );
+    assert_eq!(
+        evs[0].old.as_ref().unwrap().decode().unwrap(),
+        Value::from("1")
+    );
+    assert_eq!(e.poll_timeout(), Some(Timestamp(1_030)));
+    assert_eq!(e.handle_timeout(Timestamp(1_020)), 0, "nothing else is due");
+}
+
+#[test]
+fn cursors_reject_tampering_and_foreign_prefixes() {
+    let mut e = engine();
+    for i in 0..5 {
+        e.put(T, &format!("a:p.{i}"), &Value::Integer(i)).unwrap();
+    }
+    let page = e.scan(T, "a:p.", 2, None).unwrap();
+    let cursor = page.next.unwrap();
+    let text = cursor.encode();
+    let back = statemesh_core::Cursor::decode(&text).unwrap();
+    assert_eq!(back, cursor);
+    assert!(statemesh_core::Cursor::decode("zz").is_err());
+    assert!(statemesh_core::Cursor::decode(&format!("{text}0")).is_err());
+    assert!(matches!(
+        e.scan(T, "a:q", 2, Some(&cursor)),
+        Err(EngineError::InvalidCursor(_))
+    ));
+    assert_eq!(e.scan(T, "a:p.", 0, None), Err(EngineError::InvalidLimit));
+}
+
+#[test]
+fn batch_limit_is_enforced() {
+    let mut cfg = EngineConfig::default();
+    cfg.max_batch = 2;
+    let mut e = Engine::new(cfg).unwrap();
+    let keys = ["a:1", "a:2", "a:3"];
+    assert_eq!(
+        e.multi_get(T, &keys),
+        Err(EngineError::BatchTooLarge { count: 3, limit: 2 })
+    );
+    assert_eq!(
+        e.multi_delete(T, &keys),
+        Err(EngineError::BatchTooLarge { count: 3, limit: 2 })
+    );
+}
