@@ -25,6 +25,7 @@ mod keyspace;
 pub mod log;
 pub mod ops;
 pub mod pattern;
+pub mod storage;
 pub mod time;
 pub mod value;
 
@@ -37,5 +38,6 @@ pub use key::{KeyConfig, KeyError};
 pub use log::{LogOp, LogRecord};
 pub use ops::{Cursor, PutOptions, ScanPage, WriteOp, WriteResult};
 pub use pattern::{Pattern, PatternError};
+pub use storage::{LogBytes, MemoryStorage, Recovered, Storage, StorageError};
 pub use time::Timestamp;
 pub use value::{Format, JsonEncoding, StoredValue, Value, ValueError, ValueKind};
