@@ -46,9 +46,17 @@ pub enum StorageError {
     #[error("{path} is already open in another process or store")]
     Locked { path: String },
     #[error("{op} failed on {path}: {message}")]
-    Io { op: &'static str, path: String, message: String },
+    Io {
+        op: &'static str,
+        path: String,
+        message: String,
+    },
     #[error("corrupt data in {file} at byte {offset}: {reason}")]
-    Corrupt { file: String, offset: u64, reason: String },
+    Corrupt {
+        file: String,
+        offset: u64,
+        reason: String,
+    },
     #[error("storage is poisoned by an earlier failure; reopen the store to recover")]
     Poisoned,
     #[error("unsupported storage format in {file}: {reason}")]
@@ -113,7 +121,9 @@ impl MemoryStorage {
 
     fn state(&self) -> std::sync::MutexGuard<'_, MemoryState> {
         // A panic while holding this lock leaves plain data behind; keep using it.
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn check_write(state: &mut MemoryState) -> Result<(), StorageError> {

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use statemesh_core::{EngineConfig, JsonEncoding};
+use std::time::Duration;
+
+use statemesh_core::{EngineConfig, JsonEncoding, Storage};
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::Result;
@@ -14,6 +16,22 @@ pub struct StoreBuilder {
     pub(crate) engine: EngineConfig,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) event_capacity: usize,
+    pub(crate) durability: Durability,
+    pub(crate) sync_every: Option<Duration>,
+    pub(crate) checkpoint_every: u64,
+}
+
+/// When a write on durable storage is acknowledged. Both modes run the same engine; only the
+/// moment of the acknowledgement (and of reads) differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Consistent: a write returns only once storage reports it durable, and a read never sees
+    /// a write that a crash could still take back (it waits for that write's fsync instead).
+    #[default]
+    Cp,
+    /// Available: a write returns as soon as memory holds it; the committer persists it in the
+    /// background (call [`crate::Store::flush`] to wait). A crash may lose the latest writes.
+    Ap,
 }
 
 impl Default for StoreBuilder {
@@ -22,6 +40,9 @@ impl Default for StoreBuilder {
             engine: EngineConfig::default(),
             clock: Arc::new(SystemClock),
             event_capacity: 4096,
+            durability: Durability::Cp,
+            sync_every: None,
+            checkpoint_every: 100_000,
         }
     }
 }
@@ -67,6 +88,31 @@ impl StoreBuilder {
     pub fn event_capacity(mut self, capacity: usize) -> Self {
         self.event_capacity = capacity.max(1);
         self
+    }
+
+    /// CP (default) or AP acknowledgement for stores on durable storage.
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Also sync storage on this period (for adapters whose sync policy is not "always").
+    pub fn sync_every(mut self, period: Duration) -> Self {
+        self.sync_every = Some(period);
+        self
+    }
+
+    /// Write a snapshot (and let storage drop the log it covers) after this many log records
+    /// (default 100,000). Fewer means faster recovery and more snapshot writing.
+    pub fn checkpoint_every(mut self, records: u64) -> Self {
+        self.checkpoint_every = records.max(1);
+        self
+    }
+
+    /// Opens a store on a storage adapter: recovers its snapshot and log, then persists every
+    /// write through it. Must run inside a tokio runtime.
+    pub async fn open_with_storage(self, storage: impl Storage + 'static) -> Result<Store> {
+        Store::open_storage(self, Box::new(storage)).await
     }
 
     /// Opens an empty store held in memory. Must run inside a tokio runtime (for the expiry timer).

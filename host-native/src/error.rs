@@ -1,6 +1,6 @@
 //! Errors of the native store.
 
-use statemesh_core::{EngineError, FormatError, KeyError};
+use statemesh_core::{EngineError, FormatError, KeyError, StorageError};
 
 /// Why a store operation failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -15,6 +15,13 @@ pub enum Error {
     /// The store configuration is invalid.
     #[error("invalid store configuration: {0}")]
     Config(#[from] KeyError),
+    /// Storage could not be opened or read (locked by another process, unreadable, corrupt).
+    #[error("storage: {0}")]
+    Storage(StorageError),
+    /// Persisting failed earlier: the store accepts nothing more until it is reopened, which
+    /// recovers the last durable state. The write that hit the failure was not acknowledged.
+    #[error("the store is poisoned by a storage failure ({0}); reopen it to recover")]
+    Poisoned(StorageError),
     /// `close()` was called on this store.
     #[error("the store is closed")]
     Closed,

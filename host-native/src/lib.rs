@@ -18,13 +18,14 @@
 
 mod builder;
 mod clock;
+mod committer;
 mod error;
 mod scan_stream;
 mod store;
 mod subscription;
 mod timer;
 
-pub use builder::StoreBuilder;
+pub use builder::{Durability, StoreBuilder};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result, SubscriptionError};
 pub use scan_stream::ScanStream;
@@ -33,9 +34,9 @@ pub use subscription::Subscription;
 
 pub use statemesh_core as core;
 pub use statemesh_core::{
-    ChangeEvent, ChangeKind, Cursor, EngineConfig, EngineError, Format, JsonEncoding, Metadata,
-    PutOptions, Record, ScanPage, StoredValue, Timestamp, Ttl, Value, ValueKind, WriteOp,
-    WriteResult,
+    ChangeEvent, ChangeKind, Cursor, EngineConfig, EngineError, Format, JsonEncoding, LogBytes,
+    MemoryStorage, Metadata, PutOptions, Record, Recovered, ScanPage, Storage, StorageError,
+    StoredValue, Timestamp, Ttl, Value, ValueKind, WriteOp, WriteResult,
 };
 
 /// Compiles the README's Rust examples as doctests, so the quick start stays true.

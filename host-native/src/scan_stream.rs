@@ -1,24 +1,38 @@
 //! A scan that yields pages as a stream, taking the store's lock once per page, never holding
 //! the whole result in memory.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use statemesh_core::{Cursor, Value};
+use statemesh_core::{Cursor, ScanPage, Value};
 
 use crate::error::Result;
 use crate::store::Store;
 
+type PageFuture = Pin<Box<dyn Future<Output = Result<ScanPage>> + Send>>;
+
 /// Pages of `(key, value)` pairs under a prefix, in key order. Writes made while the stream is
 /// consumed are seen when they land after the current position (the cursor is a key, not an
 /// index), so no key that existed throughout is skipped or returned twice.
-#[derive(Debug)]
 pub struct ScanStream {
     store: Store,
     prefix: String,
     batch: usize,
     cursor: Option<Cursor>,
     done: bool,
+    pending: Option<PageFuture>,
+}
+
+impl std::fmt::Debug for ScanStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScanStream")
+            .field("prefix", &self.prefix)
+            .field("batch", &self.batch)
+            .field("cursor", &self.cursor)
+            .field("done", &self.done)
+            .finish()
+    }
 }
 
 impl ScanStream {
@@ -29,22 +43,34 @@ impl ScanStream {
             batch,
             cursor: None,
             done: false,
+            pending: None,
         }
     }
 
     /// The next page, or `None` when the scan is complete.
     pub async fn next_batch(&mut self) -> Option<Result<Vec<(String, Value)>>> {
-        self.fetch()
+        std::future::poll_fn(|cx| self.poll_page(cx)).await
     }
 
-    fn fetch(&mut self) -> Option<Result<Vec<(String, Value)>>> {
+    fn poll_page(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Vec<(String, Value)>>>> {
         if self.done {
-            return None;
+            return Poll::Ready(None);
         }
-        match self
-            .store
-            .scan_page(&self.prefix, self.batch, self.cursor.as_ref())
-        {
+        let pending = self.pending.get_or_insert_with(|| {
+            let (store, prefix, batch, cursor) = (
+                self.store.clone(),
+                self.prefix.clone(),
+                self.batch,
+                self.cursor.clone(),
+            );
+            Box::pin(async move { store.scan(&prefix, batch, cursor.as_ref()).await })
+        });
+        let page = match pending.as_mut().poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(page) => page,
+        };
+        self.pending = None;
+        Poll::Ready(match page {
             Ok(page) => {
                 self.done = page.next.is_none();
                 self.cursor = page.next;
@@ -58,15 +84,14 @@ impl ScanStream {
                 self.done = true;
                 Some(Err(e))
             }
-        }
+        })
     }
 }
 
 impl futures_core::Stream for ScanStream {
     type Item = Result<Vec<(String, Value)>>;
 
-    fn poll_next(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        // A page is read from memory under a short lock: it never needs to wait.
-        Poll::Ready(self.get_mut().fetch())
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_page(cx)
     }
 }

@@ -2,18 +2,19 @@
 //! a change-event broadcast.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use parking_lot::RwLock;
 use statemesh_core::{
-    ChangeEvent, Cursor, Engine, EngineError, Metadata, PutOptions, Record, ScanPage, Timestamp,
-    Ttl, Value, WriteResult,
+    ChangeEvent, Cursor, Engine, EngineError, LogBytes, Metadata, PutOptions, Record, ScanPage,
+    Storage, Timestamp, Ttl, Value, WriteResult,
 };
 use tokio::sync::{Notify, broadcast};
 
-use crate::builder::StoreBuilder;
+use crate::builder::{Durability, StoreBuilder};
 use crate::clock::Clock;
+use crate::committer::Committer;
 use crate::error::{Error, Result};
 use crate::scan_stream::ScanStream;
 use crate::subscription::Subscription;
@@ -24,7 +25,9 @@ use crate::subscription::Subscription;
 /// takes to change memory. Every write returns a [`WriteResult`] whose `latency` is the time
 /// the call took, measured here.
 ///
-/// This store is held in memory; durable storage arrives with the file adapter.
+/// A store is in memory only, or backed by a storage adapter in one of two modes (see
+/// [`Durability`]): CP acknowledges a write only once it is durable and never lets a read see a
+/// write that could still be lost; AP acknowledges at once and persists in the background.
 #[derive(Debug, Clone)]
 pub struct Store {
     inner: Arc<Inner>,
@@ -37,6 +40,18 @@ pub(crate) struct Inner {
     pub(crate) timer: Arc<Notify>,
     subscribers: Arc<AtomicUsize>,
     closed: AtomicBool,
+    persist: Option<Persist>,
+}
+
+/// The durable side of a store.
+#[derive(Debug)]
+struct Persist {
+    committer: Committer,
+    mode: Durability,
+    /// Log records queued since the last checkpoint; a checkpoint starts past `checkpoint_every`.
+    since_checkpoint: AtomicU64,
+    checkpoint_every: u64,
+    checkpointing: AtomicBool,
 }
 
 /// What the store's lock guards: the engine, and the event sender that `close` drops so that
@@ -58,13 +73,51 @@ impl Inner {
 
     pub(crate) fn expire_due(&self) {
         let mut state = self.state.write();
+        if self.poisoned().is_err() {
+            return;
+        }
         let before = state.engine.poll_timeout();
         state.engine.handle_timeout(self.clock.now());
-        self.after_write(&mut state, before);
+        // Nobody waits for expiry records; a failure to queue them poisons the store.
+        let _ = self.after_write(&mut state, before);
     }
 
-    /// Drains what a write produced: events to subscribers, a new deadline to the timer.
-    fn after_write(&self, state: &mut State, deadline_before: Option<Timestamp>) {
+    fn poisoned(&self) -> Result<()> {
+        match &self.persist {
+            Some(p) => p.committer.poison().check(),
+            None => Ok(()),
+        }
+    }
+
+    /// Drains what a write produced: log records to the committer (in revision order, since
+    /// this runs under the lock), events to subscribers, a new deadline to the timer. Returns
+    /// the last revision queued for persistence.
+    fn after_write(
+        &self,
+        state: &mut State,
+        deadline_before: Option<Timestamp>,
+    ) -> Result<Option<u64>> {
+        let queued = match &self.persist {
+            Some(persist) => {
+                let mut records = Vec::new();
+                while let Some(record) = state.engine.poll_log() {
+                    let bytes = record.encode().map_err(Error::Format)?;
+                    records.push(LogBytes {
+                        revision: record.revision,
+                        bytes,
+                    });
+                }
+                let last = records.last().map(|r| r.revision);
+                if !records.is_empty() {
+                    persist
+                        .since_checkpoint
+                        .fetch_add(records.len() as u64, Ordering::Relaxed);
+                    persist.committer.append(records)?;
+                }
+                last
+            }
+            None => None,
+        };
         let engine = &mut state.engine;
         if engine.captures_events() {
             while let Some(event) = engine.poll_event() {
@@ -80,6 +133,7 @@ impl Inner {
         if engine.poll_timeout() != deadline_before {
             self.timer.notify_one();
         }
+        Ok(queued)
     }
 }
 
@@ -95,14 +149,49 @@ impl Store {
     }
 
     pub(crate) fn from_parts(builder: StoreBuilder, snapshot: Option<&[u8]>) -> Result<Store> {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
-        let mut engine = match snapshot {
-            Some(bytes) => Engine::restore(builder.engine, bytes)?,
-            None => Engine::new(builder.engine)?,
+        let engine = match snapshot {
+            Some(bytes) => Engine::restore(builder.engine.clone(), bytes)?,
+            None => Engine::new(builder.engine.clone())?,
         };
-        // Nothing to make durable in memory; events are captured only while someone listens.
-        engine.set_capture_log(false);
+        Store::start(builder, engine, None)
+    }
+
+    /// Opens a store on a storage adapter: loads its snapshot and log, replays, and starts the
+    /// committer.
+    pub(crate) async fn open_storage(
+        builder: StoreBuilder,
+        mut storage: Box<dyn Storage>,
+    ) -> Result<Store> {
+        tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        let recovered = storage.load().await.map_err(Error::Storage)?;
+        let mut engine = match &recovered.snapshot {
+            Some(bytes) => Engine::restore(builder.engine.clone(), bytes)?,
+            None => Engine::new(builder.engine.clone())?,
+        };
+        for record in &recovered.records {
+            engine.replay_bytes(&record.bytes)?;
+        }
+        let committer = Committer::start(storage, engine.revision(), builder.sync_every)?;
+        Store::start(builder, engine, Some(committer))
+    }
+
+    fn start(
+        builder: StoreBuilder,
+        mut engine: Engine,
+        committer: Option<Committer>,
+    ) -> Result<Store> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        // Log records are captured only when there is storage to receive them; events only while
+        // someone listens.
+        engine.set_capture_log(committer.is_some());
         engine.set_capture_events(false);
+        let persist = committer.map(|committer| Persist {
+            committer,
+            mode: builder.durability,
+            since_checkpoint: AtomicU64::new(0),
+            checkpoint_every: builder.checkpoint_every,
+            checkpointing: AtomicBool::new(false),
+        });
         let (events, _) = broadcast::channel(builder.event_capacity);
         let inner = Arc::new(Inner {
             state: RwLock::new(State {
@@ -113,6 +202,7 @@ impl Store {
             timer: Arc::new(Notify::new()),
             subscribers: Arc::new(AtomicUsize::new(0)),
             closed: AtomicBool::new(false),
+            persist,
         });
         runtime.spawn(crate::timer::run(Arc::downgrade(&inner)));
         Ok(Store { inner })
@@ -120,85 +210,206 @@ impl Store {
 
     fn check_open(&self) -> Result<()> {
         if self.inner.is_closed() {
-            Err(Error::Closed)
-        } else {
-            Ok(())
+            return Err(Error::Closed);
+        }
+        self.inner.poisoned()
+    }
+
+    /// The durable side, when reads and writes must wait for durability (CP).
+    fn cp(&self) -> Option<&Persist> {
+        self.inner
+            .persist
+            .as_ref()
+            .filter(|p| p.mode == Durability::Cp)
+    }
+
+    /// A read of one key. In CP mode it never returns state a crash could still take back: when
+    /// the key's last write (or, for an absent key, the last removal) is not durable yet, it
+    /// waits for that revision and reads again.
+    async fn read_key<R>(
+        &self,
+        key: &str,
+        op: impl Fn(&Engine, Timestamp) -> Result<R, EngineError>,
+    ) -> Result<R> {
+        loop {
+            let wait = {
+                self.check_open()?;
+                let state = self.inner.state.read();
+                let now = self.inner.clock.now();
+                let Some(persist) = self.cp() else {
+                    return Ok(op(&state.engine, now)?);
+                };
+                let durable = persist.committer.durable_revision();
+                if state.engine.revision() <= durable {
+                    return Ok(op(&state.engine, now)?);
+                }
+                let needed = match state.engine.entry(now, key)? {
+                    Some(entry) => entry.mod_revision,
+                    None => state.engine.last_removal_revision(),
+                };
+                if needed <= durable {
+                    return Ok(op(&state.engine, now)?);
+                }
+                needed
+            };
+            self.wait_durable(wait).await?;
         }
     }
 
-    fn read<R>(&self, op: impl FnOnce(&Engine, Timestamp) -> Result<R, EngineError>) -> Result<R> {
-        self.check_open()?;
-        let now = self.inner.clock.now();
-        Ok(op(&self.inner.state.read().engine, now)?)
+    /// A read of many keys. In CP mode it waits until every write applied so far is durable.
+    async fn read_all<R>(
+        &self,
+        op: impl Fn(&Engine, Timestamp) -> Result<R, EngineError>,
+    ) -> Result<R> {
+        loop {
+            let wait = {
+                self.check_open()?;
+                let state = self.inner.state.read();
+                let now = self.inner.clock.now();
+                match self.cp() {
+                    Some(p) if state.engine.revision() > p.committer.durable_revision() => {
+                        state.engine.revision()
+                    }
+                    _ => return Ok(op(&state.engine, now)?),
+                }
+            };
+            self.wait_durable(wait).await?;
+        }
     }
 
-    fn write<R>(
+    async fn wait_durable(&self, revision: u64) -> Result<()> {
+        match &self.inner.persist {
+            Some(p) => p.committer.wait_durable(revision).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Applies a write under the lock and queues its records; in CP mode waits until durable.
+    async fn write<R>(
         &self,
         op: impl FnOnce(&mut Engine, Timestamp) -> Result<R, EngineError>,
     ) -> Result<R> {
-        self.check_open()?;
-        let mut state = self.inner.state.write();
-        let before = state.engine.poll_timeout();
-        let result = op(&mut state.engine, self.inner.clock.now());
-        self.inner.after_write(&mut state, before);
-        Ok(result?)
+        let (result, queued) = {
+            self.check_open()?;
+            let mut state = self.inner.state.write();
+            let before = state.engine.poll_timeout();
+            let result = op(&mut state.engine, self.inner.clock.now());
+            let queued = self.inner.after_write(&mut state, before)?;
+            (result?, queued)
+        };
+        if let Some(revision) = queued {
+            if self.cp().is_some() {
+                self.wait_durable(revision).await?;
+            }
+            self.maybe_checkpoint();
+        }
+        Ok(result)
     }
 
-    fn timed_write(
+    async fn timed_write(
         &self,
         op: impl FnOnce(&mut Engine, Timestamp) -> Result<WriteResult, EngineError>,
     ) -> Result<WriteResult> {
         let start = Instant::now();
-        let mut result = self.write(op)?;
+        let mut result = self.write(op).await?;
         result.latency = start.elapsed();
         Ok(result)
+    }
+
+    /// Starts a background checkpoint once enough log has piled up since the last one.
+    fn maybe_checkpoint(&self) {
+        let Some(p) = &self.inner.persist else { return };
+        if p.since_checkpoint.load(Ordering::Relaxed) < p.checkpoint_every
+            || p.checkpointing.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let store = self.clone();
+        tokio::spawn(async move {
+            // A failure poisons the store; callers see it on their next call.
+            let _ = store.checkpoint().await;
+            if let Some(p) = &store.inner.persist {
+                p.checkpointing.store(false, Ordering::Release);
+            }
+        });
+    }
+
+    /// Writes a snapshot of the current state to storage and lets it drop the log the snapshot
+    /// covers, so recovery replays less. Runs on its own every
+    /// [`StoreBuilder::checkpoint_every`] records; a no-op for in-memory stores.
+    pub async fn checkpoint(&self) -> Result<()> {
+        self.check_open()?;
+        let Some(p) = &self.inner.persist else {
+            return Ok(());
+        };
+        let (revision, bytes, pending) = {
+            let state = self.inner.state.read();
+            let pending = p.since_checkpoint.swap(0, Ordering::Relaxed);
+            (state.engine.revision(), state.engine.snapshot()?, pending)
+        };
+        let result = p.committer.checkpoint(revision, bytes).await;
+        if result.is_err() {
+            p.since_checkpoint.fetch_add(pending, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// Makes every acknowledged write durable now (for AP mode and relaxed sync policies; CP
+    /// writes are durable when they return).
+    pub async fn flush(&self) -> Result<()> {
+        self.check_open()?;
+        match &self.inner.persist {
+            Some(p) => p.committer.sync().await,
+            None => Ok(()),
+        }
     }
 
     // ---- reads ----
 
     /// The value of `key` (`namespace:path`), or `None` when it does not exist or has expired.
     pub async fn get(&self, key: &str) -> Result<Option<Value>> {
-        self.read(|e, now| e.get(now, key))
+        self.read_key(key, |e, now| e.get(now, key)).await
     }
 
     /// The value and its version, for a later [`Store::put_if_version`].
     pub async fn get_with_version(&self, key: &str) -> Result<Option<(Value, u64)>> {
-        self.read(|e, now| e.get_with_version(now, key))
+        self.read_key(key, |e, now| e.get_with_version(now, key))
+            .await
     }
 
     /// The value with its system and user metadata.
     pub async fn get_record(&self, key: &str) -> Result<Option<Record>> {
-        self.read(|e, now| e.get_record(now, key))
+        self.read_key(key, |e, now| e.get_record(now, key)).await
     }
 
     /// The metadata of `key` without its value.
     pub async fn get_metadata(&self, key: &str) -> Result<Option<Metadata>> {
-        self.read(|e, now| e.get_metadata(now, key))
+        self.read_key(key, |e, now| e.get_metadata(now, key)).await
     }
 
     /// Whether `key` exists.
     pub async fn exists(&self, key: &str) -> Result<bool> {
-        self.read(|e, now| e.exists(now, key))
+        self.read_key(key, |e, now| e.exists(now, key)).await
     }
 
     /// How long `key` has left; `None` when it does not exist.
     pub async fn get_ttl(&self, key: &str) -> Result<Option<Ttl>> {
-        self.read(|e, now| e.get_ttl(now, key))
+        self.read_key(key, |e, now| e.get_ttl(now, key)).await
     }
 
     /// Values of several keys, in the order asked.
     pub async fn multi_get<K: AsRef<str>>(&self, keys: &[K]) -> Result<Vec<Option<Value>>> {
-        self.read(|e, now| e.multi_get(now, keys))
+        self.read_all(|e, now| e.multi_get(now, keys)).await
     }
 
     /// Keys matching a pattern such as `app:config.*` or `*:user.**`.
     pub async fn keys(&self, pattern: &str) -> Result<Vec<String>> {
-        self.read(|e, now| e.keys(now, pattern))
+        self.read_all(|e, now| e.keys(now, pattern)).await
     }
 
     /// Keys and values matching a pattern.
     pub async fn get_pattern(&self, pattern: &str) -> Result<Vec<(String, Value)>> {
-        self.read(|e, now| e.get_pattern(now, pattern))
+        self.read_all(|e, now| e.get_pattern(now, pattern)).await
     }
 
     /// One page of keys under `prefix` (`namespace:path-prefix`); pass `page.next` back for the
@@ -209,16 +420,8 @@ impl Store {
         limit: usize,
         cursor: Option<&Cursor>,
     ) -> Result<ScanPage> {
-        self.scan_page(prefix, limit, cursor)
-    }
-
-    pub(crate) fn scan_page(
-        &self,
-        prefix: &str,
-        limit: usize,
-        cursor: Option<&Cursor>,
-    ) -> Result<ScanPage> {
-        self.read(|e, now| e.scan(now, prefix, limit, cursor))
+        self.read_all(|e, now| e.scan(now, prefix, limit, cursor))
+            .await
     }
 
     /// Every key under `prefix`, as a stream of pages of up to `batch` items.
@@ -231,7 +434,7 @@ impl Store {
     /// Creates or replaces `key`. Clears any TTL (see [`PutOptions::keep_ttl`]).
     pub async fn put(&self, key: &str, value: impl Into<Value>) -> Result<WriteResult> {
         let value = value.into();
-        self.timed_write(|e, now| e.put(now, key, &value))
+        self.timed_write(|e, now| e.put(now, key, &value)).await
     }
 
     /// Creates or replaces `key`, expiring it after `ttl_ms` milliseconds.
@@ -243,6 +446,7 @@ impl Store {
     ) -> Result<WriteResult> {
         let value = value.into();
         self.timed_write(|e, now| e.put_with_ttl(now, key, &value, ttl_ms))
+            .await
     }
 
     /// Writes only if `key` is at version `expected` (0 = must not exist).
@@ -254,6 +458,7 @@ impl Store {
     ) -> Result<WriteResult> {
         let value = value.into();
         self.timed_write(|e, now| e.put_if_version(now, key, &value, expected))
+            .await
     }
 
     /// A put with every option: TTL, keep TTL, expected version, user metadata.
@@ -265,11 +470,12 @@ impl Store {
     ) -> Result<WriteResult> {
         let value = value.into();
         self.timed_write(|e, now| e.put_with(now, key, &value, opts))
+            .await
     }
 
     /// Deletes `key`; `affected` is 0 when it did not exist.
     pub async fn delete(&self, key: &str) -> Result<WriteResult> {
-        self.timed_write(|e, now| e.delete(now, key))
+        self.timed_write(|e, now| e.delete(now, key)).await
     }
 
     /// Replaces the value only if it equals `expected` (`None`: only if absent). Keeps the TTL.
@@ -281,12 +487,13 @@ impl Store {
     ) -> Result<WriteResult> {
         let new = new.into();
         self.timed_write(|e, now| e.compare_and_swap(now, key, expected, &new))
+            .await
     }
 
     /// Adds `delta` to an integer (a missing key counts as 0); returns the new value.
     pub async fn increment(&self, key: &str, delta: i64) -> Result<(i64, WriteResult)> {
         let start = Instant::now();
-        let (value, mut result) = self.write(|e, now| e.increment(now, key, delta))?;
+        let (value, mut result) = self.write(|e, now| e.increment(now, key, delta)).await?;
         result.latency = start.elapsed();
         Ok((value, result))
     }
@@ -299,7 +506,7 @@ impl Store {
     ) -> Result<(usize, WriteResult)> {
         let suffix = suffix.into();
         let start = Instant::now();
-        let (len, mut result) = self.write(|e, now| e.append(now, key, &suffix))?;
+        let (len, mut result) = self.write(|e, now| e.append(now, key, &suffix)).await?;
         result.latency = start.elapsed();
         Ok((len, result))
     }
@@ -311,43 +518,46 @@ impl Store {
         metadata: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<WriteResult> {
         self.timed_write(|e, now| e.set_metadata(now, key, metadata))
+            .await
     }
 
     /// Puts every pair in one atomic revision.
     pub async fn multi_put<K: AsRef<str>>(&self, items: &[(K, Value)]) -> Result<WriteResult> {
-        self.timed_write(|e, now| e.multi_put(now, items))
+        self.timed_write(|e, now| e.multi_put(now, items)).await
     }
 
     /// Deletes every listed key in one revision.
     pub async fn multi_delete<K: AsRef<str>>(&self, keys: &[K]) -> Result<WriteResult> {
-        self.timed_write(|e, now| e.multi_delete(now, keys))
+        self.timed_write(|e, now| e.multi_delete(now, keys)).await
     }
 
     /// Deletes every key matching `pattern` in one revision.
     pub async fn delete_pattern(&self, pattern: &str) -> Result<WriteResult> {
         self.timed_write(|e, now| e.delete_pattern(now, pattern))
+            .await
     }
 
     // ---- TTL ----
 
     /// Makes `key` expire after `ttl_ms` milliseconds.
     pub async fn set_ttl(&self, key: &str, ttl_ms: u64) -> Result<WriteResult> {
-        self.timed_write(|e, now| e.set_ttl(now, key, ttl_ms))
+        self.timed_write(|e, now| e.set_ttl(now, key, ttl_ms)).await
     }
 
     /// Pushes the expiry of `key` later by `by_ms`.
     pub async fn extend_ttl(&self, key: &str, by_ms: u64) -> Result<WriteResult> {
         self.timed_write(|e, now| e.extend_ttl(now, key, by_ms))
+            .await
     }
 
     /// Removes the TTL of `key`.
     pub async fn remove_ttl(&self, key: &str) -> Result<WriteResult> {
-        self.timed_write(|e, now| e.remove_ttl(now, key))
+        self.timed_write(|e, now| e.remove_ttl(now, key)).await
     }
 
     /// Removes expired keys now (the timer does this on its own); returns how many.
     pub async fn cleanup_expired(&self) -> Result<u64> {
-        self.write(|e, now| Ok(e.cleanup_expired(now)))
+        self.write(|e, now| Ok(e.cleanup_expired(now))).await
     }
 
     // ---- feed, state, lifecycle ----
@@ -390,5 +600,9 @@ impl Store {
         state.events = None;
         drop(state);
         self.inner.timer.notify_one();
+        if let Some(p) = &self.inner.persist {
+            // Finishes queued records with a final sync and releases the storage (and its lock).
+            p.committer.shutdown();
+        }
     }
 }

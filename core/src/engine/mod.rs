@@ -56,6 +56,8 @@ pub struct Engine {
     /// Keys with a TTL, by deadline. Ordered so sweeps and snapshots are deterministic.
     expiry: BTreeSet<(Timestamp, CompactString, CompactString)>,
     revision: u64,
+    /// Revision of the last write that removed a key (delete or expiry).
+    last_removal: u64,
     /// The highest `now` seen. Atomic because reads (`&self`) advance it too.
     clock: AtomicU64,
     capture_log: bool,
@@ -81,6 +83,7 @@ impl Engine {
             namespaces: BTreeMap::new(),
             expiry: BTreeSet::new(),
             revision: 0,
+            last_removal: 0,
             clock: AtomicU64::new(0),
             capture_log: true,
             capture_events: true,
@@ -97,6 +100,13 @@ impl Engine {
     /// The revision of the last committed write (0 for a fresh store).
     pub fn revision(&self) -> u64 {
         self.revision
+    }
+
+    /// The revision of the last write that removed a key (a delete or an expiry). A host that must
+    /// not show a read "key absent" before the removal is durable compares it with the durable
+    /// revision.
+    pub fn last_removal_revision(&self) -> u64 {
+        self.last_removal
     }
 
     /// The engine's time: the highest `now` it has been given.
@@ -332,6 +342,7 @@ impl Engine {
             });
         }
         batch.changed += 1;
+        self.last_removal = batch.revision;
         if self.capture_events {
             self.events.push_back(ChangeEvent {
                 revision: batch.revision,

@@ -1,7 +1,7 @@
 //! Point reads. Reads take `&self`: they never change the keyspace, only the engine's clock.
 
 use super::Engine;
-use crate::entry::{Metadata, Record, Ttl};
+use crate::entry::{Entry, Metadata, Record, Ttl};
 use crate::error::EngineError;
 use crate::time::Timestamp;
 use crate::value::Value;
@@ -14,6 +14,13 @@ impl Engine {
             Some(entry) => Ok(Some(entry.value.decode()?)),
             None => Ok(None),
         }
+    }
+
+    /// The stored entry of `key` (checksum verified, expired keys excluded), for hosts that need
+    /// its revisions without decoding the value.
+    pub fn entry(&self, now: Timestamp, key: &str) -> Result<Option<&Entry>, EngineError> {
+        let key = self.config.keys.parse(key)?;
+        self.live(now, &key)
     }
 
     /// The value and its version (for a later `put_if_version`).

@@ -144,6 +144,7 @@ impl Engine {
                 }
                 LogOp::Delete { namespace, path } | LogOp::Expire { namespace, path } => {
                     self.remove_raw(namespace, path);
+                    self.last_removal = record.revision;
                 }
             }
         }

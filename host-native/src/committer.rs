@@ -1,0 +1,279 @@
+//! The committer: one thread that owns the storage adapter and makes log records durable.
+//!
+//! Writers apply their change to the engine under the store lock and, still under it, hand the
+//! encoded records to the committer, so records reach storage in revision order. The committer
+//! takes everything queued since its last round and appends it in one call: concurrent writers
+//! share one fsync (group commit). It then publishes the durable revision; CP writers wait for
+//! it before they return. A storage failure poisons the store: the committer refuses all later
+//! work and every waiter and later call sees [`Error::Poisoned`].
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use statemesh_core::{LogBytes, Storage, StorageError};
+use tokio::sync::{oneshot, watch};
+
+use crate::error::{Error, Result};
+
+/// Most queued jobs taken in one round, so one huge backlog cannot starve replies.
+const MAX_ROUND: usize = 4096;
+
+enum Job {
+    Append(Vec<LogBytes>),
+    Checkpoint {
+        revision: u64,
+        bytes: Vec<u8>,
+        reply: oneshot::Sender<Result<(), StorageError>>,
+    },
+    Sync(oneshot::Sender<Result<(), StorageError>>),
+}
+
+#[derive(Debug)]
+pub(crate) struct Committer {
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    durable: watch::Receiver<u64>,
+    durable_revision: Arc<AtomicU64>,
+    poison: Arc<Poison>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The first storage failure, kept so every later caller can be told what happened.
+#[derive(Debug, Default)]
+pub(crate) struct Poison {
+    set: AtomicBool,
+    cause: Mutex<Option<StorageError>>,
+}
+
+impl Poison {
+    fn poison(&self, cause: StorageError) {
+        let mut slot = self.cause.lock();
+        if slot.is_none() {
+            *slot = Some(cause);
+        }
+        self.set.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.set.load(Ordering::Acquire) {
+            let cause = self.cause.lock().clone().unwrap_or(StorageError::Poisoned);
+            return Err(Error::Poisoned(cause));
+        }
+        Ok(())
+    }
+}
+
+impl Committer {
+    /// Starts the committer thread. `durable` is the revision already durable at open.
+    pub(crate) fn start(
+        storage: Box<dyn Storage>,
+        durable: u64,
+        sync_every: Option<Duration>,
+    ) -> Result<Committer> {
+        let (tx, rx) = mpsc::channel();
+        let (durable_tx, durable_rx) = watch::channel(durable);
+        let durable_revision = Arc::new(AtomicU64::new(durable));
+        let poison = Arc::new(Poison::default());
+        let worker = Worker {
+            storage,
+            jobs: rx,
+            durable: durable_tx,
+            durable_revision: durable_revision.clone(),
+            poison: poison.clone(),
+            sync_every,
+        };
+        let thread = std::thread::Builder::new()
+            .name("statemesh-committer".into())
+            .spawn(move || worker.run())
+            .map_err(|e| {
+                Error::Poisoned(StorageError::Io {
+                    op: "spawn committer thread",
+                    path: String::new(),
+                    message: e.to_string(),
+                })
+            })?;
+        Ok(Committer {
+            jobs: Mutex::new(Some(tx)),
+            durable: durable_rx,
+            durable_revision,
+            poison,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    pub(crate) fn poison(&self) -> &Poison {
+        &self.poison
+    }
+
+    /// The highest revision known durable.
+    pub(crate) fn durable_revision(&self) -> u64 {
+        self.durable_revision.load(Ordering::Acquire)
+    }
+
+    /// Queues records for the next round. Call under the store lock, in revision order.
+    pub(crate) fn append(&self, records: Vec<LogBytes>) -> Result<()> {
+        self.send(Job::Append(records))
+    }
+
+    fn send(&self, job: Job) -> Result<()> {
+        self.poison.check()?;
+        match self.jobs.lock().as_ref() {
+            Some(tx) => tx.send(job).map_err(|_| Error::Closed),
+            None => Err(Error::Closed),
+        }
+    }
+
+    /// Waits until `revision` is durable.
+    pub(crate) async fn wait_durable(&self, revision: u64) -> Result<()> {
+        if self.durable_revision() >= revision {
+            return Ok(());
+        }
+        let mut rx = self.durable.clone();
+        let poison = &self.poison;
+        let reached = rx
+            .wait_for(|d| *d >= revision || poison.set.load(Ordering::Acquire))
+            .await;
+        self.poison.check()?;
+        reached.map(|_| ()).map_err(|_| Error::Closed)
+    }
+
+    /// Writes a snapshot covering `revision` through the storage, after every record queued
+    /// before it.
+    pub(crate) async fn checkpoint(&self, revision: u64, bytes: Vec<u8>) -> Result<()> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Job::Checkpoint {
+            revision,
+            bytes,
+            reply,
+        })?;
+        rx.await
+            .map_err(|_| Error::Closed)?
+            .map_err(Error::Poisoned)
+    }
+
+    /// Makes everything queued so far durable, whatever the sync policy.
+    pub(crate) async fn sync(&self) -> Result<()> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Job::Sync(reply))?;
+        rx.await
+            .map_err(|_| Error::Closed)?
+            .map_err(Error::Poisoned)
+    }
+
+    /// Stops taking work, lets the thread finish what is queued (with a final sync) and joins it.
+    /// The storage (and its directory lock) is released when this returns.
+    pub(crate) fn shutdown(&self) {
+        drop(self.jobs.lock().take());
+        if let Some(thread) = self.thread.lock().take() {
+            // A panicked committer already poisoned nothing more we could report here.
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Committer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+struct Worker {
+    storage: Box<dyn Storage>,
+    jobs: mpsc::Receiver<Job>,
+    durable: watch::Sender<u64>,
+    durable_revision: Arc<AtomicU64>,
+    poison: Arc<Poison>,
+    sync_every: Option<Duration>,
+}
+
+impl Worker {
+    fn run(mut self) {
+        let mut round = VecDeque::new();
+        loop {
+            let first = match self.sync_every {
+                Some(every) => match self.jobs.recv_timeout(every) {
+                    Ok(job) => job,
+                    Err(RecvTimeoutError::Timeout) => {
+                        // A failure poisons the store; every later call reports it.
+                        let _ = self.sync();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
+                None => match self.jobs.recv() {
+                    Ok(job) => job,
+                    Err(_) => break,
+                },
+            };
+            round.push_back(first);
+            while round.len() < MAX_ROUND {
+                match self.jobs.try_recv() {
+                    Ok(job) => round.push_back(job),
+                    Err(_) => break,
+                }
+            }
+            while let Some(job) = round.pop_front() {
+                match job {
+                    Job::Append(mut records) => {
+                        while let Some(Job::Append(_)) = round.front() {
+                            if let Some(Job::Append(more)) = round.pop_front() {
+                                records.extend(more);
+                            }
+                        }
+                        self.append(&records);
+                    }
+                    Job::Checkpoint {
+                        revision,
+                        bytes,
+                        reply,
+                    } => {
+                        let r = self.guarded(|s| {
+                            futures_executor::block_on(s.write_snapshot(revision, &bytes))
+                        });
+                        let _ = reply.send(r);
+                    }
+                    Job::Sync(reply) => {
+                        let _ = reply.send(self.sync());
+                    }
+                }
+            }
+        }
+        // Every sender is gone: the store closed or was dropped. Leave nothing unsynced.
+        let _ = self.sync();
+    }
+
+    fn append(&mut self, records: &[LogBytes]) {
+        let Some(last) = records.last().map(|r| r.revision) else {
+            return;
+        };
+        if self
+            .guarded(|s| futures_executor::block_on(s.append(records)))
+            .is_ok()
+        {
+            self.durable_revision.store(last, Ordering::Release);
+            self.durable.send_replace(last);
+        }
+    }
+
+    fn sync(&mut self) -> Result<(), StorageError> {
+        self.guarded(|s| futures_executor::block_on(s.sync()))
+    }
+
+    /// Runs a storage call unless poisoned; a failure poisons and wakes every waiter.
+    fn guarded(
+        &mut self,
+        call: impl FnOnce(&mut dyn Storage) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
+        if self.poison.set.load(Ordering::Acquire) {
+            return Err(StorageError::Poisoned);
+        }
+        call(self.storage.as_mut()).inspect_err(|e| {
+            self.poison.poison(e.clone());
+            self.durable.send_modify(|_| {});
+        })
+    }
+}

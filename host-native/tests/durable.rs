@@ -1,0 +1,208 @@
+//! The Store on durable storage: recovery, CP and AP acknowledgement, poisoning, checkpoints.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use statemesh::{
+    Durability, Error, LogBytes, MemoryStorage, Recovered, Storage, StorageError, Store, Value,
+};
+
+async fn open(storage: &MemoryStorage, durability: Durability) -> Store {
+    Store::builder()
+        .durability(durability)
+        .open_with_storage(storage.clone())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn reopening_recovers_every_acknowledged_write() {
+    let disk = MemoryStorage::new();
+    let store = open(&disk, Durability::Cp).await;
+    for i in 0..50i64 {
+        store.put(&format!("a:k{i}"), i).await.unwrap();
+    }
+    store.delete("a:k7").await.unwrap();
+    store.put_with_ttl("a:ttl", "x", 3_600_000).await.unwrap();
+    store.increment("a:k1", 10).await.unwrap();
+    let before = store.snapshot().await.unwrap();
+    store.close().await;
+    assert_eq!(disk.record_count(), 53);
+
+    let reopened = open(&disk, Durability::Cp).await;
+    assert_eq!(reopened.snapshot().await.unwrap(), before);
+    assert_eq!(
+        reopened.get("a:k1").await.unwrap(),
+        Some(Value::Integer(11))
+    );
+    assert_eq!(reopened.get("a:k7").await.unwrap(), None);
+    assert_eq!(reopened.revision(), 53);
+}
+
+#[tokio::test]
+async fn checkpoints_drop_the_log_and_recovery_still_matches() {
+    let disk = MemoryStorage::new();
+    let store = Store::builder()
+        .checkpoint_every(20)
+        .open_with_storage(disk.clone())
+        .await
+        .unwrap();
+    for i in 0..45i64 {
+        store.put(&format!("a:k{}", i % 10), i).await.unwrap();
+    }
+    store.checkpoint().await.unwrap();
+    assert_eq!(disk.record_count(), 0, "the snapshot covers every record");
+    store.put("a:after", "checkpoint").await.unwrap();
+    let before = store.snapshot().await.unwrap();
+    store.close().await;
+    let reopened = open(&disk, Durability::Cp).await;
+    assert_eq!(reopened.snapshot().await.unwrap(), before);
+}
+
+#[tokio::test]
+async fn a_storage_failure_poisons_and_reopen_recovers() {
+    let disk = MemoryStorage::new();
+    let store = open(&disk, Durability::Cp).await;
+    store.put("a:kept", "durable").await.unwrap();
+    disk.fail_next_write(StorageError::Io {
+        op: "fsync",
+        path: "wal".into(),
+        message: "EIO".into(),
+    });
+    let err = store.put("a:lost", "never acknowledged").await.unwrap_err();
+    assert!(
+        matches!(err, Error::Poisoned(StorageError::Io { .. })),
+        "{err}"
+    );
+    // Nothing more is accepted, reads included: memory may hold a write storage does not.
+    assert!(matches!(
+        store.put("a:x", "y").await,
+        Err(Error::Poisoned(_))
+    ));
+    assert!(matches!(store.get("a:kept").await, Err(Error::Poisoned(_))));
+    store.close().await;
+
+    let reopened = open(&disk, Durability::Cp).await;
+    assert_eq!(
+        reopened.get("a:kept").await.unwrap(),
+        Some(Value::from("durable"))
+    );
+    assert_eq!(reopened.get("a:lost").await.unwrap(), None);
+    reopened.put("a:x", "y").await.unwrap();
+}
+
+#[tokio::test]
+async fn ap_acknowledges_first_and_flush_persists() {
+    let disk = MemoryStorage::new();
+    let store = open(&disk, Durability::Ap).await;
+    for i in 0..100i64 {
+        store.put(&format!("a:k{i}"), i).await.unwrap();
+    }
+    store.flush().await.unwrap();
+    assert_eq!(disk.record_count(), 100);
+    store.close().await;
+    let reopened = open(&disk, Durability::Ap).await;
+    assert_eq!(reopened.keys("a:*").await.unwrap().len(), 100);
+}
+
+/// Storage whose appends block until the test opens the gate: a slow fsync under control.
+#[derive(Debug, Clone)]
+struct Gated {
+    inner: MemoryStorage,
+    open: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl Gated {
+    fn set(&self, open: bool) {
+        *self.open.0.lock().unwrap() = open;
+        self.open.1.notify_all();
+    }
+}
+
+#[async_trait::async_trait]
+impl Storage for Gated {
+    async fn load(&mut self) -> Result<Recovered, StorageError> {
+        self.inner.load().await
+    }
+    async fn append(&mut self, records: &[LogBytes]) -> Result<(), StorageError> {
+        {
+            let (lock, cv) = &*self.open;
+            let _open = cv.wait_while(lock.lock().unwrap(), |open| !*open).unwrap();
+        }
+        self.inner.append(records).await
+    }
+    async fn sync(&mut self) -> Result<(), StorageError> {
+        self.inner.sync().await
+    }
+    async fn write_snapshot(&mut self, revision: u64, snapshot: &[u8]) -> Result<(), StorageError> {
+        self.inner.write_snapshot(revision, snapshot).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cp_reads_never_see_a_write_that_is_not_durable() {
+    let gate = Gated {
+        inner: MemoryStorage::new(),
+        open: Arc::new((Mutex::new(true), Condvar::new())),
+    };
+    let store = Store::builder()
+        .open_with_storage(gate.clone())
+        .await
+        .unwrap();
+    store.put("a:k", "old").await.unwrap();
+    store.put("a:other", "untouched").await.unwrap();
+    gate.set(false);
+
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move { store.put("a:k", "new").await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        !writer.is_finished(),
+        "a CP write returns only once durable"
+    );
+    // A key the pending write does not touch reads at once.
+    assert_eq!(
+        store.get("a:other").await.unwrap(),
+        Some(Value::from("untouched"))
+    );
+    // The pending key's read waits rather than show a write a crash could take back.
+    let reader = {
+        let store = store.clone();
+        tokio::spawn(async move { store.get("a:k").await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        !reader.is_finished(),
+        "read of a non-durable write must wait"
+    );
+
+    gate.set(true);
+    writer.await.unwrap().unwrap();
+    assert_eq!(reader.await.unwrap().unwrap(), Some(Value::from("new")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_cp_writers_share_appends() {
+    let disk = MemoryStorage::new();
+    let store = open(&disk, Durability::Cp).await;
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..100i64 {
+                store.put(&format!("w{t}:k{i}"), i).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(store.revision(), 800);
+    store.close().await;
+    let reopened = open(&disk, Durability::Cp).await;
+    assert_eq!(reopened.revision(), 800);
+    assert_eq!(reopened.keys("w3:*").await.unwrap().len(), 100);
+}
