@@ -18,7 +18,16 @@ pub struct EngineConfig {
     pub max_batch: usize,
     /// How JSON values are stored.
     pub json_encoding: JsonEncoding,
+    /// Evict keys (segmented LRU) beyond this many. `None` (default): no limit.
+    pub max_entries: Option<u64>,
+    /// Evict keys beyond this many bytes of keys, values and per-entry overhead
+    /// ([`ENTRY_OVERHEAD`] each). `None` (default): no limit.
+    pub max_bytes: Option<u64>,
 }
+
+/// Bytes charged per entry beyond its key and value, for `max_bytes`: the hash slot, the
+/// ordered-index copy of the key and the entry's fields.
+pub const ENTRY_OVERHEAD: u64 = 128;
 
 impl Default for EngineConfig {
     fn default() -> Self {
@@ -28,6 +37,8 @@ impl Default for EngineConfig {
             max_metadata_size: 64 << 10,
             max_batch: 100_000,
             json_encoding: JsonEncoding::Text,
+            max_entries: None,
+            max_bytes: None,
         }
     }
 }
@@ -54,6 +65,18 @@ impl EngineConfig {
     pub fn with_max_value_size(mut self, bytes: usize) -> Self {
         self.max_value_size = bytes;
         self
+    }
+
+    /// Evicts least recently used keys beyond these limits (an AP store's memory bound).
+    pub fn with_memory_limits(mut self, max_entries: Option<u64>, max_bytes: Option<u64>) -> Self {
+        self.max_entries = max_entries;
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// Whether eviction is on.
+    pub fn has_memory_limits(&self) -> bool {
+        self.max_entries.is_some() || self.max_bytes.is_some()
     }
 
     /// Sets how JSON values are stored.

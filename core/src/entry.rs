@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::lru::LruSlot;
 use crate::time::Timestamp;
 use crate::value::{StoredValue, Value, ValueKind};
 
@@ -26,6 +27,10 @@ pub struct Entry {
     pub mod_revision: u64,
     /// User metadata: a JSON object, kept as text so snapshots stay in a non-self-describing format.
     pub user_meta: Option<Arc<str>>,
+    /// Eviction bookkeeping of AP stores with memory limits: not data, never serialized, always
+    /// equal. Build entries with `LruSlot::default()`.
+    #[serde(skip)]
+    pub lru: LruSlot,
 }
 
 impl Entry {

@@ -17,6 +17,8 @@ pub enum ChangeKind {
     Delete,
     /// The key's TTL ran out.
     Expire,
+    /// The key was evicted to keep an AP store within its memory limits.
+    Evict,
 }
 
 /// One change to one key. Every key touched by one write carries that write's revision.

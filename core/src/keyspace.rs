@@ -25,6 +25,10 @@ impl Keyspace {
         self.map.get(path)
     }
 
+    pub(crate) fn get_mut(&mut self, path: &str) -> Option<&mut Entry> {
+        self.map.get_mut(path)
+    }
+
     /// Inserts or replaces; returns the previous entry.
     pub(crate) fn insert(&mut self, path: &str, entry: Entry) -> Option<Entry> {
         match self.map.get_mut(path) {
@@ -42,10 +46,6 @@ impl Keyspace {
         let old = self.map.remove(path)?;
         self.order.remove(path);
         Some(old)
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.map.len()
     }
 
     pub(crate) fn is_empty(&self) -> bool {

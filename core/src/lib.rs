@@ -23,6 +23,7 @@ pub mod event;
 pub mod key;
 mod keyspace;
 pub mod log;
+mod lru;
 pub mod ops;
 pub mod pattern;
 pub mod storage;

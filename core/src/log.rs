@@ -37,6 +37,11 @@ pub enum LogOp {
         namespace: CompactString,
         path: CompactString,
     },
+    /// The key was evicted by the memory limits.
+    Evict {
+        namespace: CompactString,
+        path: CompactString,
+    },
     /// The key's TTL ran out.
     Expire {
         namespace: CompactString,

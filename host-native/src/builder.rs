@@ -72,6 +72,14 @@ impl StoreBuilder {
         self
     }
 
+    /// Bounds memory: beyond `max_entries` keys or `max_bytes` of keys and values, the least
+    /// recently used keys are evicted (a scan-resistant segmented LRU; evictions are change
+    /// events of kind `Evict` and are persisted). Meant for AP stores used as caches.
+    pub fn memory_limits(mut self, max_entries: Option<u64>, max_bytes: Option<u64>) -> Self {
+        self.engine = self.engine.with_memory_limits(max_entries, max_bytes);
+        self
+    }
+
     /// How JSON values are stored (JSON text by default, or MessagePack).
     pub fn json_encoding(mut self, encoding: JsonEncoding) -> Self {
         self.engine = self.engine.with_json_encoding(encoding);

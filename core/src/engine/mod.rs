@@ -25,6 +25,7 @@
 //! Same inputs give the same replies, the same log bytes and the same snapshot bytes: all
 //! iteration into outputs goes through ordered maps.
 
+mod evict;
 mod multi;
 mod read;
 mod snapshot;
@@ -44,6 +45,7 @@ use crate::event::{ChangeEvent, ChangeKind};
 use crate::key::{KeyError, KeyRef, join_key};
 use crate::keyspace::Keyspace;
 use crate::log::{LogOp, LogRecord};
+use crate::lru::Lru;
 use crate::ops::{WriteOp, WriteResult};
 use crate::time::Timestamp;
 use crate::value::{StoredValue, Value};
@@ -58,6 +60,11 @@ pub struct Engine {
     revision: u64,
     /// Revision of the last write that removed a key (delete or expiry).
     last_removal: u64,
+    /// Keys held, and their approximate memory (see `EngineConfig::max_bytes`).
+    entries: u64,
+    bytes: u64,
+    /// Eviction queues, when the configuration sets memory limits.
+    lru: Option<Lru>,
     /// The highest `now` seen. Atomic because reads (`&self`) advance it too.
     clock: AtomicU64,
     capture_log: bool,
@@ -78,12 +85,16 @@ impl Engine {
     /// An empty engine.
     pub fn new(config: EngineConfig) -> Result<Engine, KeyError> {
         config.validate()?;
+        let lru = config.has_memory_limits().then(Lru::default);
         Ok(Engine {
             config,
             namespaces: BTreeMap::new(),
             expiry: BTreeSet::new(),
             revision: 0,
             last_removal: 0,
+            entries: 0,
+            bytes: 0,
+            lru,
             clock: AtomicU64::new(0),
             capture_log: true,
             capture_events: true,
@@ -116,7 +127,12 @@ impl Engine {
 
     /// Keys held, including expired keys the sweep has not removed yet.
     pub fn len(&self) -> usize {
-        self.namespaces.values().map(Keyspace::len).sum()
+        usize::try_from(self.entries).unwrap_or(usize::MAX)
+    }
+
+    /// Approximate memory of keys and values, as counted for `max_bytes`.
+    pub fn approx_bytes(&self) -> u64 {
+        self.bytes
     }
 
     /// True when no key is held.
@@ -216,8 +232,9 @@ impl Engine {
         }
     }
 
-    fn commit(&mut self, batch: Batch) -> u64 {
+    fn commit(&mut self, mut batch: Batch) -> u64 {
         if batch.changed > 0 {
+            self.enforce_limits(&mut batch);
             self.revision = batch.revision;
             if self.capture_log {
                 self.log.push_back(LogRecord {
@@ -246,6 +263,9 @@ impl Engine {
                 key: key.to_key_string(),
             });
         }
+        if self.lru.is_some() {
+            entry.lru.touch();
+        }
         Ok(Some(entry))
     }
 
@@ -267,15 +287,67 @@ impl Engine {
             create_revision: old.map_or(batch.revision, |o| o.create_revision),
             mod_revision: batch.revision,
             user_meta: old.and_then(|o| o.user_meta.clone()),
+            lru: Default::default(),
         }
     }
 
     fn encode(&self, value: &Value) -> Result<StoredValue, EngineError> {
+        // A value that alone exceeds the memory limit could never be kept: refuse it.
+        let limit = match self.config.max_bytes {
+            Some(max) => self
+                .config
+                .max_value_size
+                .min(usize::try_from(max).unwrap_or(usize::MAX)),
+            None => self.config.max_value_size,
+        };
         Ok(StoredValue::encode(
             value,
             self.config.json_encoding,
-            self.config.max_value_size,
+            limit,
         )?)
+    }
+
+    /// Memory charged for one entry.
+    fn cost(ns: &str, path: &str, entry: &Entry) -> u64 {
+        (ns.len() + path.len() + entry.value.len()) as u64 + crate::config::ENTRY_OVERHEAD
+    }
+
+    /// Stores `entry` under the key with its bookkeeping (count, bytes, eviction queues);
+    /// returns the entry it replaced. One hash lookup unless eviction is on.
+    fn store_entry(&mut self, ns: &str, path: &str, entry: Entry) -> Option<Entry> {
+        let new_cost = Self::cost(ns, path, &entry);
+        let keyspace = match self.namespaces.get_mut(ns) {
+            Some(ks) => ks,
+            None => self.namespaces.entry(CompactString::from(ns)).or_default(),
+        };
+        let old = keyspace.insert(path, entry);
+        self.bytes += new_cost;
+        match &old {
+            Some(old) => self.bytes -= Self::cost(ns, path, old),
+            None => self.entries += 1,
+        }
+        if let (Some(lru), Some(slot)) = (self.lru.as_mut(), keyspace.get_mut(path)) {
+            match &old {
+                // A write is a use; the key keeps its place in the queues.
+                Some(old) => {
+                    slot.lru = old.lru.clone();
+                    slot.lru.touch();
+                }
+                None => {
+                    let ticket = lru.ticket();
+                    slot.lru.ticket = ticket;
+                    lru.probation.push_back((ns.into(), path.into(), ticket));
+                }
+            }
+        }
+        old
+    }
+
+    /// Bookkeeping after `old` left the keyspace.
+    fn account_remove(&mut self, ns: &str, path: &str, old: &Entry) {
+        self.entries -= 1;
+        self.bytes -= Self::cost(ns, path, old);
+        self.lru_forget(old);
     }
 
     /// Stores `entry` under the key, recording the log op, the expiry index and the event.
@@ -290,11 +362,7 @@ impl Engine {
                 entry: entry.clone(),
             });
         }
-        let keyspace = match self.namespaces.get_mut(ns) {
-            Some(ks) => ks,
-            None => self.namespaces.entry(CompactString::from(ns)).or_default(),
-        };
-        let old = keyspace.insert(path, entry);
+        let old = self.store_entry(ns, path, entry);
         let old_expiry = old.as_ref().and_then(|o| o.expires_at);
         if old_expiry != new_expiry {
             if let Some(t) = old_expiry {
@@ -331,6 +399,7 @@ impl Engine {
         if keyspace.is_empty() {
             self.namespaces.remove(ns);
         }
+        self.account_remove(ns, path, &old);
         if let Some(t) = old.expires_at {
             self.expiry.remove(&(t, ns.into(), path.into()));
         }
@@ -338,6 +407,7 @@ impl Engine {
             let (namespace, path) = (ns.into(), path.into());
             batch.ops.push(match kind {
                 ChangeKind::Expire => LogOp::Expire { namespace, path },
+                ChangeKind::Evict => LogOp::Evict { namespace, path },
                 _ => LogOp::Delete { namespace, path },
             });
         }

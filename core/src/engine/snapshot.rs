@@ -123,7 +123,8 @@ impl Engine {
                 namespace, path, ..
             }
             | LogOp::Delete { namespace, path }
-            | LogOp::Expire { namespace, path }) = op;
+            | LogOp::Expire { namespace, path }
+            | LogOp::Evict { namespace, path }) = op;
             self.check_key(namespace, path, "log record")?;
             if let LogOp::Put { entry, .. } = op
                 && !entry.checksum_ok()
@@ -142,7 +143,9 @@ impl Engine {
                 } => {
                     self.install_raw(namespace, path, entry.clone(), "log record")?;
                 }
-                LogOp::Delete { namespace, path } | LogOp::Expire { namespace, path } => {
+                LogOp::Delete { namespace, path }
+                | LogOp::Expire { namespace, path }
+                | LogOp::Evict { namespace, path } => {
                     self.remove_raw(namespace, path);
                     self.last_removal = record.revision;
                 }
@@ -180,11 +183,7 @@ impl Engine {
             });
         }
         let new_expiry = entry.expires_at;
-        let old = self
-            .namespaces
-            .entry(CompactString::from(ns))
-            .or_default()
-            .insert(path, entry);
+        let old = self.store_entry(ns, path, entry);
         if let Some(t) = old.and_then(|o| o.expires_at) {
             self.expiry.remove(&(t, ns.into(), path.into()));
         }
@@ -204,6 +203,7 @@ impl Engine {
         if keyspace.is_empty() {
             self.namespaces.remove(ns);
         }
+        self.account_remove(ns, path, &old);
         if let Some(t) = old.expires_at {
             self.expiry.remove(&(t, ns.into(), path.into()));
         }
