@@ -103,6 +103,7 @@ pub struct Record {
 pub enum Ttl {
     /// The key has no expiry.
     Persistent,
-    /// The key expires at `at`, `remaining_ms` after the `now` of the call.
+    /// The key expires at `at`, `remaining_ms` after the engine's clock (the latest `now` it has
+    /// seen, which is the call's `now` unless time went backwards).
     Expires { at: Timestamp, remaining_ms: u64 },
 }

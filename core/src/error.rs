@@ -4,7 +4,11 @@ use crate::key::KeyError;
 use crate::pattern::PatternError;
 use crate::value::ValueError;
 
-/// Why an engine operation was refused. Nothing was changed when an operation returns an error.
+/// Why an engine operation was refused. A refused operation changes nothing itself. Time still
+/// passes, though: a write refused for the current state of the keyspace (a version conflict, a
+/// wrong type) has first swept the keys due at its `now`, as every write does, and that sweep
+/// stays committed (with its events and log record). Calls refused for their arguments alone
+/// (bad key, pattern, value, TTL) are refused before the sweep and change nothing at all.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum EngineError {

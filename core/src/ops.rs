@@ -62,11 +62,13 @@ pub enum WriteOp {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WriteResult {
     pub op: WriteOp,
-    /// Keys changed.
+    /// Keys changed by the operation (evictions and the sweep of due keys not included). For
+    /// `multi_put`, items written: a key given twice in one batch counts twice.
     pub affected: u64,
     /// The key's version after a single-key write; 0 after a delete, a batch or a no-op.
     pub version: u64,
-    /// The store revision after the write (unchanged for a no-op).
+    /// The store revision after the write. A no-op does not move it itself, but the sweep of
+    /// keys due at the call's `now` may have.
     pub revision: u64,
     /// Time the host measured for the whole call; the core leaves it zero.
     pub latency: Duration,

@@ -1,4 +1,5 @@
 //! Targeted engine tests: integrity, formats and configuration edges that a random model run
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 //! rarely reaches.
 
 use statemesh_core::{

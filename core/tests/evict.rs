@@ -1,4 +1,5 @@
 //! Memory limits of AP stores: eviction by a scan-resistant segmented LRU.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
 use statemesh_core::{
     ChangeKind, Engine, EngineConfig, EngineError, LogOp, Timestamp, Value, ValueError,

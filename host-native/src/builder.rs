@@ -2,9 +2,11 @@
 
 use std::sync::Arc;
 
+use std::path::Path;
 use std::time::Duration;
 
 use statemesh_core::{EngineConfig, JsonEncoding, Storage};
+use statemesh_fs::{FsOptions, FsStorage, SyncPolicy};
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::Result;
@@ -19,6 +21,7 @@ pub struct StoreBuilder {
     pub(crate) durability: Durability,
     pub(crate) sync_every: Option<Duration>,
     pub(crate) checkpoint_every: u64,
+    pub(crate) fs: FsOptions,
 }
 
 /// When a write on durable storage is acknowledged. Both modes run the same engine; only the
@@ -43,6 +46,7 @@ impl Default for StoreBuilder {
             durability: Durability::Cp,
             sync_every: None,
             checkpoint_every: 100_000,
+            fs: FsOptions::default(),
         }
     }
 }
@@ -115,6 +119,30 @@ impl StoreBuilder {
     pub fn checkpoint_every(mut self, records: u64) -> Self {
         self.checkpoint_every = records.max(1);
         self
+    }
+
+    /// When the file adapter fsyncs (default: every write, before it is acknowledged).
+    /// `EveryMillis(n)` also syncs on an `n` ms timer; a crash may then lose up to about `n` ms
+    /// of acknowledged writes.
+    pub fn sync_policy(mut self, policy: SyncPolicy) -> Self {
+        self.fs = self.fs.sync(policy);
+        if let SyncPolicy::EveryMillis(ms) = policy {
+            self.sync_every = Some(Duration::from_millis(ms.max(1)));
+        }
+        self
+    }
+
+    /// Size at which the file adapter starts a new log segment (default 64 MiB).
+    pub fn segment_bytes(mut self, bytes: u64) -> Self {
+        self.fs = self.fs.segment_bytes(bytes);
+        self
+    }
+
+    /// Opens (or creates) a store in directory `dir` with the file adapter: a checksummed
+    /// write-ahead log plus snapshots, locked against a second opener. CP by default.
+    pub async fn open(self, dir: impl AsRef<Path>) -> Result<Store> {
+        let storage = FsStorage::open(dir, self.fs.clone()).map_err(crate::Error::Storage)?;
+        Store::open_storage(self, Box::new(storage)).await
     }
 
     /// Opens a store on a storage adapter: recovers its snapshot and log, then persists every

@@ -38,6 +38,7 @@ pub use statemesh_core::{
     MemoryStorage, Metadata, PutOptions, Record, Recovered, ScanPage, Storage, StorageError,
     StoredValue, Timestamp, Ttl, Value, ValueKind, WriteOp, WriteResult,
 };
+pub use statemesh_fs::{FsOptions, SyncPolicy};
 
 /// Compiles the README's Rust examples as doctests, so the quick start stays true.
 #[doc = include_str!("../../README.md")]

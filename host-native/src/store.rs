@@ -143,6 +143,11 @@ impl Store {
         StoreBuilder::default()
     }
 
+    /// Opens (or creates) a durable CP store in `dir` with the file adapter and default settings.
+    pub async fn open(dir: impl AsRef<std::path::Path>) -> Result<Store> {
+        StoreBuilder::default().open(dir).await
+    }
+
     /// An empty in-memory store with default settings.
     pub async fn in_memory() -> Result<Store> {
         StoreBuilder::default().open_in_memory().await

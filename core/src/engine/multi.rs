@@ -71,7 +71,7 @@ impl Engine {
     /// namespace then path order.
     pub fn keys(&self, now: Timestamp, pattern: &str) -> Result<Vec<String>, EngineError> {
         let mut out = Vec::new();
-        self.each_match(now, pattern, |ns, path, _| {
+        self.each_match(now, &self.compile_pattern(pattern)?, |ns, path, _| {
             out.push(join_key(ns, path));
             Ok(())
         })?;
@@ -85,7 +85,7 @@ impl Engine {
         pattern: &str,
     ) -> Result<Vec<(String, Value)>, EngineError> {
         let mut out = Vec::new();
-        self.each_match(now, pattern, |ns, path, e| {
+        self.each_match(now, &self.compile_pattern(pattern)?, |ns, path, e| {
             out.push((join_key(ns, path), e.value.decode()?));
             Ok(())
         })?;
@@ -98,9 +98,11 @@ impl Engine {
         now: Timestamp,
         pattern: &str,
     ) -> Result<WriteResult, EngineError> {
+        // Refuse a bad pattern before the sweep, so a refused call changes nothing.
+        let pattern = self.compile_pattern(pattern)?;
         let now = self.begin(now);
         let mut doomed = Vec::new();
-        self.each_match(now, pattern, |ns, path, _| {
+        self.each_match(now, &pattern, |ns, path, _| {
             doomed.push((ns.to_owned(), path.to_owned()));
             Ok(())
         })?;
@@ -194,10 +196,9 @@ impl Engine {
     fn each_match(
         &self,
         now: Timestamp,
-        pattern: &str,
+        pattern: &KeyPattern,
         mut f: impl FnMut(&str, &str, &Entry) -> Result<(), EngineError>,
     ) -> Result<(), EngineError> {
-        let pattern = self.compile_pattern(pattern)?;
         let now = self.observe(now);
         let prefix = pattern.path.literal_prefix();
         let mut visit = |ns: &str, keyspace: &crate::keyspace::Keyspace| {

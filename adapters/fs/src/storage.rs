@@ -1,0 +1,682 @@
+//! [`FsStorage`]: the write-ahead log and snapshots in one directory.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use statemesh_core::{LogBytes, Recovered, Storage, StorageError};
+
+use crate::disk::{Disk, DiskFile, StdDisk};
+use crate::format::{self, HeaderCheck, LOCK_FILE, SEGMENT_HEADER_LEN, SnapshotError, TMP_SUFFIX};
+
+/// Default size past which the log rolls to a new segment: 64 MiB.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+
+/// When appended records are fsynced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncPolicy {
+    /// Every `append` fsyncs before it returns: `Ok` means on stable storage. The host batches
+    /// concurrent writers into one `append`, so one fsync serves them all (group commit).
+    #[default]
+    Always,
+    /// `append` fsyncs when the last sync is older than this many milliseconds; the host also
+    /// calls `sync` on a timer. A crash loses at most about that much acknowledged data.
+    EveryMillis(u64),
+    /// Only `sync`, `write_snapshot`, `close` (and rolling to a new segment) fsync.
+    Never,
+}
+
+/// Options of [`FsStorage`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FsOptions {
+    /// When appends are fsynced.
+    pub sync: SyncPolicy,
+    /// A segment that has reached this many bytes takes no more frames; the next goes to a new
+    /// segment. A single frame larger than this gets a segment of its own.
+    pub segment_bytes: u64,
+}
+
+impl Default for FsOptions {
+    fn default() -> Self {
+        FsOptions {
+            sync: SyncPolicy::Always,
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+        }
+    }
+}
+
+impl FsOptions {
+    /// Sets the sync policy.
+    pub fn sync(mut self, sync: SyncPolicy) -> Self {
+        self.sync = sync;
+        self
+    }
+
+    /// Sets the segment size limit.
+    pub fn segment_bytes(mut self, bytes: u64) -> Self {
+        self.segment_bytes = bytes;
+        self
+    }
+}
+
+/// Storage in a directory of files: a checksummed write-ahead log in segments plus snapshots.
+/// See `docs/storage.md` for the layout, the recovery rules and the durability argument.
+///
+/// The IO is blocking std IO done directly inside the async methods: drive it from a thread that
+/// may block (the native host's committer thread), not from an async executor's worker.
+///
+/// Usage: [`FsStorage::open`] (takes the directory's lock), then [`Storage::load`] once (recovers
+/// and repairs a torn tail), then `append` / `sync` / `write_snapshot`. Writing before `load` is
+/// refused. After any failed write, sync or rename the storage is poisoned: every later call
+/// returns [`StorageError::Poisoned`]; drop it and open the directory again.
+#[derive(Debug)]
+pub struct FsStorage<D: Disk = StdDisk> {
+    disk: D,
+    dir: PathBuf,
+    options: FsOptions,
+    lock: Option<D::Lock>,
+    loaded: bool,
+    poisoned: bool,
+    /// Highest revision appended, recovered or snapshotted.
+    last_revision: Option<u64>,
+    snapshot_revision: Option<u64>,
+    /// The segments on disk, oldest first; the active one (if any) is the last.
+    segments: Vec<Segment>,
+    active: Option<Active<D::File>>,
+    /// The active segment holds data that was not fsynced.
+    file_unsynced: bool,
+    /// Names in the directory changed since it was last fsynced.
+    dir_unsynced: bool,
+    last_sync: Instant,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Segment {
+    first: u64,
+    last: Option<u64>,
+}
+
+#[derive(Debug)]
+struct Active<F> {
+    file: F,
+    path: PathBuf,
+    len: u64,
+}
+
+fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StorageError {
+    let path = path.display().to_string();
+    move |e| StorageError::Io {
+        op,
+        path,
+        message: e.to_string(),
+    }
+}
+
+impl FsStorage<StdDisk> {
+    /// Opens (creating it if needed) the store directory `dir` on the real file system: takes
+    /// its lock and removes leftover temp files. Call [`Storage::load`] next.
+    pub fn open(dir: impl AsRef<Path>, options: FsOptions) -> Result<Self, StorageError> {
+        Self::open_with_disk(StdDisk, dir, options)
+    }
+}
+
+impl<D: Disk> FsStorage<D> {
+    /// Like [`FsStorage::open`], on any [`Disk`] (a [`SimDisk`](crate::SimDisk) in tests).
+    ///
+    /// Fails with [`StorageError::Locked`] if the directory is open already, in this process or
+    /// another.
+    pub fn open_with_disk(
+        disk: D,
+        dir: impl AsRef<Path>,
+        options: FsOptions,
+    ) -> Result<Self, StorageError> {
+        let dir = dir.as_ref().to_path_buf();
+        disk.create_dir_all(&dir)
+            .map_err(io_err("create_dir_all", &dir))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = match disk.lock(&lock_path) {
+            Ok(lock) => lock,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return Err(StorageError::Locked {
+                    path: dir.display().to_string(),
+                });
+            }
+            Err(e) => return Err(io_err("lock", &lock_path)(e)),
+        };
+        for name in disk.list_dir(&dir).map_err(io_err("list_dir", &dir))? {
+            if name.ends_with(TMP_SUFFIX) {
+                let path = dir.join(&name);
+                disk.remove(&path).map_err(io_err("remove", &path))?;
+            }
+        }
+        Ok(FsStorage {
+            disk,
+            dir,
+            options,
+            lock: Some(lock),
+            loaded: false,
+            poisoned: false,
+            last_revision: None,
+            snapshot_revision: None,
+            segments: Vec::new(),
+            active: None,
+            file_unsynced: false,
+            dir_unsynced: false,
+            last_sync: Instant::now(),
+        })
+    }
+
+    /// The store directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The options it was opened with.
+    pub fn options(&self) -> &FsOptions {
+        &self.options
+    }
+
+    /// Whether an earlier failure poisoned this handle (reopen to recover).
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// The underlying disk.
+    pub fn disk(&self) -> &D {
+        &self.disk
+    }
+
+    /// Syncs everything and releases the lock.
+    pub fn close(mut self) -> Result<(), StorageError> {
+        if self.poisoned {
+            return Err(StorageError::Poisoned);
+        }
+        let result = self.sync_now();
+        self.poison(result)?;
+        self.active = None;
+        self.lock = None;
+        Ok(())
+    }
+
+    fn path_of(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// A caller mistake, reported without poisoning.
+    fn misuse(&self, op: &'static str, message: String) -> StorageError {
+        StorageError::Io {
+            op,
+            path: self.dir.display().to_string(),
+            message,
+        }
+    }
+
+    fn check_writable(&self, op: &'static str) -> Result<(), StorageError> {
+        if self.poisoned {
+            return Err(StorageError::Poisoned);
+        }
+        if !self.loaded {
+            return Err(self.misuse(op, "call load() before writing".into()));
+        }
+        Ok(())
+    }
+
+    fn poison<T>(&mut self, result: Result<T, StorageError>) -> Result<T, StorageError> {
+        if result.is_err() {
+            self.poisoned = true;
+            self.active = None;
+        }
+        result
+    }
+
+    // ---- load ----
+
+    fn load_now(&mut self) -> Result<Recovered, StorageError> {
+        if self.poisoned {
+            return Err(StorageError::Poisoned);
+        }
+        self.loaded = false;
+        self.active = None;
+        self.segments.clear();
+        let result = self.recover();
+        match &result {
+            Ok(_) => self.loaded = true,
+            // A failed IO may have left a repair half done: reopen.
+            Err(StorageError::Io { .. }) => self.poisoned = true,
+            Err(_) => {}
+        }
+        result
+    }
+
+    fn recover(&mut self) -> Result<Recovered, StorageError> {
+        let dir = self.dir.clone();
+        let names = self.disk.list_dir(&dir).map_err(io_err("list_dir", &dir))?;
+        let mut segment_firsts: Vec<u64> = names
+            .iter()
+            .filter_map(|n| format::parse_segment_name(n))
+            .collect();
+        let mut snapshots: Vec<u64> = names
+            .iter()
+            .filter_map(|n| format::parse_snapshot_name(n))
+            .collect();
+        segment_firsts.sort_unstable();
+        snapshots.sort_unstable();
+        let mut repairs = Vec::new();
+
+        // The newest snapshot must be intact: it may already have replaced the log it covers.
+        let mut snapshot = None;
+        let mut snapshot_revision = None;
+        if let Some((&revision, older)) = snapshots.split_last() {
+            let path = self.path_of(&format::snapshot_name(revision));
+            let data = self.disk.read(&path).map_err(io_err("read", &path))?;
+            match format::decode_snapshot(&data, revision) {
+                Ok(payload) => snapshot = Some(payload.to_vec()),
+                Err(SnapshotError::Corrupt { offset, reason }) => {
+                    return Err(StorageError::Corrupt {
+                        file: path.display().to_string(),
+                        offset,
+                        reason,
+                    });
+                }
+                Err(SnapshotError::Unsupported(reason)) => {
+                    return Err(StorageError::Unsupported {
+                        file: path.display().to_string(),
+                        reason,
+                    });
+                }
+            }
+            snapshot_revision = Some(revision);
+            // Older snapshots left by a crash during an earlier snapshot's cleanup.
+            for &old in older {
+                let path = self.path_of(&format::snapshot_name(old));
+                self.disk.remove(&path).map_err(io_err("remove", &path))?;
+            }
+        }
+
+        // Segments wholly covered by the snapshot (every revision below the next segment's first
+        // is at most the snapshot's) are not needed: finish an interrupted cleanup.
+        let mut kept = Vec::with_capacity(segment_firsts.len());
+        for (i, &first) in segment_firsts.iter().enumerate() {
+            let covered = match (snapshot_revision, segment_firsts.get(i + 1)) {
+                (Some(s), Some(&next)) => next <= s.saturating_add(1),
+                _ => false,
+            };
+            if covered {
+                let path = self.path_of(&format::segment_name(first));
+                self.disk.remove(&path).map_err(io_err("remove", &path))?;
+            } else {
+                kept.push(first);
+            }
+        }
+
+        let mut records = Vec::new();
+        let mut prev: Option<u64> = None;
+        let count = kept.len();
+        for (i, &first) in kept.iter().enumerate() {
+            let is_last = i + 1 == count;
+            let path = self.path_of(&format::segment_name(first));
+            let file = path.display().to_string();
+            let data = self.disk.read(&path).map_err(io_err("read", &path))?;
+            match format::check_segment_header(&data) {
+                HeaderCheck::Ok => {}
+                HeaderCheck::Short | HeaderCheck::BadMagic
+                    if is_last
+                        && (data.len() < SEGMENT_HEADER_LEN || data.iter().all(|&b| b == 0)) =>
+                {
+                    // Torn while it was being created: nothing in it was ever acknowledged.
+                    self.disk.remove(&path).map_err(io_err("remove", &path))?;
+                    repairs.push(format!(
+                        "removed {file}: a segment torn at creation ({} bytes, no complete header)",
+                        data.len()
+                    ));
+                    continue;
+                }
+                HeaderCheck::Short => {
+                    return Err(StorageError::Corrupt {
+                        file,
+                        offset: 0,
+                        reason: format!("short segment header ({} bytes)", data.len()),
+                    });
+                }
+                HeaderCheck::BadMagic => {
+                    return Err(StorageError::Corrupt {
+                        file,
+                        offset: 0,
+                        reason: "bad segment magic".into(),
+                    });
+                }
+                HeaderCheck::Unsupported(reason) => {
+                    return Err(StorageError::Unsupported { file, reason });
+                }
+            }
+
+            let mut at = SEGMENT_HEADER_LEN;
+            let mut seg_last: Option<u64> = None;
+            let mut damage: Option<String> = None;
+            while at < data.len() {
+                match format::parse_frame(&data, at) {
+                    Ok(frame) => {
+                        let corrupt = |reason: String| StorageError::Corrupt {
+                            file: file.clone(),
+                            offset: at as u64,
+                            reason,
+                        };
+                        if seg_last.is_none() && frame.revision != first {
+                            return Err(corrupt(format!(
+                                "first frame has revision {}, the segment's name says {first}",
+                                frame.revision
+                            )));
+                        }
+                        if let Some(p) = prev
+                            && frame.revision <= p
+                        {
+                            return Err(corrupt(format!(
+                                "revision {} does not follow revision {p}",
+                                frame.revision
+                            )));
+                        }
+                        prev = Some(frame.revision);
+                        seg_last = Some(frame.revision);
+                        if snapshot_revision.is_none_or(|s| frame.revision > s) {
+                            records.push(LogBytes {
+                                revision: frame.revision,
+                                bytes: frame.payload.to_vec(),
+                            });
+                        }
+                        at = frame.end;
+                    }
+                    Err(reason) => {
+                        let after = prev
+                            .map_or(first.saturating_sub(1), |p| p.max(first.saturating_sub(1)));
+                        if !is_last || format::valid_frame_after(&data, at, after).is_some() {
+                            let reason = if is_last {
+                                format!("{reason}, and valid frames follow")
+                            } else {
+                                format!("{reason} (not the last segment)")
+                            };
+                            return Err(StorageError::Corrupt {
+                                file,
+                                offset: at as u64,
+                                reason,
+                            });
+                        }
+                        damage = Some(reason);
+                        break;
+                    }
+                }
+            }
+
+            if seg_last.is_none() {
+                // No complete frame: nothing to keep.
+                self.disk.remove(&path).map_err(io_err("remove", &path))?;
+                if let Some(reason) = damage {
+                    repairs.push(format!(
+                        "removed {file}: its only frame, at byte {at}, was torn ({reason})"
+                    ));
+                }
+                continue;
+            }
+            self.segments.push(Segment {
+                first,
+                last: seg_last,
+            });
+            if is_last {
+                let mut handle = self
+                    .disk
+                    .open_append(&path)
+                    .map_err(io_err("open", &path))?;
+                if let Some(reason) = damage {
+                    handle
+                        .set_len(at as u64)
+                        .map_err(io_err("truncate", &path))?;
+                    repairs.push(format!(
+                        "truncated a torn tail of {file} at byte {at} ({} bytes dropped: {reason})",
+                        data.len() - at
+                    ));
+                }
+                // Whatever a previous process left unsynced is made durable before anything is
+                // built on it.
+                handle.sync().map_err(io_err("fsync", &path))?;
+                if (at as u64) < self.options.segment_bytes {
+                    self.active = Some(Active {
+                        file: handle,
+                        path,
+                        len: at as u64,
+                    });
+                }
+            }
+        }
+        self.disk
+            .sync_dir(&dir)
+            .map_err(io_err("fsync_dir", &dir))?;
+
+        self.snapshot_revision = snapshot_revision;
+        self.last_revision = prev.max(snapshot_revision);
+        self.file_unsynced = false;
+        self.dir_unsynced = false;
+        self.last_sync = Instant::now();
+        Ok(Recovered {
+            snapshot,
+            records,
+            repairs,
+        })
+    }
+
+    // ---- append and sync ----
+
+    fn validate(&self, records: &[LogBytes]) -> Result<(), StorageError> {
+        let mut last = self.last_revision;
+        for r in records {
+            if last.is_some_and(|l| r.revision <= l) {
+                return Err(self.misuse(
+                    "append",
+                    format!(
+                        "revision {} is not above the last revision {}",
+                        r.revision,
+                        last.unwrap_or_default()
+                    ),
+                ));
+            }
+            if u32::try_from(r.bytes.len()).is_err() {
+                return Err(self.misuse(
+                    "append",
+                    format!("record of {} bytes is larger than 4 GiB", r.bytes.len()),
+                ));
+            }
+            last = Some(r.revision);
+        }
+        Ok(())
+    }
+
+    fn append_now(&mut self, records: &[LogBytes]) -> Result<(), StorageError> {
+        let limit = self.options.segment_bytes;
+        let mut buf = Vec::new();
+        let mut i = 0;
+        while let Some(first) = records.get(i) {
+            if self.active.as_ref().is_some_and(|a| a.len >= limit) {
+                self.close_active()?;
+            }
+            let creating = self.active.is_none();
+            buf.clear();
+            let mut len = match &self.active {
+                Some(a) => a.len,
+                None => {
+                    buf.extend_from_slice(&format::segment_header());
+                    0
+                }
+            };
+            len += buf.len() as u64;
+            // One write per segment touched: usually exactly one.
+            let mut last = first.revision;
+            while let Some(r) = records.get(i) {
+                format::encode_frame(&mut buf, r.revision, &r.bytes);
+                len += format::frame_len(r.bytes.len()) as u64;
+                last = r.revision;
+                i += 1;
+                if len >= limit {
+                    break;
+                }
+            }
+            if creating {
+                let path = self.path_of(&format::segment_name(first.revision));
+                let file = self.disk.create(&path).map_err(io_err("create", &path))?;
+                self.dir_unsynced = true;
+                self.segments.push(Segment {
+                    first: first.revision,
+                    last: None,
+                });
+                self.active = Some(Active { file, path, len: 0 });
+            }
+            let Some(active) = self.active.as_mut() else {
+                return Err(StorageError::Poisoned);
+            };
+            self.file_unsynced = true;
+            active
+                .file
+                .append(&buf)
+                .map_err(io_err("write", &active.path))?;
+            active.len = len;
+            if let Some(seg) = self.segments.last_mut() {
+                seg.last = Some(last);
+            }
+            self.last_revision = Some(last);
+        }
+        match self.options.sync {
+            SyncPolicy::Always => self.sync_now(),
+            SyncPolicy::EveryMillis(ms)
+                if self.last_sync.elapsed() >= Duration::from_millis(ms) =>
+            {
+                self.sync_now()
+            }
+            SyncPolicy::EveryMillis(_) | SyncPolicy::Never => Ok(()),
+        }
+    }
+
+    /// Closes the active segment, making it durable first, its name included: a later segment's
+    /// records must never be durable while an earlier one's are not.
+    fn close_active(&mut self) -> Result<(), StorageError> {
+        if let Some(mut active) = self.active.take()
+            && self.file_unsynced
+        {
+            active.file.sync().map_err(io_err("fsync", &active.path))?;
+            self.file_unsynced = false;
+        }
+        if self.dir_unsynced {
+            self.disk
+                .sync_dir(&self.dir)
+                .map_err(io_err("fsync_dir", &self.dir))?;
+            self.dir_unsynced = false;
+        }
+        Ok(())
+    }
+
+    fn sync_now(&mut self) -> Result<(), StorageError> {
+        if self.file_unsynced
+            && let Some(active) = self.active.as_mut()
+        {
+            active.file.sync().map_err(io_err("fsync", &active.path))?;
+        }
+        self.file_unsynced = false;
+        if self.dir_unsynced {
+            self.disk
+                .sync_dir(&self.dir)
+                .map_err(io_err("fsync_dir", &self.dir))?;
+            self.dir_unsynced = false;
+        }
+        self.last_sync = Instant::now();
+        Ok(())
+    }
+
+    // ---- snapshots ----
+
+    fn snapshot_now(&mut self, revision: u64, snapshot: &[u8]) -> Result<(), StorageError> {
+        // Roll: the next append starts a new segment, so the current one can be dropped too.
+        self.close_active()?;
+
+        let name = format::snapshot_name(revision);
+        let tmp = self.path_of(&format!("{name}{TMP_SUFFIX}"));
+        let path = self.path_of(&name);
+        let mut file = self.disk.create(&tmp).map_err(io_err("create", &tmp))?;
+        file.append(&format::encode_snapshot(revision, snapshot))
+            .map_err(io_err("write", &tmp))?;
+        file.sync().map_err(io_err("fsync", &tmp))?;
+        drop(file);
+        self.disk
+            .rename(&tmp, &path)
+            .map_err(io_err("rename", &tmp))?;
+        // From here on the new snapshot survives a crash.
+        self.disk
+            .sync_dir(&self.dir)
+            .map_err(io_err("fsync_dir", &self.dir))?;
+        self.dir_unsynced = false;
+        let previous = self.snapshot_revision.replace(revision);
+        self.last_revision = self.last_revision.max(Some(revision));
+
+        // Only now may what it covers go.
+        let covered = self
+            .segments
+            .iter()
+            .take_while(|s| s.last.is_none_or(|l| l <= revision))
+            .count();
+        for seg in self.segments.drain(..covered).collect::<Vec<_>>() {
+            let path = self.path_of(&format::segment_name(seg.first));
+            self.disk.remove(&path).map_err(io_err("remove", &path))?;
+        }
+        if let Some(old) = previous.filter(|&old| old != revision) {
+            let path = self.path_of(&format::snapshot_name(old));
+            self.disk.remove(&path).map_err(io_err("remove", &path))?;
+        }
+        self.disk
+            .sync_dir(&self.dir)
+            .map_err(io_err("fsync_dir", &self.dir))?;
+        self.last_sync = Instant::now();
+        Ok(())
+    }
+}
+
+impl<D: Disk> Drop for FsStorage<D> {
+    fn drop(&mut self) {
+        // Best effort, like a clean shutdown; `close` reports errors.
+        if self.loaded && !self.poisoned && (self.file_unsynced || self.dir_unsynced) {
+            let _ = self.sync_now();
+        }
+    }
+}
+
+#[cfg_attr(target_family = "wasm", async_trait::async_trait(?Send))]
+#[cfg_attr(not(target_family = "wasm"), async_trait::async_trait)]
+impl<D: Disk> Storage for FsStorage<D> {
+    async fn load(&mut self) -> Result<Recovered, StorageError> {
+        self.load_now()
+    }
+
+    async fn append(&mut self, records: &[LogBytes]) -> Result<(), StorageError> {
+        self.check_writable("append")?;
+        self.validate(records)?;
+        let result = self.append_now(records);
+        self.poison(result)
+    }
+
+    async fn sync(&mut self) -> Result<(), StorageError> {
+        if self.poisoned {
+            return Err(StorageError::Poisoned);
+        }
+        let result = self.sync_now();
+        self.poison(result)
+    }
+
+    async fn write_snapshot(&mut self, revision: u64, snapshot: &[u8]) -> Result<(), StorageError> {
+        self.check_writable("write_snapshot")?;
+        if let Some(current) = self.snapshot_revision
+            && revision < current
+        {
+            return Err(self.misuse(
+                "write_snapshot",
+                format!("revision {revision} is older than the current snapshot's {current}"),
+            ));
+        }
+        let result = self.snapshot_now(revision, snapshot);
+        self.poison(result)
+    }
+}
