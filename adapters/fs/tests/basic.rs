@@ -1,5 +1,6 @@
 //! FsStorage basics: roundtrips, segment rolling, snapshots, the lock, temp files, sync
 //! policies, group commit and the poisoned state.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
 mod common;
 

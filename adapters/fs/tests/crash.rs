@@ -3,6 +3,7 @@
 //! and with every single IO failing (once, or from then on). After the crash (or failure),
 //! reopening must recover a prefix of what was appended that holds every acknowledged record,
 //! byte for byte, and replaying it must rebuild exactly the reference engine's state.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
 mod common;
 

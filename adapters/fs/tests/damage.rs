@@ -1,5 +1,6 @@
 //! Damaged files: every bit flip and truncation of the last frame is repaired; damage anywhere
 //! else is `Corrupt` naming the file and offset; no file content makes load panic.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
 mod common;
 
@@ -345,7 +346,7 @@ fn a_torn_tail_on_real_files_is_truncated() {
     let path = dir.join(format!("wal-{:020}.log", 1));
     let mut bytes = std::fs::read(&path).unwrap();
     let good_len = bytes.len();
-    bytes.extend_from_slice(&bytes[SEGMENT_HEADER_LEN..SEGMENT_HEADER_LEN + 25].to_vec());
+    bytes.extend_from_within(SEGMENT_HEADER_LEN..SEGMENT_HEADER_LEN + 25);
     std::fs::write(&path, &bytes).unwrap();
     let (_s, r) = reopen(&StdDisk, dir, FsOptions::default()).unwrap();
     assert_eq!(r.records, recs(1, 3));
