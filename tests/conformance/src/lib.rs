@@ -1,0 +1,254 @@
+//! The storage-adapter conformance suite: every case checks one clause of the `Storage`
+//! contract (statemesh-core's `storage` module). Adapters run the whole suite with
+//! [`run_all`], giving a function that opens the adapter's storage again on the same data; the
+//! previous handle is dropped first, as a process that exits would.
+//!
+//! The cases are async and runtime-free, so the same suite runs natively and, for browser
+//! adapters, under wasm-bindgen-test.
+
+use statemesh_core::{Engine, EngineConfig, LogBytes, Storage, StorageError, Timestamp, Value};
+
+/// A failed clause: which case, and what went wrong.
+#[derive(Debug)]
+pub struct Failure {
+    pub case: &'static str,
+    pub message: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.case, self.message)
+    }
+}
+
+type Outcome = Result<(), Failure>;
+
+fn fail(case: &'static str, message: impl Into<String>) -> Failure {
+    Failure {
+        case,
+        message: message.into(),
+    }
+}
+
+fn io(case: &'static str) -> impl Fn(StorageError) -> Failure {
+    move |e| fail(case, e.to_string())
+}
+
+/// Opens the adapter's storage on fresh, empty data (`fresh = true`) or again on the data the
+/// last handle wrote (`fresh = false`).
+pub trait Reopen {
+    type S: Storage;
+    fn open(&mut self, fresh: bool) -> Result<Self::S, StorageError>;
+}
+
+/// Runs every case; returns the failures (empty when the adapter conforms).
+pub async fn run_all<R: Reopen>(adapter: &mut R) -> Vec<Failure> {
+    let mut failures = Vec::new();
+    for outcome in [
+        empty_storage_loads_nothing(adapter).await,
+        appended_records_come_back_in_order_exactly(adapter).await,
+        snapshot_keeps_later_records(adapter).await,
+        newer_snapshot_replaces_older(adapter).await,
+        large_and_many_records(adapter).await,
+        engine_state_survives_reopen(adapter).await,
+    ] {
+        if let Err(f) = outcome {
+            failures.push(f);
+        }
+    }
+    failures
+}
+
+fn records(range: std::ops::Range<u64>) -> Vec<LogBytes> {
+    range
+        .map(|r| LogBytes {
+            revision: r,
+            bytes: format!("record {r}").into_bytes(),
+        })
+        .collect()
+}
+
+async fn empty_storage_loads_nothing<R: Reopen>(a: &mut R) -> Outcome {
+    const C: &str = "empty storage loads nothing";
+    let mut s = a.open(true).map_err(io(C))?;
+    let got = s.load().await.map_err(io(C))?;
+    if got.snapshot.is_some() || !got.records.is_empty() {
+        return Err(fail(C, format!("{got:?}")));
+    }
+    Ok(())
+}
+
+async fn appended_records_come_back_in_order_exactly<R: Reopen>(a: &mut R) -> Outcome {
+    const C: &str = "appended records come back in order, exactly";
+    let mut s = a.open(true).map_err(io(C))?;
+    s.load().await.map_err(io(C))?;
+    let all = records(1..41);
+    for chunk in all.chunks(7) {
+        s.append(chunk).await.map_err(io(C))?;
+    }
+    s.sync().await.map_err(io(C))?;
+    drop(s);
+    let mut s = a.open(false).map_err(io(C))?;
+    let got = s.load().await.map_err(io(C))?;
+    if got.records != all {
+        return Err(fail(
+            C,
+            format!(
+                "got {} records, first {:?}",
+                got.records.len(),
+                got.records.first()
+            ),
+        ));
+    }
+    // Appending after a reopen continues the same log.
+    s.append(&records(41..43)).await.map_err(io(C))?;
+    drop(s);
+    let mut s = a.open(false).map_err(io(C))?;
+    let got = s.load().await.map_err(io(C))?;
+    if got.records != records(1..43) {
+        return Err(fail(
+            C,
+            "records appended after a reopen are missing or out of order",
+        ));
+    }
+    Ok(())
+}
+
+async fn snapshot_keeps_later_records<R: Reopen>(a: &mut R) -> Outcome {
+    const C: &str = "a snapshot keeps every later record";
+    let mut s = a.open(true).map_err(io(C))?;
+    s.load().await.map_err(io(C))?;
+    s.append(&records(1..21)).await.map_err(io(C))?;
+    s.write_snapshot(15, b"state at 15").await.map_err(io(C))?;
+    s.append(&records(21..26)).await.map_err(io(C))?;
+    drop(s);
+    let mut s = a.open(false).map_err(io(C))?;
+    let got = s.load().await.map_err(io(C))?;
+    if got.snapshot.as_deref() != Some(&b"state at 15"[..]) {
+        return Err(fail(C, format!("snapshot {:?}", got.snapshot)));
+    }
+    // Records the snapshot covers may remain; every later one must, in order.
+    let later: Vec<_> = got
+        .records
+        .iter()
+        .filter(|r| r.revision > 15)
+        .cloned()
+        .collect();
+    if later != records(16..26) {
+        return Err(fail(C, format!("records after the snapshot: {later:?}")));
+    }
+    let covered = got.records.iter().take_while(|r| r.revision <= 15).count();
+    if got.records[covered..].iter().any(|r| r.revision <= 15) {
+        return Err(fail(C, "covered records interleaved with later ones"));
+    }
+    Ok(())
+}
+
+async fn newer_snapshot_replaces_older<R: Reopen>(a: &mut R) -> Outcome {
+    const C: &str = "a newer snapshot replaces the older";
+    let mut s = a.open(true).map_err(io(C))?;
+    s.load().await.map_err(io(C))?;
+    s.append(&records(1..6)).await.map_err(io(C))?;
+    s.write_snapshot(5, b"five").await.map_err(io(C))?;
+    s.append(&records(6..11)).await.map_err(io(C))?;
+    s.write_snapshot(10, b"ten").await.map_err(io(C))?;
+    drop(s);
+    let mut s = a.open(false).map_err(io(C))?;
+    let got = s.load().await.map_err(io(C))?;
+    if got.snapshot.as_deref() != Some(&b"ten"[..]) || got.records.iter().any(|r| r.revision > 10) {
+        return Err(fail(
+            C,
+            format!("{:?}, {} records", got.snapshot, got.records.len()),
+        ));
+    }
+    Ok(())
+}
+
+async fn large_and_many_records<R: Reopen>(a: &mut R) -> Outcome {
+    const C: &str = "large and many records";
+    let mut s = a.open(true).map_err(io(C))?;
+    s.load().await.map_err(io(C))?;
+    let big = LogBytes {
+        revision: 1,
+        bytes: (0..(2 << 20)).map(|i| (i % 251) as u8).collect(),
+    };
+    s.append(std::slice::from_ref(&big)).await.map_err(io(C))?;
+    let small = records(2..2002);
+    for r in &small {
+        s.append(std::slice::from_ref(r)).await.map_err(io(C))?;
+    }
+    drop(s);
+    let mut s = a.open(false).map_err(io(C))?;
+    let got = s.load().await.map_err(io(C))?;
+    if got.records.len() != 2001 || got.records[0] != big || got.records[1..] != small[..] {
+        return Err(fail(C, format!("{} records back", got.records.len())));
+    }
+    Ok(())
+}
+
+async fn engine_state_survives_reopen<R: Reopen>(a: &mut R) -> Outcome {
+    const C: &str = "engine state survives a reopen (snapshot + log replay)";
+    let mut s = a.open(true).map_err(io(C))?;
+    s.load().await.map_err(io(C))?;
+    let mut engine = Engine::new(EngineConfig::default()).map_err(|e| fail(C, e.to_string()))?;
+    let flush = |engine: &mut Engine| {
+        let mut out = Vec::new();
+        while let Some(r) = engine.poll_log() {
+            let bytes = r.encode().map_err(|e| fail(C, e.to_string()))?;
+            out.push(LogBytes {
+                revision: r.revision,
+                bytes,
+            });
+        }
+        Ok::<_, Failure>(out)
+    };
+    for i in 0..300i64 {
+        let now = Timestamp(1_000 + i as u64);
+        let key = format!("c:user.{}.item{}", i % 17, i % 5);
+        let r = match i % 4 {
+            0 => engine.delete(now, &key).map(drop),
+            1 => engine
+                .put_with_ttl(now, &key, &Value::Integer(i), 50)
+                .map(drop),
+            _ => engine
+                .put(now, &key, &Value::from(format!("v{i}")))
+                .map(drop),
+        };
+        r.map_err(|e| fail(C, e.to_string()))?;
+        let batch = flush(&mut engine)?;
+        s.append(&batch).await.map_err(io(C))?;
+        if i == 150 {
+            let snap = engine.snapshot().map_err(|e| fail(C, e.to_string()))?;
+            s.write_snapshot(engine.revision(), &snap)
+                .await
+                .map_err(io(C))?;
+        }
+    }
+    drop(s);
+    let mut s = a.open(false).map_err(io(C))?;
+    let got = s.load().await.map_err(io(C))?;
+    let mut restored = match &got.snapshot {
+        Some(b) => {
+            Engine::restore(EngineConfig::default(), b).map_err(|e| fail(C, e.to_string()))?
+        }
+        None => return Err(fail(C, "snapshot missing")),
+    };
+    for r in &got.records {
+        restored
+            .replay_bytes(&r.bytes)
+            .map_err(|e| fail(C, e.to_string()))?;
+    }
+    // The keyspace must match exactly; compare through key listings and values, since the
+    // snapshot header's clock may differ (reads are not logged).
+    let all = |e: &Engine| {
+        e.get_pattern(Timestamp(0), "c:**")
+            .map_err(|err| fail(C, err.to_string()))
+    };
+    if restored.revision() != engine.revision() || all(&restored)? != all(&engine)? {
+        return Err(fail(
+            C,
+            format!("revision {} vs {}", restored.revision(), engine.revision()),
+        ));
+    }
+    Ok(())
+}
