@@ -59,6 +59,11 @@ pub enum StorageError {
     },
     #[error("storage is poisoned by an earlier failure; reopen the store to recover")]
     Poisoned,
+    /// The caller broke the contract (wrote before `load`, a revision that does not increase, a
+    /// snapshot older than the current one, a record too large). Nothing was written and the
+    /// storage is not poisoned.
+    #[error("invalid {op}: {reason}")]
+    Invalid { op: &'static str, reason: String },
     #[error("unsupported storage format in {file}: {reason}")]
     Unsupported { file: String, reason: String },
 }

@@ -205,10 +205,9 @@ impl<D: Disk> FsStorage<D> {
 
     /// A caller mistake, reported without poisoning.
     fn misuse(&self, op: &'static str, message: String) -> StorageError {
-        StorageError::Io {
+        StorageError::Invalid {
             op,
-            path: self.dir.display().to_string(),
-            message,
+            reason: message,
         }
     }
 

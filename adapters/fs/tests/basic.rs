@@ -257,17 +257,20 @@ fn misuse_is_refused_without_poisoning() {
     let mut s = open_sim(&disk, FsOptions::default()).unwrap();
     assert!(matches!(
         append(&mut s, &recs(1, 1)),
-        Err(StorageError::Io { .. })
+        Err(StorageError::Invalid { .. })
     ));
     load(&mut s);
     append(&mut s, &recs(1, 3)).unwrap();
     for bad in [vec![rec(3, b"x")], vec![rec(5, b"x"), rec(4, b"y")]] {
-        assert!(matches!(append(&mut s, &bad), Err(StorageError::Io { .. })));
+        assert!(matches!(
+            append(&mut s, &bad),
+            Err(StorageError::Invalid { .. })
+        ));
     }
     snapshot(&mut s, 3, b"s3").unwrap();
     assert!(matches!(
         snapshot(&mut s, 2, b"s2"),
-        Err(StorageError::Io { .. })
+        Err(StorageError::Invalid { .. })
     ));
     assert!(!s.is_poisoned());
     append(&mut s, &recs(4, 4)).unwrap();
