@@ -40,5 +40,5 @@ pub use log::{LogOp, LogRecord};
 pub use ops::{Cursor, PutOptions, ScanPage, WriteOp, WriteResult};
 pub use pattern::{Pattern, PatternError};
 pub use storage::{LogBytes, MemoryStorage, Recovered, Storage, StorageError};
-pub use time::Timestamp;
+pub use time::{Now, Timestamp};
 pub use value::{Format, JsonEncoding, StoredValue, Value, ValueError, ValueKind};

@@ -42,3 +42,24 @@ impl std::fmt::Display for Timestamp {
         write!(f, "{}ms", self.0)
     }
 }
+
+/// The time of a call: a [`Timestamp`], or a closure that reads the host's clock only when the
+/// call needs it. Point reads take a `Now` and consult it only for a key that has a TTL, so a
+/// host can hand them its clock without paying for a clock read on every get.
+pub trait Now {
+    fn now(self) -> Timestamp;
+}
+
+impl Now for Timestamp {
+    #[inline]
+    fn now(self) -> Timestamp {
+        self
+    }
+}
+
+impl<F: FnOnce() -> Timestamp> Now for F {
+    #[inline]
+    fn now(self) -> Timestamp {
+        self()
+    }
+}

@@ -11,6 +11,8 @@ use crate::error::Result;
 use crate::store::Store;
 
 type PageFuture = Pin<Box<dyn Future<Output = Result<ScanPage>> + Send>>;
+/// One page of `(key, value)` pairs.
+type Page = Vec<(String, Value)>;
 
 /// Pages of `(key, value)` pairs under a prefix, in key order. Writes made while the stream is
 /// consumed are seen when they land after the current position (the cursor is a key, not an
@@ -48,11 +50,11 @@ impl ScanStream {
     }
 
     /// The next page, or `None` when the scan is complete.
-    pub async fn next_batch(&mut self) -> Option<Result<Vec<(String, Value)>>> {
+    pub async fn next_batch(&mut self) -> Option<Result<Page>> {
         std::future::poll_fn(|cx| self.poll_page(cx)).await
     }
 
-    fn poll_page(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Vec<(String, Value)>>>> {
+    fn poll_page(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Page>>> {
         if self.done {
             return Poll::Ready(None);
         }
@@ -89,7 +91,7 @@ impl ScanStream {
 }
 
 impl futures_core::Stream for ScanStream {
-    type Item = Result<Vec<(String, Value)>>;
+    type Item = Result<Page>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.get_mut().poll_page(cx)

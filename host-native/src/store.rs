@@ -8,7 +8,7 @@ use std::time::Instant;
 use parking_lot::RwLock;
 use statemesh_core::{
     ChangeEvent, Cursor, Engine, EngineError, LogBytes, Metadata, PutOptions, Record, ScanPage,
-    Storage, Timestamp, Ttl, Value, WriteResult,
+    Storage, StoredValue, Timestamp, Ttl, Value, WriteResult,
 };
 use tokio::sync::{Notify, broadcast};
 
@@ -231,16 +231,20 @@ impl Store {
     /// A read of one key. In CP mode it never returns state a crash could still take back: when
     /// the key's last write (or, for an absent key, the last removal) is not durable yet, it
     /// waits for that revision and reads again.
+    ///
+    /// The clock is handed to the engine unread: it reads it only for a key with a TTL.
     async fn read_key<R>(
         &self,
         key: &str,
-        op: impl Fn(&Engine, Timestamp) -> Result<R, EngineError>,
+        op: impl Fn(&Engine, &(dyn Fn() -> Timestamp + Sync)) -> Result<R, EngineError>,
     ) -> Result<R> {
+        let clock = self.inner.clock.as_ref();
+        let now = || clock.now();
+        let now: &(dyn Fn() -> Timestamp + Sync) = &now;
         loop {
             let wait = {
                 self.check_open()?;
                 let state = self.inner.state.read();
-                let now = self.inner.clock.now();
                 let Some(persist) = self.cp() else {
                     return Ok(op(&state.engine, now)?);
                 };
@@ -415,6 +419,12 @@ impl Store {
     /// Keys and values matching a pattern.
     pub async fn get_pattern(&self, pattern: &str) -> Result<Vec<(String, Value)>> {
         self.read_all(|e, now| e.get_pattern(now, pattern)).await
+    }
+
+    /// The stored form of the value of `key`, shared without copying or decoding (read its
+    /// bytes with `payload()`, decode with `decode()`): the fastest read.
+    pub async fn get_stored(&self, key: &str) -> Result<Option<StoredValue>> {
+        self.read_key(key, |e, now| e.get_stored(now, key)).await
     }
 
     /// One page of keys under `prefix` (`namespace:path-prefix`); pass `page.next` back for the

@@ -42,7 +42,7 @@ use crate::config::EngineConfig;
 use crate::entry::Entry;
 use crate::error::EngineError;
 use crate::event::{ChangeEvent, ChangeKind};
-use crate::key::{KeyError, KeyRef, join_key};
+use crate::key::{KeyError, join_key};
 use crate::keyspace::Keyspace;
 use crate::log::{LogOp, LogRecord};
 use crate::lru::Lru;
@@ -245,28 +245,6 @@ impl Engine {
             }
         }
         self.revision
-    }
-
-    /// A live entry: present, not expired at the engine's clock, checksum intact.
-    fn live(&self, now: Timestamp, key: &KeyRef<'_>) -> Result<Option<&Entry>, EngineError> {
-        let now = self.observe(now);
-        let entry = match self
-            .namespaces
-            .get(key.namespace.as_ref())
-            .and_then(|ks| ks.get(&key.path))
-        {
-            Some(e) if !e.is_expired(now) => e,
-            _ => return Ok(None),
-        };
-        if !entry.checksum_ok() {
-            return Err(EngineError::Corrupt {
-                key: key.to_key_string(),
-            });
-        }
-        if self.lru.is_some() {
-            entry.lru.touch();
-        }
-        Ok(Some(entry))
     }
 
     /// The entry a write to `key` produces, given the key's current entry.
