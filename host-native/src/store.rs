@@ -41,6 +41,8 @@ pub(crate) struct Inner {
     subscribers: Arc<AtomicUsize>,
     closed: AtomicBool,
     persist: Option<Persist>,
+    /// What storage repaired while this store was opened (e.g. a torn log tail it truncated).
+    repairs: Vec<String>,
 }
 
 /// The durable side of a store.
@@ -158,7 +160,7 @@ impl Store {
             Some(bytes) => Engine::restore(builder.engine.clone(), bytes)?,
             None => Engine::new(builder.engine.clone())?,
         };
-        Store::start(builder, engine, None)
+        Store::start(builder, engine, None, Vec::new())
     }
 
     /// Opens a store on a storage adapter: loads its snapshot and log, replays, and starts the
@@ -177,13 +179,14 @@ impl Store {
             engine.replay_bytes(&record.bytes)?;
         }
         let committer = Committer::start(storage, engine.revision(), builder.sync_every)?;
-        Store::start(builder, engine, Some(committer))
+        Store::start(builder, engine, Some(committer), recovered.repairs)
     }
 
     fn start(
         builder: StoreBuilder,
         mut engine: Engine,
         committer: Option<Committer>,
+        repairs: Vec<String>,
     ) -> Result<Store> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         // Log records are captured only when there is storage to receive them; events only while
@@ -208,6 +211,7 @@ impl Store {
             subscribers: Arc::new(AtomicUsize::new(0)),
             closed: AtomicBool::new(false),
             persist,
+            repairs,
         });
         runtime.spawn(crate::timer::run(Arc::downgrade(&inner)));
         Ok(Store { inner })
@@ -584,6 +588,12 @@ impl Store {
         let rx = state.events.as_ref().ok_or(Error::Closed)?.subscribe();
         state.engine.set_capture_events(true);
         Ok(Subscription::new(rx, self.inner.subscribers.clone()))
+    }
+
+    /// What storage repaired when this store was opened, e.g. "truncated a torn frame at byte N
+    /// of wal-….log" after a crash mid-write. Empty after a clean shutdown.
+    pub fn recovery_repairs(&self) -> &[String] {
+        &self.inner.repairs
     }
 
     /// The revision of the last committed write.

@@ -206,3 +206,65 @@ async fn concurrent_cp_writers_share_appends() {
     assert_eq!(reopened.revision(), 800);
     assert_eq!(reopened.keys("w3:*").await.unwrap().len(), 100);
 }
+
+#[tokio::test]
+async fn a_torn_log_tail_is_repaired_and_reported_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).await.unwrap();
+    for i in 0..20i64 {
+        store.put(&format!("a:k{i}"), i).await.unwrap();
+    }
+    store.close().await;
+    assert!(
+        Store::open(dir.path())
+            .await
+            .unwrap()
+            .recovery_repairs()
+            .is_empty()
+    );
+    // A crash mid-append leaves a partial frame at the end of the last segment.
+    let mut segments: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    segments.sort();
+    let last = segments.last().unwrap();
+    let mut bytes = std::fs::read(last).unwrap();
+    bytes.extend_from_slice(&[0x40, 0, 0, 0, 21, 0, 0]);
+    std::fs::write(last, &bytes).unwrap();
+
+    let store = Store::open(dir.path()).await.unwrap();
+    assert_eq!(
+        store.recovery_repairs().len(),
+        1,
+        "{:?}",
+        store.recovery_repairs()
+    );
+    assert_eq!(store.revision(), 20);
+    assert_eq!(store.get("a:k19").await.unwrap(), Some(Value::Integer(19)));
+    store.put("a:after", "repair").await.unwrap();
+    store.close().await;
+    let store = Store::open(dir.path()).await.unwrap();
+    assert!(
+        store.recovery_repairs().is_empty(),
+        "the repair was made durable"
+    );
+    assert_eq!(
+        store.get("a:after").await.unwrap(),
+        Some(Value::from("repair"))
+    );
+}
+
+#[tokio::test]
+async fn a_second_opener_of_a_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).await.unwrap();
+    let err = Store::open(dir.path()).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Storage(StorageError::Locked { .. })),
+        "{err}"
+    );
+    store.close().await;
+    Store::open(dir.path()).await.unwrap();
+}
