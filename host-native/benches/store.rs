@@ -448,16 +448,27 @@ fn print_rows(rows: &mut [Row]) {
 
 /// One untimed-or-timed pass of gets over `order` against the store, awaiting every get on a
 /// current-thread runtime. Returns the elapsed time and a checksum of the values read.
+/// `zero_copy` reads through `get_stored` (the stored bytes shared, not copied or decoded: the
+/// like-for-like of redb's borrowed `AccessGuard`) instead of `get`.
 fn store_pass(
     rt: &tokio::runtime::Runtime,
     store: &Store,
     data: &Data,
     order: &[u32],
+    zero_copy: bool,
 ) -> Result<(Duration, u64)> {
     let start = Instant::now();
     let sum = rt.block_on(async {
         let mut sum = 0u64;
         for &i in order {
+            if zero_copy {
+                let value = store
+                    .get_stored(data.key(i as usize))
+                    .await?
+                    .context("store get_stored: missing key")?;
+                sum = sum.wrapping_add(touch(black_box(&value).payload()));
+                continue;
+            }
             let value = store
                 .get(data.key(i as usize))
                 .await?
@@ -466,29 +477,6 @@ fn store_pass(
                 .as_bytes()
                 .context("store get: not bytes")?;
             sum = sum.wrapping_add(touch(bytes));
-        }
-        anyhow::Ok(sum)
-    })?;
-    Ok((start.elapsed(), black_box(sum)))
-}
-
-/// The same pass through `get_stored`: the value's stored bytes shared, not copied or decoded
-/// (the like-for-like of redb's borrowed `AccessGuard`).
-fn store_stored_pass(
-    rt: &tokio::runtime::Runtime,
-    store: &Store,
-    data: &Data,
-    order: &[u32],
-) -> Result<(Duration, u64)> {
-    let start = Instant::now();
-    let sum = rt.block_on(async {
-        let mut sum = 0u64;
-        for &i in order {
-            let value = store
-                .get_stored(data.key(i as usize))
-                .await?
-                .context("store get_stored: missing key")?;
-            sum = sum.wrapping_add(touch(black_box(&value).payload()));
         }
         anyhow::Ok(sum)
     })?;
@@ -627,10 +615,10 @@ fn main() -> Result<()> {
         config.rounds, config.gets
     );
     let order = uniform(SEED ^ 3, n, config.gets);
-    let (_, store_sum) = store_pass(&rt, &store, &data, &order)?; // warm-up
+    let (_, store_sum) = store_pass(&rt, &store, &data, &order, false)?; // warm-up
     let (_, redb_sum) = redb_pass(&db, &data, &order)?; // warm-up
     ensure!(store_sum == redb_sum, "Store and redb read different bytes");
-    let (_, stored_sum) = store_stored_pass(&rt, &store, &data, &order)?; // warm-up
+    let (_, stored_sum) = store_pass(&rt, &store, &data, &order, true)?; // warm-up
     ensure!(
         stored_sum == redb_sum,
         "get_stored and redb read different bytes"
@@ -640,9 +628,9 @@ fn main() -> Result<()> {
     let mut redb_rates = Vec::new();
     let mut round_lines = Vec::new();
     for round in 1..=config.rounds {
-        let (store_time, _) = store_pass(&rt, &store, &data, &order)?;
+        let (store_time, _) = store_pass(&rt, &store, &data, &order, false)?;
         let (redb_time, _) = redb_pass(&db, &data, &order)?;
-        let (stored_time, _) = store_stored_pass(&rt, &store, &data, &order)?;
+        let (stored_time, _) = store_pass(&rt, &store, &data, &order, true)?;
         let s = config.gets as f64 / store_time.as_secs_f64();
         let r = config.gets as f64 / redb_time.as_secs_f64();
         let z = config.gets as f64 / stored_time.as_secs_f64();

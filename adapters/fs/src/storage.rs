@@ -555,18 +555,8 @@ impl<D: Disk> FsStorage<D> {
     /// Closes the active segment, making it durable first, its name included: a later segment's
     /// records must never be durable while an earlier one's are not.
     fn close_active(&mut self) -> Result<(), StorageError> {
-        if let Some(mut active) = self.active.take()
-            && self.file_unsynced
-        {
-            active.file.sync().map_err(io_err("fsync", &active.path))?;
-            self.file_unsynced = false;
-        }
-        if self.dir_unsynced {
-            self.disk
-                .sync_dir(&self.dir)
-                .map_err(io_err("fsync_dir", &self.dir))?;
-            self.dir_unsynced = false;
-        }
+        self.sync_now()?;
+        self.active = None;
         Ok(())
     }
 
