@@ -177,6 +177,14 @@ impl KeyConfig {
         }
     }
 
+    /// Whether `namespace` and `path` are a valid key already in normal form (what stored keys
+    /// are). Allocates nothing for a valid key.
+    pub fn is_normal(&self, namespace: &str, path: &str) -> bool {
+        matches!(self.namespace(namespace), Ok(Cow::Borrowed(_)))
+            && matches!(self.fold(path), Cow::Borrowed(_))
+            && self.check_path(path).is_ok()
+    }
+
     fn check_path(&self, path: &str) -> Result<(), KeyError> {
         if path.is_empty() {
             return Err(KeyError::EmptyPath);

@@ -29,14 +29,23 @@ impl Keyspace {
         self.map.get_mut(path)
     }
 
-    /// Inserts or replaces; returns the previous entry.
+    /// A keyspace from entries in strictly increasing path order (as snapshots hold them): the
+    /// ordered index is bulk-built in one pass instead of by one insert per key.
+    pub(crate) fn from_sorted(items: Vec<(CompactString, Entry)>) -> Keyspace {
+        let order: BTreeSet<CompactString> = items.iter().map(|(p, _)| p.clone()).collect();
+        let mut map = HashMap::with_capacity(items.len());
+        map.extend(items);
+        Keyspace { map, order }
+    }
+
+    /// Inserts or replaces (one hash probe); returns the previous entry.
     pub(crate) fn insert(&mut self, path: &str, entry: Entry) -> Option<Entry> {
-        match self.map.get_mut(path) {
-            Some(slot) => Some(std::mem::replace(slot, entry)),
-            None => {
+        match self.map.entry_ref(path) {
+            hashbrown::hash_map::EntryRef::Occupied(mut slot) => Some(slot.insert(entry)),
+            hashbrown::hash_map::EntryRef::Vacant(slot) => {
                 let key = CompactString::from(path);
                 self.order.insert(key.clone());
-                self.map.insert(key, entry);
+                slot.insert_with_key(key, entry);
                 None
             }
         }

@@ -240,3 +240,31 @@ fn batch_limit_is_enforced() {
         Err(EngineError::BatchTooLarge { count: 3, limit: 2 })
     );
 }
+
+#[test]
+fn a_snapshot_with_entries_out_of_order_is_refused() {
+    let mut e = engine();
+    e.put(T, "a:x", &Value::from("1")).unwrap();
+    e.put(T, "a:y", &Value::from("2")).unwrap();
+    let snap = e.snapshot().unwrap();
+    let encoded = |k: &str, path: &str| {
+        postcard::to_allocvec(&("a", path, e.entry(T, k).unwrap().unwrap())).unwrap()
+    };
+    let (x, y) = (encoded("a:x", "x"), encoded("a:y", "y"));
+    let header = &snap[..snap.len() - x.len() - y.len()];
+    assert_eq!(
+        [header, &x, &y].concat(),
+        snap,
+        "the layout is header, then entries in order"
+    );
+    let swapped = [header, &y, &x].concat();
+    assert!(matches!(
+        Engine::restore(EngineConfig::default(), &swapped),
+        Err(FormatError::Decode {
+            what: "snapshot",
+            ..
+        })
+    ));
+    let repeated = [header, &x, &x].concat();
+    assert!(Engine::restore(EngineConfig::default(), &repeated).is_err());
+}

@@ -35,6 +35,9 @@ impl Engine {
             .collect::<Result<Vec<_>, EngineError>>()?;
         let now = self.begin(now);
         let mut batch = self.batch(now);
+        if self.capture_log {
+            batch.ops.reserve_exact(parsed.len());
+        }
         for (key, stored) in parsed {
             let old = self.current(&key);
             let entry = self.next_entry(&batch, old, stored, None);

@@ -27,6 +27,16 @@ struct SnapshotHeader {
     entries: u64,
 }
 
+fn out_of_order(ns: &str, path: &str) -> FormatError {
+    FormatError::Decode {
+        what: "snapshot",
+        message: format!(
+            "entry {} is out of key order or repeated",
+            join_key(ns, path)
+        ),
+    }
+}
+
 fn decode_err(what: &'static str) -> impl Fn(postcard::Error) -> FormatError {
     move |e| FormatError::Decode {
         what,
@@ -84,12 +94,30 @@ impl Engine {
                 ),
             });
         }
+        // Entries come in (namespace, path) order; each namespace is collected and then built
+        // in one pass. Out-of-order or repeated keys mean a damaged snapshot.
+        let mut namespace: Option<CompactString> = None;
+        let mut items: Vec<(CompactString, Entry)> = Vec::new();
         for _ in 0..header.entries {
             let ((ns, path, entry), tail) =
                 postcard::take_from_bytes::<(CompactString, CompactString, Entry)>(rest)
                     .map_err(decode_err("snapshot entry"))?;
             rest = tail;
-            engine.install_raw(&ns, &path, entry, "snapshot")?;
+            engine.check_entry(&ns, &path, &entry, "snapshot")?;
+            if namespace.as_ref() != Some(&ns) {
+                if namespace.as_ref().is_some_and(|prev| *prev >= ns) {
+                    return Err(out_of_order(&ns, &path));
+                }
+                if let Some(prev) = namespace.replace(ns) {
+                    engine.load_keyspace(prev, std::mem::take(&mut items));
+                }
+            } else if items.last().is_some_and(|(prev, _)| *prev >= path) {
+                return Err(out_of_order(&ns, &path));
+            }
+            items.push((path, entry));
+        }
+        if let Some(ns) = namespace {
+            engine.load_keyspace(ns, items);
         }
         if !rest.is_empty() {
             return Err(FormatError::TrailingBytes {
@@ -141,7 +169,7 @@ impl Engine {
                     path,
                     entry,
                 } => {
-                    self.install_raw(namespace, path, entry.clone(), "log record")?;
+                    self.install_replayed(namespace, path, entry.clone());
                 }
                 LogOp::Delete { namespace, path }
                 | LogOp::Expire { namespace, path }
@@ -162,18 +190,21 @@ impl Engine {
     }
 
     fn check_key(&self, ns: &str, path: &str, what: &'static str) -> Result<(), FormatError> {
-        let key = join_key(ns, path);
-        match self.config.keys.parse(&key) {
-            Ok(k) if k.namespace == ns && k.path == path => Ok(()),
-            _ => Err(FormatError::InvalidKey { what, key }),
+        if self.config.keys.is_normal(ns, path) {
+            Ok(())
+        } else {
+            Err(FormatError::InvalidKey {
+                what,
+                key: join_key(ns, path),
+            })
         }
     }
 
-    fn install_raw(
-        &mut self,
+    fn check_entry(
+        &self,
         ns: &str,
         path: &str,
-        entry: Entry,
+        entry: &Entry,
         what: &'static str,
     ) -> Result<(), FormatError> {
         self.check_key(ns, path, what)?;
@@ -182,6 +213,29 @@ impl Engine {
                 key: join_key(ns, path),
             });
         }
+        Ok(())
+    }
+
+    /// Installs a whole namespace from a snapshot, with its bookkeeping.
+    fn load_keyspace(&mut self, ns: CompactString, mut items: Vec<(CompactString, Entry)>) {
+        for (path, entry) in &mut items {
+            self.entries += 1;
+            self.bytes += Self::cost(&ns, path, entry);
+            if let Some(t) = entry.expires_at {
+                self.expiry.insert((t, ns.clone(), path.clone()));
+            }
+            if let Some(lru) = self.lru.as_mut() {
+                let ticket = lru.ticket();
+                entry.lru.ticket = ticket;
+                lru.probation.push_back((ns.clone(), path.clone(), ticket));
+            }
+        }
+        self.namespaces
+            .insert(ns, crate::keyspace::Keyspace::from_sorted(items));
+    }
+
+    /// Installs a replayed entry; the record was validated whole before any of it is applied.
+    fn install_replayed(&mut self, ns: &str, path: &str, entry: Entry) {
         let new_expiry = entry.expires_at;
         let old = self.store_entry(ns, path, entry);
         if let Some(t) = old.and_then(|o| o.expires_at) {
@@ -190,7 +244,6 @@ impl Engine {
         if let Some(t) = new_expiry {
             self.expiry.insert((t, ns.into(), path.into()));
         }
-        Ok(())
     }
 
     fn remove_raw(&mut self, ns: &str, path: &str) {
