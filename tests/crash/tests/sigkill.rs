@@ -101,7 +101,11 @@ fn acknowledged_writes_survive_sigkill() {
                 for (i, key) in keys.iter().enumerate() {
                     assert_eq!(key, &format!("w{t}:k{i:08}"), "cycle {cycle}");
                 }
-                for i in [0, present / 2, present - 1] {
+                // Spot-check values (a writer may not have written anything yet).
+                for i in [0, present / 2, present - 1]
+                    .into_iter()
+                    .filter(|&i| i >= 0 && i < present)
+                {
                     let v = store.get(&format!("w{t}:k{i:08}")).await.unwrap();
                     assert_eq!(v, Some(Value::Integer(i)), "cycle {cycle}");
                 }
