@@ -22,6 +22,12 @@ use crate::error::{Error, Result};
 
 /// Most queued jobs taken in one round, so one huge backlog cannot starve replies.
 const MAX_ROUND: usize = 4096;
+/// Most writes queued for the committer. Past it a writer waits for the disk (backpressure),
+/// so an AP store that writes faster than storage syncs cannot grow memory without bound.
+const MAX_QUEUED: usize = 65_536;
+
+/// Called with each newly durable revision, on the committer thread.
+pub(crate) type OnDurable = Box<dyn Fn(u64) + Send>;
 
 enum Job {
     Append(Vec<LogBytes>),
@@ -35,7 +41,7 @@ enum Job {
 
 #[derive(Debug)]
 pub(crate) struct Committer {
-    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    jobs: Mutex<Option<mpsc::SyncSender<Job>>>,
     durable: watch::Receiver<u64>,
     durable_revision: Arc<AtomicU64>,
     poison: Arc<Poison>,
@@ -73,8 +79,9 @@ impl Committer {
         storage: Box<dyn Storage>,
         durable: u64,
         sync_every: Option<Duration>,
+        on_durable: OnDurable,
     ) -> Result<Committer> {
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = mpsc::sync_channel(MAX_QUEUED);
         let (durable_tx, durable_rx) = watch::channel(durable);
         let durable_revision = Arc::new(AtomicU64::new(durable));
         let poison = Arc::new(Poison::default());
@@ -85,6 +92,7 @@ impl Committer {
             durable_revision: durable_revision.clone(),
             poison: poison.clone(),
             sync_every,
+            on_durable,
         };
         let thread = std::thread::Builder::new()
             .name("statemesh-committer".into())
@@ -188,6 +196,7 @@ struct Worker {
     durable_revision: Arc<AtomicU64>,
     poison: Arc<Poison>,
     sync_every: Option<Duration>,
+    on_durable: OnDurable,
 }
 
 impl Worker {
@@ -256,6 +265,7 @@ impl Worker {
         {
             self.durable_revision.store(last, Ordering::Release);
             self.durable.send_replace(last);
+            (self.on_durable)(last);
         }
     }
 

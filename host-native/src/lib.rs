@@ -20,6 +20,7 @@ mod builder;
 mod clock;
 mod committer;
 mod error;
+mod feed;
 mod scan_stream;
 mod store;
 mod subscription;

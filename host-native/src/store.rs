@@ -7,15 +7,16 @@ use std::time::Instant;
 
 use parking_lot::RwLock;
 use statemesh_core::{
-    ChangeEvent, Cursor, Engine, EngineError, LogBytes, Metadata, PutOptions, Record, ScanPage,
-    Storage, StoredValue, Timestamp, Ttl, Value, WriteResult,
+    Cursor, Engine, EngineError, LogBytes, Metadata, PutOptions, Record, ScanPage, Storage,
+    StoredValue, Timestamp, Ttl, Value, WriteResult,
 };
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::Notify;
 
 use crate::builder::{Durability, StoreBuilder};
 use crate::clock::Clock;
 use crate::committer::Committer;
 use crate::error::{Error, Result};
+use crate::feed::Feed;
 use crate::scan_stream::ScanStream;
 use crate::subscription::Subscription;
 
@@ -36,6 +37,7 @@ pub struct Store {
 #[derive(Debug)]
 pub(crate) struct Inner {
     state: RwLock<State>,
+    feed: Arc<Feed>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) timer: Arc<Notify>,
     subscribers: Arc<AtomicUsize>,
@@ -56,12 +58,10 @@ struct Persist {
     checkpointing: AtomicBool,
 }
 
-/// What the store's lock guards: the engine, and the event sender that `close` drops so that
-/// subscribers see the feed end.
+/// What the store's lock guards.
 #[derive(Debug)]
 struct State {
     engine: Engine,
-    events: Option<broadcast::Sender<ChangeEvent>>,
 }
 
 impl Inner {
@@ -99,6 +99,14 @@ impl Inner {
         state: &mut State,
         deadline_before: Option<Timestamp>,
     ) -> Result<Option<u64>> {
+        // Events first: a CP feed must hold them before their records can become durable.
+        if state.engine.captures_events() {
+            self.feed
+                .publish(std::iter::from_fn(|| state.engine.poll_event()));
+            if self.subscribers.load(Ordering::SeqCst) == 0 {
+                state.engine.set_capture_events(false);
+            }
+        }
         let queued = match &self.persist {
             Some(persist) => {
                 let mut records = Vec::new();
@@ -120,19 +128,7 @@ impl Inner {
             }
             None => None,
         };
-        let engine = &mut state.engine;
-        if engine.captures_events() {
-            while let Some(event) = engine.poll_event() {
-                if let Some(events) = &state.events {
-                    // An error only means every subscriber has gone; the event reaches no one.
-                    let _ = events.send(event);
-                }
-            }
-            if self.subscribers.load(Ordering::SeqCst) == 0 {
-                engine.set_capture_events(false);
-            }
-        }
-        if engine.poll_timeout() != deadline_before {
+        if state.engine.poll_timeout() != deadline_before {
             self.timer.notify_one();
         }
         Ok(queued)
@@ -160,7 +156,8 @@ impl Store {
             Some(bytes) => Engine::restore(builder.engine.clone(), bytes)?,
             None => Engine::new(builder.engine.clone())?,
         };
-        Store::start(builder, engine, None, Vec::new())
+        let feed = Arc::new(Feed::new(builder.event_capacity, false, 0));
+        Store::start(builder, engine, None, feed, Vec::new())
     }
 
     /// Opens a store on a storage adapter: loads its snapshot and log, replays, and starts the
@@ -178,14 +175,22 @@ impl Store {
         for record in &recovered.records {
             engine.replay_bytes(&record.bytes)?;
         }
-        let committer = Committer::start(storage, engine.revision(), builder.sync_every)?;
-        Store::start(builder, engine, Some(committer), recovered.repairs)
+        let hold = builder.durability == Durability::Cp;
+        let feed = Arc::new(Feed::new(builder.event_capacity, hold, engine.revision()));
+        let on_durable = {
+            let feed = feed.clone();
+            Box::new(move |revision| feed.durable(revision))
+        };
+        let committer =
+            Committer::start(storage, engine.revision(), builder.sync_every, on_durable)?;
+        Store::start(builder, engine, Some(committer), feed, recovered.repairs)
     }
 
     fn start(
         builder: StoreBuilder,
         mut engine: Engine,
         committer: Option<Committer>,
+        feed: Arc<Feed>,
         repairs: Vec<String>,
     ) -> Result<Store> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
@@ -200,12 +205,9 @@ impl Store {
             checkpoint_every: builder.checkpoint_every,
             checkpointing: AtomicBool::new(false),
         });
-        let (events, _) = broadcast::channel(builder.event_capacity);
         let inner = Arc::new(Inner {
-            state: RwLock::new(State {
-                engine,
-                events: Some(events),
-            }),
+            state: RwLock::new(State { engine }),
+            feed,
             clock: builder.clock,
             timer: Arc::new(Notify::new()),
             subscribers: Arc::new(AtomicUsize::new(0)),
@@ -585,7 +587,7 @@ impl Store {
     pub fn subscribe(&self) -> Result<Subscription> {
         self.check_open()?;
         let mut state = self.inner.state.write();
-        let rx = state.events.as_ref().ok_or(Error::Closed)?.subscribe();
+        let rx = self.inner.feed.subscribe().ok_or(Error::Closed)?;
         state.engine.set_capture_events(true);
         Ok(Subscription::new(rx, self.inner.subscribers.clone()))
     }
@@ -620,14 +622,15 @@ impl Store {
     /// Closes the store: later calls on any clone fail with [`Error::Closed`], the expiry timer
     /// stops, and subscribers see the feed end once they have drained it.
     pub async fn close(&self) {
-        let mut state = self.inner.state.write();
+        let state = self.inner.state.write();
         self.inner.closed.store(true, Ordering::Release);
-        state.events = None;
         drop(state);
         self.inner.timer.notify_one();
         if let Some(p) = &self.inner.persist {
-            // Finishes queued records with a final sync and releases the storage (and its lock).
+            // Finishes queued records with a final sync (delivering their held events) and
+            // releases the storage and its directory lock.
             p.committer.shutdown();
         }
+        self.inner.feed.close();
     }
 }

@@ -8,8 +8,9 @@ use tokio::sync::broadcast;
 
 use crate::error::SubscriptionError;
 
-/// A live feed of every change committed after it was created: puts, deletes, metadata changes
-/// and expiries, in revision order. Each subscriber has a bounded buffer
+/// A live feed of every change committed after it was created: puts, deletes, metadata changes,
+/// expiries and evictions, in revision order. In a CP store an event arrives only once its
+/// revision is durable. Each subscriber has a bounded buffer
 /// ([`crate::StoreBuilder::event_capacity`]); one that falls behind gets
 /// [`SubscriptionError::Lagged`] and then continues with the oldest event still buffered.
 #[derive(Debug)]

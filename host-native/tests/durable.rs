@@ -114,9 +114,32 @@ struct Gated {
 }
 
 impl Gated {
+    fn new(open: bool) -> Gated {
+        Gated {
+            inner: MemoryStorage::new(),
+            open: Arc::new((Mutex::new(open), Condvar::new())),
+        }
+    }
+
     fn set(&self, open: bool) {
-        *self.open.0.lock().unwrap() = open;
+        *self
+            .open
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = open;
         self.open.1.notify_all();
+    }
+
+    /// Opens the gate when dropped, so a failing assertion cannot leave the committer blocked
+    /// (and the test hanging on the store's shutdown).
+    fn guard(&self) -> impl Drop + use<> {
+        struct OpenOnDrop(Gated);
+        impl Drop for OpenOnDrop {
+            fn drop(&mut self) {
+                self.0.set(true);
+            }
+        }
+        OpenOnDrop(self.clone())
     }
 }
 
@@ -142,10 +165,8 @@ impl Storage for Gated {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cp_reads_never_see_a_write_that_is_not_durable() {
-    let gate = Gated {
-        inner: MemoryStorage::new(),
-        open: Arc::new((Mutex::new(true), Condvar::new())),
-    };
+    let gate = Gated::new(true);
+    let _open_at_exit = gate.guard();
     let store = Store::builder()
         .open_with_storage(gate.clone())
         .await
@@ -267,4 +288,48 @@ async fn a_second_opener_of_a_directory_is_refused() {
     );
     store.close().await;
     Store::open(dir.path()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cp_subscribers_see_a_change_only_once_it_is_durable() {
+    let gate = Gated::new(true);
+    let _open_at_exit = gate.guard();
+    let store = Store::builder()
+        .open_with_storage(gate.clone())
+        .await
+        .unwrap();
+    let mut feed = store.subscribe().unwrap();
+    gate.set(false);
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move { store.put("a:k", "v").await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        feed.try_recv().is_none(),
+        "an event of a write that is not durable was delivered"
+    );
+    gate.set(true);
+    writer.await.unwrap().unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(5), feed.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((event.key.as_str(), event.revision), ("a:k", 1));
+}
+
+#[tokio::test]
+async fn ap_subscribers_see_changes_at_once() {
+    let gate = Gated::new(false);
+    let _open_at_exit = gate.guard();
+    let store = Store::builder()
+        .durability(Durability::Ap)
+        .open_with_storage(gate.clone())
+        .await
+        .unwrap();
+    let mut feed = store.subscribe().unwrap();
+    store.put("a:k", "v").await.unwrap();
+    assert_eq!(feed.try_recv().unwrap().unwrap().key, "a:k");
+    gate.set(true);
+    store.close().await;
 }
