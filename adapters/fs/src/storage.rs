@@ -269,8 +269,13 @@ impl<D: Disk> FsStorage<D> {
         if let Some((&revision, older)) = snapshots.split_last() {
             let path = self.path_of(&format::snapshot_name(revision));
             let data = self.disk.read(&path).map_err(io_err("read", &path))?;
-            match format::decode_snapshot(&data, revision) {
-                Ok(payload) => snapshot = Some(payload.to_vec()),
+            // Hand the file's own buffer on, minus its header, rather than copying the payload.
+            match format::decode_snapshot(&data, revision).map(|p| data.len() - p.len()) {
+                Ok(header_len) => {
+                    let mut data = data;
+                    data.drain(..header_len);
+                    snapshot = Some(data);
+                }
                 Err(SnapshotError::Corrupt { offset, reason }) => {
                     return Err(StorageError::Corrupt {
                         file: path.display().to_string(),

@@ -136,6 +136,14 @@ impl Engine {
     /// below the current revision are already contained and skipped (returns `false`); a record
     /// that skips a revision is an error. Replay emits no events and queues no log records.
     pub fn replay(&mut self, record: &LogRecord) -> Result<bool, FormatError> {
+        self.replay_record(std::borrow::Cow::Borrowed(record))
+    }
+
+    /// Replays a borrowed record (cloning its entries) or an owned one (moving them).
+    fn replay_record(
+        &mut self,
+        record: std::borrow::Cow<'_, LogRecord>,
+    ) -> Result<bool, FormatError> {
         if record.revision <= self.revision {
             return Ok(false);
         }
@@ -162,31 +170,30 @@ impl Engine {
                 });
             }
         }
-        for op in &record.ops {
+        let (revision, at) = (record.revision, record.at);
+        for op in record.into_owned().ops {
             match op {
                 LogOp::Put {
                     namespace,
                     path,
                     entry,
-                } => {
-                    self.install_replayed(namespace, path, entry.clone());
-                }
+                } => self.install_replayed(&namespace, &path, entry),
                 LogOp::Delete { namespace, path }
                 | LogOp::Expire { namespace, path }
                 | LogOp::Evict { namespace, path } => {
-                    self.remove_raw(namespace, path);
-                    self.last_removal = record.revision;
+                    self.remove_raw(&namespace, &path);
+                    self.last_removal = revision;
                 }
             }
         }
-        self.revision = record.revision;
-        self.observe(record.at);
+        self.revision = revision;
+        self.observe(at);
         Ok(true)
     }
 
     /// Decodes and applies one encoded log record; see [`Engine::replay`].
     pub fn replay_bytes(&mut self, bytes: &[u8]) -> Result<bool, FormatError> {
-        self.replay(&LogRecord::decode(bytes)?)
+        self.replay_record(std::borrow::Cow::Owned(LogRecord::decode(bytes)?))
     }
 
     fn check_key(&self, ns: &str, path: &str, what: &'static str) -> Result<(), FormatError> {
