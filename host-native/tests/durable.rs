@@ -333,3 +333,63 @@ async fn ap_subscribers_see_changes_at_once() {
     gate.set(true);
     store.close().await;
 }
+
+#[tokio::test]
+async fn ap_store_with_memory_limits_evicts_and_persists_the_evictions() {
+    let disk = MemoryStorage::new();
+    let store = Store::builder()
+        .durability(Durability::Ap)
+        .memory_limits(Some(100), None)
+        .open_with_storage(disk.clone())
+        .await
+        .unwrap();
+    let mut feed = store.subscribe().unwrap();
+    for i in 0..150i64 {
+        store.put(&format!("cache:k{i:03}"), i).await.unwrap();
+    }
+    assert_eq!(store.len(), 100);
+    assert_eq!(
+        store.get("cache:k000").await.unwrap(),
+        None,
+        "the oldest unused key went first"
+    );
+    let mut evicted = 0;
+    while let Some(ev) = feed.try_recv() {
+        evicted += usize::from(ev.unwrap().kind == statemesh::ChangeKind::Evict);
+    }
+    assert_eq!(evicted, 50);
+    store.flush().await.unwrap();
+    store.close().await;
+    let reopened = Store::builder()
+        .durability(Durability::Ap)
+        .memory_limits(Some(100), None)
+        .open_with_storage(disk)
+        .await
+        .unwrap();
+    assert_eq!(reopened.keys("cache:*").await.unwrap().len(), 100);
+    assert_eq!(
+        reopened.get("cache:k149").await.unwrap(),
+        Some(Value::Integer(149))
+    );
+}
+
+#[tokio::test]
+async fn relaxed_sync_policy_persists_on_flush_and_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::builder()
+        .sync_policy(statemesh::SyncPolicy::EveryMillis(50))
+        .open(dir.path())
+        .await
+        .unwrap();
+    for i in 0..100i64 {
+        store.put(&format!("a:k{i}"), i).await.unwrap();
+    }
+    store.flush().await.unwrap();
+    store.close().await;
+    let reopened = Store::open(dir.path()).await.unwrap();
+    assert_eq!(reopened.revision(), 100);
+    assert_eq!(
+        reopened.get("a:k99").await.unwrap(),
+        Some(Value::Integer(99))
+    );
+}
