@@ -33,6 +33,8 @@
 // A bench reports on stdout.
 #![allow(clippy::print_stdout)]
 
+mod common;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -64,18 +66,7 @@ struct Config {
 
 impl Config {
     fn from_env() -> Result<Config> {
-        let env = |name: &str, default: usize| -> Result<usize> {
-            match std::env::var(name) {
-                Ok(text) => {
-                    let digits: String = text.chars().filter(|c| !matches!(c, '_' | ',')).collect();
-                    digits
-                        .trim()
-                        .parse()
-                        .with_context(|| format!("{name}={text}"))
-                }
-                Err(_) => Ok(default),
-            }
-        };
+        let env = common::env_count;
         let config = Config {
             keys: env("STATEMESH_BENCH_KEYS", 1_000_000)?,
             single: env("STATEMESH_BENCH_SINGLE", 1_000)?,
@@ -188,24 +179,12 @@ fn now_ts() -> Timestamp {
 // ---------------------------------------------------------------------------------------------
 // Formatting
 
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 fn rate(count: usize, elapsed: Duration) -> f64 {
     count as f64 / elapsed.as_secs_f64().max(1e-12)
 }
 
 fn fmt_rate(r: f64, unit: &str) -> String {
-    format!("{} {unit}", thousands(r.round() as u64))
+    format!("{} {unit}", common::thousands(r.round() as u64))
 }
 
 fn ms(d: Duration) -> f64 {
@@ -652,7 +631,7 @@ fn main() -> Result<()> {
         let (s, r) = (&s_runs[rounds / 2], &r_runs[rounds / 2]);
         let (sr, rr) = (rate(count, s.total), rate(count, r.total));
         table.row(
-            format!("1. {} single durable puts", thousands(count as u64)),
+            format!("1. {} single durable puts", common::thousands(count as u64)),
             fmt_rate(sr, "put/s"),
             fmt_rate(rr, "put/s"),
             sr / rr,
@@ -676,12 +655,12 @@ fn main() -> Result<()> {
             "   rounds, put/s: Store {}; redb {}",
             s_runs
                 .iter()
-                .map(|s| thousands(rate(count, s.total).round() as u64))
+                .map(|s| common::thousands(rate(count, s.total).round() as u64))
                 .collect::<Vec<_>>()
                 .join(" "),
             r_runs
                 .iter()
-                .map(|s| thousands(rate(count, s.total).round() as u64))
+                .map(|s| common::thousands(rate(count, s.total).round() as u64))
                 .collect::<Vec<_>>()
                 .join(" ")
         ));
@@ -706,7 +685,7 @@ fn main() -> Result<()> {
         table.row(
             format!(
                 "2. {writers} writers, {} durable puts in all",
-                thousands(total as u64)
+                common::thousands(total as u64)
             ),
             fmt_rate(sr, "put/s"),
             fmt_rate(rr, "put/s"),
@@ -716,7 +695,7 @@ fn main() -> Result<()> {
         );
         let fmt_runs = |runs: &[Duration]| {
             runs.iter()
-                .map(|d| thousands(rate(total, *d).round() as u64))
+                .map(|d| common::thousands(rate(total, *d).round() as u64))
                 .collect::<Vec<_>>()
                 .join(" ")
         };
@@ -737,8 +716,8 @@ fn main() -> Result<()> {
         table.row(
             format!(
                 "3. bulk load {} keys, {} per batch",
-                thousands(n as u64),
-                thousands(BATCH as u64)
+                common::thousands(n as u64),
+                common::thousands(BATCH as u64)
             ),
             fmt_rate(sr, "keys/s"),
             fmt_rate(rr, "keys/s"),
@@ -798,7 +777,7 @@ fn main() -> Result<()> {
         table.row(
             format!(
                 "4. recovery of {} keys, {label} (ms per 10k)",
-                thousands(n as u64)
+                common::thousands(n as u64)
             ),
             format!("{:.0} ms ({:.2})", ms(d), per10k(d)),
             format!("{:.1} ms ({:.3})", ms(redb_rec), per10k(redb_rec)),
@@ -810,7 +789,7 @@ fn main() -> Result<()> {
     notes.push(format!(
         "4. checkpoint() of {} keys took {:.0} ms; directory after it: {:.1} MiB; recovery is \
          warm-cache (files just written); Store/redb is a time ratio there (lower is better)",
-        thousands(n as u64),
+        common::thousands(n as u64),
         ms(checkpoint_time),
         store_ckpt_bytes as f64 / 1048576.0
     ));
@@ -824,7 +803,10 @@ fn main() -> Result<()> {
 
     if let (Some(log), Some(ckpt)) = (log_parts, ckpt_parts) {
         println!();
-        println!("Breakdown: recovery of {} keys", thousands(n as u64));
+        println!(
+            "Breakdown: recovery of {} keys",
+            common::thousands(n as u64)
+        );
         let whole = log.load + log.decode + log.replay;
         println!(
             "  log only: {} records, {:.1} MiB of record payload; steps sum to {:.0} ms \
@@ -875,11 +857,11 @@ fn main() -> Result<()> {
         println!(
             "Breakdown: bulk load of {} keys in {} batches ({:.1} MiB of log payload); steps sum \
              to {:.0} ms = {} keys/s",
-            thousands(n as u64),
+            common::thousands(n as u64),
             n.div_ceil(BATCH),
             parts.log_bytes as f64 / 1048576.0,
             ms(whole),
-            thousands(rate(n, whole).round() as u64)
+            common::thousands(rate(n, whole).round() as u64)
         );
         println!(
             "    build items (Value::from, 100-byte copy)          {}",

@@ -32,6 +32,8 @@
 // A bench reports on stdout.
 #![allow(clippy::print_stdout)]
 
+mod common;
+
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -68,7 +70,7 @@ impl Config {
     fn from_env_and_args() -> Result<Config> {
         let env = |name: &str, default: usize| -> Result<usize> {
             match std::env::var(name) {
-                Ok(text) => parse_count(&text).with_context(|| format!("{name}={text}")),
+                Ok(text) => common::parse_count(&text).with_context(|| format!("{name}={text}")),
                 Err(_) => Ok(default),
             }
         };
@@ -96,7 +98,7 @@ impl Config {
                     .next()
                     .with_context(|| format!("{flag} needs a value"))?,
             };
-            *slot = parse_count(&text).with_context(|| format!("{flag} {text}"))?;
+            *slot = common::parse_count(&text).with_context(|| format!("{flag} {text}"))?;
         }
         ensure!(
             config.keys >= 1_000
@@ -111,12 +113,6 @@ impl Config {
         );
         Ok(config)
     }
-}
-
-/// A count such as `100000`, `100_000` or `100,000`.
-fn parse_count(text: &str) -> Result<usize> {
-    let digits: String = text.chars().filter(|c| !matches!(c, '_' | ',')).collect();
-    Ok(digits.trim().parse()?)
 }
 
 /// The generated data: keys back to back in one string, values back to back in one buffer, so
@@ -402,16 +398,7 @@ fn fmt_ns(ns: f64) -> String {
 }
 
 fn fmt_rate(per_sec: f64) -> String {
-    let whole = per_sec.round() as u64;
-    let digits = whole.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    common::thousands(per_sec.round() as u64)
 }
 
 fn print_rows(rows: &mut [Row]) {
