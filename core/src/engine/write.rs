@@ -120,12 +120,7 @@ impl Engine {
                 key: key.to_key_string(),
             });
         }
-        let expires_at = old.and_then(|e| e.expires_at);
-        let mut batch = self.batch(now);
-        let entry = self.next_entry(&batch, old, stored, expires_at);
-        Ok(self
-            .write_entry(&mut batch, &key, entry)
-            .finish(self, batch))
+        Ok(self.replace_keeping_ttl(now, &key, stored))
     }
 
     /// Adds `delta` to an integer value (or a string holding a decimal integer) and stores the
@@ -163,14 +158,7 @@ impl Engine {
                 key: key.to_key_string(),
             })?;
         let stored = self.encode(&Value::Integer(next))?;
-        let expires_at = old.and_then(|e| e.expires_at);
-        let mut batch = self.batch(now);
-        let entry = self.next_entry(&batch, old, stored, expires_at);
-        Ok((
-            next,
-            self.write_entry(&mut batch, &key, entry)
-                .finish(self, batch),
-        ))
+        Ok((next, self.replace_keeping_ttl(now, &key, stored)))
     }
 
     /// Appends to a string (with a string) or to bytes (with bytes); a missing key starts empty.
@@ -220,14 +208,7 @@ impl Engine {
         bytes.extend_from_slice(suffix_bytes);
         let stored = StoredValue::from_bytes(bytes)?;
         let new_len = stored.payload().len();
-        let expires_at = old.and_then(|e| e.expires_at);
-        let mut batch = self.batch(now);
-        let entry = self.next_entry(&batch, old, stored, expires_at);
-        Ok((
-            new_len,
-            self.write_entry(&mut batch, &key, entry)
-                .finish(self, batch),
-        ))
+        Ok((new_len, self.replace_keeping_ttl(now, &key, stored)))
     }
 
     /// Replaces the user metadata of `key` (a no-op when the key does not exist).
@@ -240,6 +221,20 @@ impl Engine {
         let key = self.config.keys.parse(key)?;
         let meta = self.encode_metadata(metadata)?;
         self.rewrite(now, &key, |entry| entry.user_meta = meta)
+    }
+
+    /// Replaces the value of `key`, keeping its TTL (compare-and-swap, increment, append).
+    fn replace_keeping_ttl(
+        &mut self,
+        now: Timestamp,
+        key: &KeyRef<'_>,
+        stored: StoredValue,
+    ) -> WriteResult {
+        let old = self.current(key);
+        let expires_at = old.and_then(|e| e.expires_at);
+        let mut batch = self.batch(now);
+        let entry = self.next_entry(&batch, old, stored, expires_at);
+        self.write_entry(&mut batch, key, entry).finish(self, batch)
     }
 
     /// The key's current entry, for a write. Writes sweep first, so a present entry is live.
