@@ -91,6 +91,12 @@ pub struct Cursor(pub(crate) String);
 const CURSOR_VERSION: &str = "c1";
 
 impl Cursor {
+    /// A cursor that continues a scan after the key with this path (the part after `ns:`), for
+    /// resuming from a key the caller already has.
+    pub fn after(path: impl Into<String>) -> Cursor {
+        Cursor(path.into())
+    }
+
     /// An opaque printable form, safe to hand to clients.
     pub fn encode(&self) -> String {
         let mut out = String::with_capacity(CURSOR_VERSION.len() + self.0.len() * 2);

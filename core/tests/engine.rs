@@ -223,6 +223,12 @@ fn cursors_reject_tampering_and_foreign_prefixes() {
         Err(EngineError::InvalidCursor(_))
     ));
     assert_eq!(e.scan(T, "a:p.", 0, None), Err(EngineError::InvalidLimit));
+    // A cursor made from a known key resumes right after it.
+    let resumed = e
+        .scan(T, "a:p.", 10, Some(&statemesh_core::Cursor::after("p.2")))
+        .unwrap();
+    let keys: Vec<_> = resumed.items.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!((keys, resumed.next), (vec!["a:p.3", "a:p.4"], None));
 }
 
 #[test]

@@ -325,11 +325,7 @@ async fn latency_rows(
     );
     for round in 0..WARMUP_OPS.min(range_ops) + range_ops {
         let at = rng.random_range(0..n - GROUP);
-        let mut text = String::from("c1");
-        for b in data.path(at).bytes() {
-            write!(text, "{b:02x}")?;
-        }
-        let cursor = Cursor::decode(&text)?;
+        let cursor = Cursor::after(data.path(at));
         let start = Instant::now();
         let items = black_box(store.scan("bench:grp.", GROUP, Some(&cursor)).await?)
             .items

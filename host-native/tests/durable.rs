@@ -163,14 +163,20 @@ impl Storage for Gated {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cp_reads_never_see_a_write_that_is_not_durable() {
+/// A CP store on gated storage (gate open), and the guard that reopens the gate at exit.
+async fn gated_cp_store() -> (Gated, impl Drop, Store) {
     let gate = Gated::new(true);
-    let _open_at_exit = gate.guard();
+    let guard = gate.guard();
     let store = Store::builder()
         .open_with_storage(gate.clone())
         .await
         .unwrap();
+    (gate, guard, store)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cp_reads_never_see_a_write_that_is_not_durable() {
+    let (gate, _open_at_exit, store) = gated_cp_store().await;
     store.put("a:k", "old").await.unwrap();
     store.put("a:other", "untouched").await.unwrap();
     gate.set(false);
@@ -292,12 +298,7 @@ async fn a_second_opener_of_a_directory_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cp_subscribers_see_a_change_only_once_it_is_durable() {
-    let gate = Gated::new(true);
-    let _open_at_exit = gate.guard();
-    let store = Store::builder()
-        .open_with_storage(gate.clone())
-        .await
-        .unwrap();
+    let (gate, _open_at_exit, store) = gated_cp_store().await;
     let mut feed = store.subscribe().unwrap();
     gate.set(false);
     let writer = {
