@@ -23,6 +23,10 @@ pub struct EngineConfig {
     /// Evict keys beyond this many bytes of keys, values and per-entry overhead
     /// ([`ENTRY_OVERHEAD`] each). `None` (default): no limit.
     pub max_bytes: Option<u64>,
+    /// Changes kept in memory for reads at earlier revisions, key histories and change-feed
+    /// replay (whole revisions are dropped together, oldest first). 0 keeps none. Default
+    /// 10,000. Open interactive transactions keep every change after their snapshot besides.
+    pub history_limit: usize,
 }
 
 /// Bytes charged per entry beyond its key and value, for `max_bytes`: the hash slot, the
@@ -39,6 +43,7 @@ impl Default for EngineConfig {
             json_encoding: JsonEncoding::Text,
             max_entries: None,
             max_bytes: None,
+            history_limit: 10_000,
         }
     }
 }
@@ -71,6 +76,12 @@ impl EngineConfig {
     pub fn with_memory_limits(mut self, max_entries: Option<u64>, max_bytes: Option<u64>) -> Self {
         self.max_entries = max_entries;
         self.max_bytes = max_bytes;
+        self
+    }
+
+    /// Sets how many changes the history keeps.
+    pub fn with_history_limit(mut self, changes: usize) -> Self {
+        self.history_limit = changes;
         self
     }
 

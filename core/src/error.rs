@@ -48,6 +48,13 @@ pub enum EngineError {
     BatchTooLarge { count: usize, limit: usize },
     #[error("stored value of {key} fails its checksum")]
     Corrupt { key: String },
+    #[error(
+        "revision {requested} is compacted: history starts after revision {floor}; \
+         read or replay from {floor} or later"
+    )]
+    Compacted { requested: u64, floor: u64 },
+    #[error("revision {requested} is in the future: the store is at revision {current}")]
+    FutureRevision { requested: u64, current: u64 },
 }
 
 /// Why log records or a snapshot could not be decoded or applied.

@@ -34,4 +34,8 @@ pub struct ChangeEvent {
     pub version: u64,
     pub old: Option<StoredValue>,
     pub new: Option<StoredValue>,
+    /// The key's version before the change; 0 when it did not exist.
+    pub old_version: u64,
+    /// The revision that wrote the old value; 0 when the key did not exist.
+    pub old_mod_revision: u64,
 }

@@ -78,11 +78,14 @@ fn new_engine() -> Engine {
 struct Setup {
     case_insensitive: bool,
     json: JsonEncoding,
+    history_limit: usize,
 }
 
 impl Setup {
     fn config(self) -> EngineConfig {
-        let mut config = config().with_json_encoding(self.json);
+        let mut config = config()
+            .with_json_encoding(self.json)
+            .with_history_limit(self.history_limit);
         config.keys.case_insensitive = self.case_insensitive;
         config
     }
@@ -90,10 +93,14 @@ impl Setup {
 
 fn setup() -> impl Strategy<Value = Setup> {
     let json = prop_oneof![Just(JsonEncoding::Text), Just(JsonEncoding::MessagePack)];
-    (proptest::bool::weighted(0.3), json).prop_map(|(case_insensitive, json)| Setup {
-        case_insensitive,
-        json,
-    })
+    let history_limit = prop_oneof![Just(0), Just(3), Just(16), Just(10_000)];
+    (proptest::bool::weighted(0.3), json, history_limit).prop_map(
+        |(case_insensitive, json, history_limit)| Setup {
+            case_insensitive,
+            json,
+            history_limit,
+        },
+    )
 }
 
 fn ts(millis: u64) -> Timestamp {
@@ -1165,6 +1172,8 @@ impl Model {
             version: entry.version,
             old: self.entries.get(key).map(|o| o.stored.clone()),
             new: Some(entry.stored.clone()),
+            old_version: self.entries.get(key).map_or(0, |o| o.version),
+            old_mod_revision: self.entries.get(key).map_or(0, |o| o.mod_revision),
         };
         self.events.push(event);
         self.entries.insert(key.clone(), entry);
@@ -1186,6 +1195,8 @@ impl Model {
             key: join(key),
             kind,
             version: 0,
+            old_version: old.version,
+            old_mod_revision: old.mod_revision,
             old: Some(old.stored),
             new: None,
         });
@@ -1652,6 +1663,10 @@ struct Harness {
     log: Vec<Vec<u8>>,
     /// The events of the last step.
     events: Vec<ChangeEvent>,
+    /// Every event so far: the history the engine keeps a window of.
+    all_events: Vec<ChangeEvent>,
+    /// The revision of the last snapshot restore, a floor no trimming chose.
+    restored_at: u64,
     steps: usize,
 }
 
@@ -1665,6 +1680,8 @@ impl Harness {
             now: START,
             log: Vec::new(),
             events: Vec::new(),
+            all_events: Vec::new(),
+            restored_at: 0,
             steps: 0,
         }
     }
@@ -1680,9 +1697,14 @@ impl Harness {
         let expected = apply_model(&mut self.model, self.now, &op);
         let actual = apply_engine(&mut self.engine, &self.config, self.now, &op);
         prop_assert_eq!(&actual, &expected, "reply to {:?} at now {}", op, self.now);
+        if matches!(op, Op::SnapshotRestore) {
+            // A restored engine knows no events: its history starts at the snapshot.
+            self.restored_at = self.engine.revision();
+        }
         self.check_queues(&op)?;
         self.check_state()?;
         self.check_reads()?;
+        self.check_history()?;
         Ok(actual)
     }
 
@@ -1691,6 +1713,7 @@ impl Harness {
         self.events = std::iter::from_fn(|| self.engine.poll_event()).collect();
         let expected = std::mem::take(&mut self.model.events);
         prop_assert_eq!(&self.events, &expected, "events of {:?}", op);
+        self.all_events.extend(expected);
         let records: Vec<LogRecord> = std::iter::from_fn(|| self.engine.poll_log()).collect();
         let expected = std::mem::take(&mut self.model.log);
         let views: Vec<RecordView> = records.iter().map(RecordView::of).collect();
@@ -1756,6 +1779,98 @@ impl Harness {
             }
         }
         prop_assert_eq!(engine.clock(), now);
+        Ok(())
+    }
+}
+
+impl Harness {
+    /// The kept history is the newest window of every event, no larger than the limit and
+    /// trimmed by whole revisions only as far as needed; reads at earlier revisions and key
+    /// histories agree with the full event list.
+    fn check_history(&self) -> Result<(), TestCaseError> {
+        let engine = &self.engine;
+        let (floor, revision) = (engine.history_floor(), engine.revision());
+        let limit = self.config.history_limit;
+        prop_assert!(floor <= revision);
+        let kept: Vec<ChangeEvent> = self
+            .all_events
+            .iter()
+            .filter(|e| e.revision > floor)
+            .cloned()
+            .collect();
+        prop_assert_eq!(&engine.changes_since(floor, usize::MAX).unwrap(), &kept);
+        prop_assert!(
+            kept.len() <= limit,
+            "{} changes kept, limit {}",
+            kept.len(),
+            limit
+        );
+        // Trimming stops as soon as the window fits: the dropped revision nearest the floor
+        // would not have fit.
+        let dropped = self.all_events.iter().rev().find(|e| e.revision <= floor);
+        if let Some(last_dropped) = dropped.filter(|e| e.revision > self.restored_at) {
+            let group = self
+                .all_events
+                .iter()
+                .filter(|e| e.revision == last_dropped.revision)
+                .count();
+            prop_assert!(kept.len() + group > limit, "trimmed more than needed");
+        }
+        if floor > 0 {
+            let compacted = matches!(
+                engine.changes_since(floor - 1, 10),
+                Err(EngineError::Compacted { .. })
+            );
+            prop_assert!(compacted, "replay from below the floor");
+            let compacted = matches!(
+                engine.get_at(ts(self.model.clock), "ns:a", floor - 1),
+                Err(EngineError::Compacted { .. })
+            );
+            prop_assert!(compacted, "read below the floor");
+        }
+        let future = matches!(
+            engine.changes_since(revision + 1, 10),
+            Err(EngineError::FutureRevision { .. })
+        );
+        prop_assert!(future, "replay from the future");
+        let mut keys: Vec<&str> = self.all_events.iter().map(|e| e.key.as_str()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let now = ts(self.model.clock);
+        for key in keys {
+            for at in floor..revision {
+                let expected = self
+                    .all_events
+                    .iter()
+                    .rev()
+                    .find(|e| e.key == key && e.revision <= at)
+                    .and_then(|e| e.new.as_ref().map(|v| (V(v.decode().unwrap()), e.version)));
+                let actual = engine
+                    .get_at(now, key, at)
+                    .unwrap()
+                    .map(|v| (V(v.value), v.version));
+                prop_assert_eq!(actual, expected, "{} at revision {}", key, at);
+            }
+            let history: Vec<(u64, u64)> = engine
+                .key_history(key)
+                .unwrap()
+                .iter()
+                .map(|v| (v.revision, v.version))
+                .collect();
+            let expected: Vec<(u64, u64)> = kept
+                .iter()
+                .filter(|e| e.key == key)
+                .map(|e| (e.revision, e.version))
+                .collect();
+            prop_assert_eq!(history, expected);
+            prop_assert_eq!(
+                engine
+                    .get_at(now, key, revision)
+                    .unwrap()
+                    .map(|v| V(v.value)),
+                engine.get(now, key).unwrap().map(V)
+            );
+        }
         Ok(())
     }
 }

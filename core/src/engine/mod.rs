@@ -26,6 +26,8 @@
 //! iteration into outputs goes through ordered maps.
 
 mod evict;
+mod history;
+pub use history::{KeyVersion, ValueAt};
 mod multi;
 mod read;
 mod snapshot;
@@ -71,6 +73,7 @@ pub struct Engine {
     capture_events: bool,
     log: VecDeque<LogRecord>,
     events: VecDeque<ChangeEvent>,
+    history: history::History,
 }
 
 /// The changes of one write, committed as one revision.
@@ -100,6 +103,7 @@ impl Engine {
             capture_events: true,
             log: VecDeque::new(),
             events: VecDeque::new(),
+            history: history::History::default(),
         })
     }
 
@@ -236,6 +240,7 @@ impl Engine {
         if batch.changed > 0 {
             self.enforce_limits(&mut batch);
             self.revision = batch.revision;
+            self.trim_history();
             if self.capture_log {
                 self.log.push_back(LogRecord {
                     revision: batch.revision,
@@ -332,7 +337,7 @@ impl Engine {
     fn install(&mut self, batch: &mut Batch, ns: &str, path: &str, entry: Entry, kind: ChangeKind) {
         let new_expiry = entry.expires_at;
         let version = entry.version;
-        let new_value = self.capture_events.then(|| entry.value.clone());
+        let new_value = self.wants_events().then(|| entry.value.clone());
         if self.capture_log {
             batch.ops.push(LogOp::Put {
                 namespace: ns.into(),
@@ -351,15 +356,19 @@ impl Engine {
             }
         }
         batch.changed += 1;
-        if self.capture_events {
-            self.events.push_back(ChangeEvent {
+        if let Some(new) = new_value {
+            let (old_version, old_mod_revision) =
+                old.as_ref().map_or((0, 0), |o| (o.version, o.mod_revision));
+            self.emit(ChangeEvent {
                 revision: batch.revision,
                 at: batch.at,
                 key: join_key(ns, path),
                 kind,
                 version,
                 old: old.map(|o| o.value),
-                new: new_value,
+                new: Some(new),
+                old_version,
+                old_mod_revision,
             });
         }
     }
@@ -391,8 +400,8 @@ impl Engine {
         }
         batch.changed += 1;
         self.last_removal = batch.revision;
-        if self.capture_events {
-            self.events.push_back(ChangeEvent {
+        if self.wants_events() {
+            self.emit(ChangeEvent {
                 revision: batch.revision,
                 at: batch.at,
                 key: join_key(ns, path),
@@ -400,6 +409,8 @@ impl Engine {
                 version: 0,
                 old: Some(old.value.clone()),
                 new: None,
+                old_version: old.version,
+                old_mod_revision: old.mod_revision,
             });
         }
         Some(old)

@@ -129,6 +129,7 @@ impl Engine {
         engine
             .clock
             .store(header.clock.0, std::sync::atomic::Ordering::Relaxed);
+        engine.history.reset(header.revision, header.clock);
         Ok(engine)
     }
 
@@ -188,6 +189,8 @@ impl Engine {
         }
         self.revision = revision;
         self.observe(at);
+        // Replay rebuilds state, not events: history starts at the recovered revision.
+        self.history.reset(revision, at);
         Ok(true)
     }
 
