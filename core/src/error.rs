@@ -53,6 +53,10 @@ pub enum EngineError {
          read or replay from {floor} or later"
     )]
     Compacted { requested: u64, floor: u64 },
+    #[error("invalid patch: {0}")]
+    InvalidPatch(String),
+    #[error("patch of {key} does not apply: {message}")]
+    PatchFailed { key: String, message: String },
     #[error("revision {requested} is in the future: the store is at revision {current}")]
     FutureRevision { requested: u64, current: u64 },
 }

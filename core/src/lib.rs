@@ -31,7 +31,7 @@ pub mod time;
 pub mod value;
 
 pub use config::EngineConfig;
-pub use engine::{Engine, KeyVersion, ValueAt};
+pub use engine::{Engine, KeyPattern, KeyVersion, LoggedPatch, Patch, ValueAt};
 pub use entry::{Entry, Metadata, Record, Ttl};
 pub use error::{EngineError, FormatError};
 pub use event::{ChangeEvent, ChangeKind};

@@ -6,6 +6,7 @@
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
+use crate::engine::LoggedPatch;
 use crate::entry::Entry;
 use crate::error::FormatError;
 use crate::time::Timestamp;
@@ -46,6 +47,15 @@ pub enum LogOp {
     Expire {
         namespace: CompactString,
         path: CompactString,
+    },
+    /// The key's JSON value was patched: replay applies `patch` to the value the key holds and
+    /// checks the result against `checksum`. Written instead of `Put` when the patch is the
+    /// smaller of the two; the entry's other fields follow as for any update that keeps the TTL.
+    Patch {
+        namespace: CompactString,
+        path: CompactString,
+        patch: LoggedPatch,
+        checksum: u64,
     },
 }
 

@@ -43,4 +43,11 @@ pub enum SubscriptionError {
     /// The store was closed or dropped.
     #[error("the store is closed")]
     Closed,
+    /// A change stream was asked to start (or, after falling behind, to go on) from a revision
+    /// the history no longer keeps; start again from `floor` or later, after reading the
+    /// current state.
+    #[error(
+        "changes after revision {requested} are compacted; the history starts after revision {floor}"
+    )]
+    Compacted { requested: u64, floor: u64 },
 }

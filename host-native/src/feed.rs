@@ -37,12 +37,22 @@ impl Feed {
         }
     }
 
-    pub(crate) fn subscribe(&self) -> Option<broadcast::Receiver<ChangeEvent>> {
-        self.state
-            .lock()
-            .sender
-            .as_ref()
-            .map(broadcast::Sender::subscribe)
+    /// A receiver of every event published from now on, and the cut: the last revision whose
+    /// events it will not receive. `engine_revision` is the engine's revision, read under the
+    /// store's write lock (so no write publishes meanwhile). A CP feed has not delivered events
+    /// past its durable revision yet, so the receiver still gets those: the cut is `durable`.
+    pub(crate) fn subscribe(
+        &self,
+        engine_revision: u64,
+    ) -> Option<(broadcast::Receiver<ChangeEvent>, u64)> {
+        let state = self.state.lock();
+        let rx = state.sender.as_ref().map(broadcast::Sender::subscribe)?;
+        let cut = if self.hold {
+            state.durable.min(engine_revision)
+        } else {
+            engine_revision
+        };
+        Some((rx, cut))
     }
 
     /// Events of a write that just committed, in order. Call before its records go to storage,

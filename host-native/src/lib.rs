@@ -21,6 +21,7 @@ mod clock;
 mod committer;
 mod error;
 mod feed;
+mod history;
 mod scan_stream;
 mod store;
 mod subscription;
@@ -29,15 +30,17 @@ mod timer;
 pub use builder::{Durability, StoreBuilder};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result, SubscriptionError};
+pub use history::{ChangeStream, Since};
 pub use scan_stream::ScanStream;
 pub use store::Store;
-pub use subscription::Subscription;
+pub use subscription::{HandlerSubscription, Subscription};
 
 pub use statemesh_core as core;
 pub use statemesh_core::{
-    ChangeEvent, ChangeKind, Cursor, EngineConfig, EngineError, Format, JsonEncoding, LogBytes,
-    MemoryStorage, Metadata, PutOptions, Record, Recovered, ScanPage, Storage, StorageError,
-    StoredValue, Timestamp, Ttl, Value, ValueKind, WriteOp, WriteResult,
+    ChangeEvent, ChangeKind, Cursor, EngineConfig, EngineError, Format, JsonEncoding, KeyPattern,
+    KeyVersion, LogBytes, MemoryStorage, Metadata, Patch, PutOptions, Record, Recovered, ScanPage,
+    Storage, StorageError, StoredValue, Timestamp, Ttl, Value, ValueAt, ValueKind, WriteOp,
+    WriteResult,
 };
 pub use statemesh_fs::{FsOptions, SyncPolicy};
 

@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use parking_lot::RwLock;
 use statemesh_core::{
-    Cursor, Engine, EngineError, LogBytes, Metadata, PutOptions, Record, ScanPage, Storage,
-    StoredValue, Timestamp, Ttl, Value, WriteResult,
+    Cursor, Engine, EngineError, KeyPattern, LogBytes, Metadata, PutOptions, Record, ScanPage,
+    Storage, StoredValue, Timestamp, Ttl, Value, WriteResult,
 };
 use tokio::sync::Notify;
 
@@ -300,7 +300,7 @@ impl Store {
     }
 
     /// Applies a write under the lock and queues its records; in CP mode waits until durable.
-    async fn write<R>(
+    pub(crate) async fn write<R>(
         &self,
         op: impl FnOnce(&mut Engine, Timestamp) -> Result<R, EngineError>,
     ) -> Result<R> {
@@ -321,7 +321,7 @@ impl Store {
         Ok(result)
     }
 
-    async fn timed_write(
+    pub(crate) async fn timed_write(
         &self,
         op: impl FnOnce(&mut Engine, Timestamp) -> Result<WriteResult, EngineError>,
     ) -> Result<WriteResult> {
@@ -585,11 +585,78 @@ impl Store {
 
     /// Every change committed from now on; see [`Subscription`].
     pub fn subscribe(&self) -> Result<Subscription> {
+        self.live_feed(None).map(|(subscription, _)| subscription)
+    }
+
+    /// Changes to keys matching `pattern` (`namespace:path-glob`, the namespace may be a glob
+    /// too), committed from now on; see [`Subscription`].
+    pub fn subscribe_pattern(&self, pattern: &str) -> Result<Subscription> {
+        let pattern = self.inner.state.read().engine.key_pattern(pattern)?;
+        self.live_feed(Some(pattern))
+            .map(|(subscription, _)| subscription)
+    }
+
+    /// Calls `handler` with every change to keys matching `pattern` (every change when `None`)
+    /// from now on, on a tokio task, until the returned handle is dropped or unsubscribed. A
+    /// handler that is slower than the writes gets `Err(Lagged)` and goes on.
+    pub fn subscribe_with(
+        &self,
+        pattern: Option<&str>,
+        handler: impl FnMut(std::result::Result<statemesh_core::ChangeEvent, crate::SubscriptionError>)
+        + Send
+        + 'static,
+    ) -> Result<crate::subscription::HandlerSubscription> {
+        let subscription = match pattern {
+            Some(p) => self.subscribe_pattern(p)?,
+            None => self.subscribe()?,
+        };
+        Ok(crate::subscription::HandlerSubscription::spawn(
+            subscription,
+            handler,
+        ))
+    }
+
+    /// A subscription to everything published from now on, and the cut: the last revision
+    /// whose events it does not get (they are in the history).
+    pub(crate) fn live_feed(&self, pattern: Option<KeyPattern>) -> Result<(Subscription, u64)> {
         self.check_open()?;
         let mut state = self.inner.state.write();
-        let rx = self.inner.feed.subscribe().ok_or(Error::Closed)?;
+        let (rx, cut) = self
+            .inner
+            .feed
+            .subscribe(state.engine.revision())
+            .ok_or(Error::Closed)?;
         state.engine.set_capture_events(true);
-        Ok(Subscription::new(rx, self.inner.subscribers.clone()))
+        let subscription = Subscription::new(rx, self.inner.subscribers.clone(), pattern, cut);
+        Ok((subscription, cut))
+    }
+
+    /// Runs `f` on the engine under the shared lock.
+    pub(crate) fn read_engine<R>(&self, f: impl FnOnce(&Engine) -> R) -> Result<R> {
+        self.check_open()?;
+        Ok(f(&self.inner.state.read().engine))
+    }
+
+    /// The revision up to which reads may show history: everything in memory, or in CP mode
+    /// only what is durable.
+    pub(crate) fn visible_revision(&self, engine: &Engine) -> u64 {
+        match self.cp() {
+            Some(p) => p.committer.durable_revision().min(engine.revision()),
+            None => engine.revision(),
+        }
+    }
+
+    /// Waits until `revision` is durable (CP mode; at once otherwise).
+    pub(crate) async fn wait_visible(&self, revision: u64) -> Result<()> {
+        if self.cp().is_some() {
+            self.wait_durable(revision).await?;
+        }
+        Ok(())
+    }
+
+    /// The current time by the store's clock.
+    pub(crate) fn now(&self) -> Timestamp {
+        self.inner.clock.now()
     }
 
     /// What storage repaired when this store was opened, e.g. "truncated a torn frame at byte N

@@ -27,8 +27,11 @@
 
 mod evict;
 mod history;
+mod patch;
 pub use history::{KeyVersion, ValueAt};
+pub use patch::{LoggedPatch, Patch};
 mod multi;
+pub use multi::KeyPattern;
 mod read;
 mod snapshot;
 pub use snapshot::SNAPSHOT_FORMAT_V1;

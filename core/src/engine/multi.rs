@@ -13,11 +13,25 @@ use crate::pattern::Pattern;
 use crate::time::Timestamp;
 use crate::value::Value;
 
-/// A compiled `namespace:path` pattern.
-struct KeyPattern {
+/// A compiled `namespace:path` pattern, from [`Engine::key_pattern`]: matches stored keys in
+/// their written form (as change events carry them).
+#[derive(Debug, Clone)]
+pub struct KeyPattern {
     /// `Ok` for a literal namespace, `Err` for a namespace glob.
     namespace: Result<String, Pattern>,
     path: Pattern,
+}
+
+impl KeyPattern {
+    /// True when `key` (`namespace:path`, as stored) matches.
+    pub fn matches(&self, key: &str) -> bool {
+        let (ns, path) = split_namespace(key);
+        let ns_ok = match &self.namespace {
+            Ok(literal) => literal == ns,
+            Err(glob) => glob.matches(ns),
+        };
+        ns_ok && self.path.matches(path)
+    }
 }
 
 impl Engine {
@@ -177,6 +191,12 @@ impl Engine {
             revision,
             latency: Default::default(),
         }
+    }
+
+    /// Compiles a `namespace:path-glob` pattern with this engine's key settings, for matching
+    /// keys outside the engine (pattern subscriptions).
+    pub fn key_pattern(&self, pattern: &str) -> Result<KeyPattern, EngineError> {
+        self.compile_pattern(pattern)
     }
 
     fn compile_pattern(&self, pattern: &str) -> Result<KeyPattern, EngineError> {

@@ -155,23 +155,35 @@ impl Engine {
             });
         }
         // Validate the whole record before touching state, so a bad record changes nothing.
+        // Patches are materialised here too (against the state before the record: a patch is
+        // always the only change to its key in a record).
+        let (revision, at) = (record.revision, record.at);
+        let mut patched = Vec::new();
         for op in &record.ops {
             let (LogOp::Put {
                 namespace, path, ..
             }
             | LogOp::Delete { namespace, path }
             | LogOp::Expire { namespace, path }
-            | LogOp::Evict { namespace, path }) = op;
+            | LogOp::Evict { namespace, path }
+            | LogOp::Patch {
+                namespace, path, ..
+            }) = op;
             self.check_key(namespace, path, "log record")?;
-            if let LogOp::Put { entry, .. } = op
-                && !entry.checksum_ok()
-            {
-                return Err(FormatError::Corrupt {
-                    key: join_key(namespace, path),
-                });
+            match op {
+                LogOp::Put { entry, .. } if !entry.checksum_ok() => {
+                    return Err(FormatError::Corrupt {
+                        key: join_key(namespace, path),
+                    });
+                }
+                LogOp::Patch {
+                    patch, checksum, ..
+                } => patched
+                    .push(self.replayed_patch(namespace, path, patch, *checksum, revision, at)?),
+                _ => {}
             }
         }
-        let (revision, at) = (record.revision, record.at);
+        let mut patched = patched.into_iter();
         for op in record.into_owned().ops {
             match op {
                 LogOp::Put {
@@ -179,6 +191,13 @@ impl Engine {
                     path,
                     entry,
                 } => self.install_replayed(&namespace, &path, entry),
+                LogOp::Patch {
+                    namespace, path, ..
+                } => {
+                    if let Some(entry) = patched.next() {
+                        self.install_replayed(&namespace, &path, entry);
+                    }
+                }
                 LogOp::Delete { namespace, path }
                 | LogOp::Expire { namespace, path }
                 | LogOp::Evict { namespace, path } => {

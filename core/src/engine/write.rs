@@ -286,7 +286,7 @@ impl Engine {
         Ok(Some(Arc::from(text)))
     }
 
-    fn write_entry(
+    pub(super) fn write_entry(
         &mut self,
         batch: &mut super::Batch,
         key: &KeyRef<'_>,
@@ -311,13 +311,13 @@ impl Engine {
 }
 
 /// A single-key write that is installed but not yet committed.
-struct Installed {
+pub(super) struct Installed {
     op: WriteOp,
     version: u64,
 }
 
 impl Installed {
-    fn finish(self, engine: &mut Engine, batch: super::Batch) -> WriteResult {
+    pub(super) fn finish(self, engine: &mut Engine, batch: super::Batch) -> WriteResult {
         engine.single_result(batch, self.op, self.version)
     }
 }

@@ -1,0 +1,182 @@
+//! Patch writes: JSON merge patch (RFC 7386) and JSON patch (RFC 6902) applied to a JSON value.
+//!
+//! The keyspace and the history hold the materialised value; the log holds the patch itself
+//! when its text is smaller than the new value ([`LogOp::Patch`]), and replay applies it again
+//! to the value the key held before, checked against the checksum the original write recorded.
+
+use serde::{Deserialize, Serialize};
+
+use super::Engine;
+use crate::entry::Entry;
+use crate::error::{EngineError, FormatError};
+use crate::key::{KeyRef, join_key};
+use crate::log::LogOp;
+use crate::ops::WriteResult;
+use crate::time::Timestamp;
+use crate::value::{JsonValue, StoredValue, Value};
+
+/// A change to a JSON value. Build one with [`Patch::merge`] or [`Patch::json`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Patch {
+    kind: PatchKind,
+    /// The patch as JSON text, the form the log stores.
+    text: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum PatchKind {
+    Merge(JsonValue),
+    Json(json_patch::Patch),
+}
+
+/// A patch as a log record carries it: which RFC, and the patch as JSON text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LoggedPatch {
+    Merge(String),
+    Json(String),
+}
+
+impl Patch {
+    /// A JSON merge patch (RFC 7386): objects merge recursively, `null` removes a member, any
+    /// other value replaces.
+    pub fn merge(patch: JsonValue) -> Patch {
+        let text = patch.to_string();
+        Patch {
+            kind: PatchKind::Merge(patch),
+            text,
+        }
+    }
+
+    /// A JSON patch (RFC 6902): an array of `add`, `remove`, `replace`, `move`, `copy` and
+    /// `test` operations, applied all or nothing.
+    pub fn json(ops: JsonValue) -> Result<Patch, EngineError> {
+        let text = ops.to_string();
+        let parsed: json_patch::Patch =
+            serde_json::from_value(ops).map_err(|e| EngineError::InvalidPatch(e.to_string()))?;
+        Ok(Patch {
+            kind: PatchKind::Json(parsed),
+            text,
+        })
+    }
+
+    fn from_logged(logged: &LoggedPatch) -> Result<Patch, String> {
+        let parse = |text: &str| serde_json::from_str::<JsonValue>(text).map_err(|e| e.to_string());
+        match logged {
+            LoggedPatch::Merge(text) => Ok(Patch::merge(parse(text)?)),
+            LoggedPatch::Json(text) => Patch::json(parse(text)?).map_err(|e| e.to_string()),
+        }
+    }
+
+    fn logged(&self) -> LoggedPatch {
+        match self.kind {
+            PatchKind::Merge(_) => LoggedPatch::Merge(self.text.clone()),
+            PatchKind::Json(_) => LoggedPatch::Json(self.text.clone()),
+        }
+    }
+
+    /// `doc` with the patch applied, or why it does not apply.
+    fn apply(&self, mut doc: JsonValue) -> Result<JsonValue, String> {
+        match &self.kind {
+            PatchKind::Merge(patch) => json_patch::merge(&mut doc, patch),
+            PatchKind::Json(patch) => {
+                json_patch::patch(&mut doc, patch).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(doc)
+    }
+}
+
+impl Engine {
+    /// Applies `patch` to the JSON value of `key` (a missing key patches `null`, so a merge
+    /// patch can create it). Keeps the key's TTL and user metadata. A key holding another kind
+    /// of value fails with [`EngineError::WrongType`]; a JSON patch whose `test` fails or whose
+    /// path does not exist fails with [`EngineError::PatchFailed`] and changes nothing.
+    pub fn patch(
+        &mut self,
+        now: Timestamp,
+        key: &str,
+        patch: &Patch,
+    ) -> Result<WriteResult, EngineError> {
+        let key = self.config.keys.parse(key)?;
+        let now = self.begin(now);
+        let stored = self.patched_value(&key, patch)?;
+        let old = self.current(&key);
+        let expires_at = old.and_then(|e| e.expires_at);
+        let mut batch = self.batch(now);
+        let entry = self.next_entry(&batch, old, stored, expires_at);
+        let smaller = patch.text.len() < entry.value.len();
+        let checksum = entry.checksum;
+        let installed = self.write_entry(&mut batch, &key, entry);
+        if smaller && let Some(op @ LogOp::Put { .. }) = batch.ops.last_mut() {
+            *op = LogOp::Patch {
+                namespace: key.namespace.as_ref().into(),
+                path: key.path.as_ref().into(),
+                patch: patch.logged(),
+                checksum,
+            };
+        }
+        Ok(installed.finish(self, batch))
+    }
+
+    /// The stored value `patch` turns the key's current value into.
+    fn patched_value(&self, key: &KeyRef<'_>, patch: &Patch) -> Result<StoredValue, EngineError> {
+        let doc = match self.current(key) {
+            None => JsonValue::Null,
+            Some(entry) => match entry.value.decode()? {
+                Value::Json(doc) => doc,
+                other => {
+                    return Err(EngineError::WrongType {
+                        key: key.to_key_string(),
+                        expected: "json",
+                        actual: other.kind().name(),
+                    });
+                }
+            },
+        };
+        let doc = patch
+            .apply(doc)
+            .map_err(|message| EngineError::PatchFailed {
+                key: key.to_key_string(),
+                message,
+            })?;
+        self.encode(&Value::Json(doc))
+    }
+
+    /// The entry a logged patch produces at `revision`, checked against its checksum.
+    pub(super) fn replayed_patch(
+        &self,
+        ns: &str,
+        path: &str,
+        logged: &LoggedPatch,
+        checksum: u64,
+        revision: u64,
+        at: Timestamp,
+    ) -> Result<Entry, FormatError> {
+        let bad = |message: String| FormatError::Decode {
+            what: "log record",
+            message: format!("patch of {}: {message}", join_key(ns, path)),
+        };
+        let patch = Patch::from_logged(logged).map_err(bad)?;
+        let key = KeyRef {
+            namespace: ns.into(),
+            path: path.into(),
+        };
+        let stored = self
+            .patched_value(&key, &patch)
+            .map_err(|e| bad(e.to_string()))?;
+        let old = self.current(&key);
+        let batch = super::Batch {
+            revision,
+            at,
+            ops: Vec::new(),
+            changed: 0,
+        };
+        let entry = self.next_entry(&batch, old, stored, old.and_then(|e| e.expires_at));
+        if entry.checksum != checksum {
+            return Err(FormatError::Corrupt {
+                key: join_key(ns, path),
+            });
+        }
+        Ok(entry)
+    }
+}
