@@ -3,6 +3,7 @@
 //! subscriber ever acts on a change that a crash could still take back.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use statemesh_core::ChangeEvent;
@@ -18,7 +19,8 @@ pub(crate) struct Feed {
 #[derive(Debug)]
 struct FeedState {
     /// Dropped by `close`, which ends every subscription once it is drained.
-    sender: Option<broadcast::Sender<ChangeEvent>>,
+    /// Events are shared: a receiver clones an `Arc`, and copies only the events it keeps.
+    sender: Option<broadcast::Sender<Arc<ChangeEvent>>>,
     /// Events of revisions not yet durable, in revision order (CP only).
     pending: VecDeque<ChangeEvent>,
     durable: u64,
@@ -44,7 +46,7 @@ impl Feed {
     pub(crate) fn subscribe(
         &self,
         engine_revision: u64,
-    ) -> Option<(broadcast::Receiver<ChangeEvent>, u64)> {
+    ) -> Option<(broadcast::Receiver<Arc<ChangeEvent>>, u64)> {
         let state = self.state.lock();
         let rx = state.sender.as_ref().map(broadcast::Sender::subscribe)?;
         let cut = if self.hold {
@@ -65,7 +67,7 @@ impl Feed {
         } else if let Some(sender) = &state.sender {
             for event in events {
                 // An error only means every subscriber has gone; the event reaches no one.
-                let _ = sender.send(event);
+                let _ = sender.send(Arc::new(event));
             }
         }
     }
@@ -93,7 +95,7 @@ impl FeedState {
             .is_some_and(|e| e.revision <= self.durable)
         {
             if let (Some(event), Some(sender)) = (self.pending.pop_front(), &self.sender) {
-                let _ = sender.send(event);
+                let _ = sender.send(Arc::new(event));
             }
         }
     }

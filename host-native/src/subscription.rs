@@ -20,7 +20,7 @@ use crate::error::SubscriptionError;
 /// Dropping the subscription (or [`Subscription::unsubscribe`]) ends it.
 #[derive(Debug)]
 pub struct Subscription {
-    rx: broadcast::Receiver<ChangeEvent>,
+    rx: broadcast::Receiver<Arc<ChangeEvent>>,
     subscribers: Arc<AtomicUsize>,
     pattern: Option<KeyPattern>,
     /// Events of revisions up to here were already delivered another way (history replay).
@@ -29,7 +29,7 @@ pub struct Subscription {
 
 impl Subscription {
     pub(crate) fn new(
-        rx: broadcast::Receiver<ChangeEvent>,
+        rx: broadcast::Receiver<Arc<ChangeEvent>>,
         subscribers: Arc<AtomicUsize>,
         pattern: Option<KeyPattern>,
         cut: u64,
@@ -55,7 +55,7 @@ impl Subscription {
                 broadcast::error::RecvError::Closed => SubscriptionError::Closed,
             })?;
             if self.wanted(&event) {
-                return Ok(event);
+                return Ok(Arc::unwrap_or_clone(event));
             }
         }
     }
@@ -64,7 +64,7 @@ impl Subscription {
     pub fn try_recv(&mut self) -> Option<Result<ChangeEvent, SubscriptionError>> {
         loop {
             match self.rx.try_recv() {
-                Ok(event) if self.wanted(&event) => return Some(Ok(event)),
+                Ok(event) if self.wanted(&event) => return Some(Ok(Arc::unwrap_or_clone(event))),
                 Ok(_) => continue,
                 Err(broadcast::error::TryRecvError::Empty) => return None,
                 Err(broadcast::error::TryRecvError::Lagged(missed)) => {
