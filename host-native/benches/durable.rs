@@ -8,8 +8,9 @@
 //!    on a multi-thread runtime sharing one Store, so the committer's group commit can share an
 //!    fsync; redb: std threads sharing one `Database`, a write transaction per put, which redb
 //!    serializes).
-//! 3. Bulk load (Store: `multi_put` of 10,000 keys per call; redb: 10,000 keys per write
-//!    transaction).
+//! 3. Bulk load (Store: `import` in batches of 10,000 keys, one revision each, durable when it
+//!    returns, the committer writing one batch while the next is applied; redb: 10,000 keys per
+//!    write transaction).
 //! 4. Recovery after the bulk load: the time to reopen and serve one read (Store: `open` with the
 //!    log only, and again after `checkpoint()`; redb: `Database::open` plus one read). The page
 //!    cache is warm: the files were just written.
@@ -382,11 +383,10 @@ fn redb_concurrent(dir: &Path, data: &Data, writers: usize, total: usize) -> Res
 async fn store_bulk(dir: &Path, data: &Data, n: usize) -> Result<Duration> {
     let store = Store::builder().open(dir).await?;
     let start = Instant::now();
-    for first in (0..n).step_by(BATCH) {
-        let items = data.items(first..(first + BATCH).min(n));
-        store.multi_put(&items).await?;
-    }
+    let items = (0..n).map(|i| (data.key(i), Value::from(data.value(i))));
+    let written = store.import(items, BATCH).await?;
     let elapsed = start.elapsed();
+    ensure!(written == n as u64, "import wrote {written} keys, not {n}");
     ensure!(
         store.len() == n,
         "store holds {} keys, not {n}",

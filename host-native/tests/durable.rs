@@ -394,3 +394,44 @@ async fn relaxed_sync_policy_persists_on_flush_and_close() {
         Some(Value::Integer(99))
     );
 }
+
+#[tokio::test]
+async fn import_writes_durable_batches_and_stops_at_an_invalid_item() {
+    let disk = MemoryStorage::new();
+    let store = open(&disk, Durability::Cp).await;
+    let items = (0..2_500i64).map(|i| (format!("imp:k{i:05}"), Value::Integer(i)));
+    assert_eq!(store.import(items, 1_000).await.unwrap(), 2_500);
+    // One revision (and one log record) per batch, all durable when import returns.
+    assert_eq!(store.revision(), 3);
+    assert_eq!(disk.record_count(), 3);
+    // An invalid key in the third batch: the two batches before it stay, nothing after it.
+    let items = (0..5_000i64).map(|i| {
+        let key = if i == 2_100 {
+            "imp:bad..key".to_owned()
+        } else {
+            format!("imp:n{i:05}")
+        };
+        (key, Value::Integer(i))
+    });
+    assert!(matches!(
+        store.import(items, 1_000).await,
+        Err(Error::Engine(_))
+    ));
+    store.close().await;
+    let reopened = open(&disk, Durability::Cp).await;
+    assert_eq!(reopened.len(), 2_500 + 2_000);
+    assert_eq!(
+        reopened.get("imp:n01999").await.unwrap(),
+        Some(Value::Integer(1_999))
+    );
+    assert_eq!(reopened.get("imp:n02000").await.unwrap(), None);
+    assert_eq!(
+        reopened
+            .scan("imp:k", 10_000, None)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        2_500
+    );
+}

@@ -1,4 +1,9 @@
-//! Kept history: the recent change events of the store, in revision order, with a per-key index.
+//! Kept history: the recent change events of the store, in revision order.
+//!
+//! No per-key index: keeping one cost two hash operations and a key copy per change on every
+//! write, while the reads that need it (a key's versions, a read at a revision, transaction
+//! validation) are rare and scan at most `history_limit` changes (tens of microseconds at the
+//! default 10,000).
 //!
 //! It serves three things: reads of a key at an earlier revision, a key's list of versions, and
 //! change-feed replay from a revision or a time. It holds at most `EngineConfig::history_limit`
@@ -12,8 +17,6 @@
 
 use std::collections::VecDeque;
 
-use hashbrown::HashMap;
-
 use super::Engine;
 use crate::error::EngineError;
 use crate::event::{ChangeEvent, ChangeKind};
@@ -23,9 +26,6 @@ use crate::value::{StoredValue, Value};
 #[derive(Debug, Default)]
 pub(crate) struct History {
     events: VecDeque<ChangeEvent>,
-    /// Sequence number of `events[0]`; a key's index holds sequence numbers.
-    first_seq: u64,
-    by_key: HashMap<String, VecDeque<u64>>,
     floor: u64,
     /// The commit time of the floor revision: replay "since a time" needs every change at or
     /// after that time, so it must not start before this.
@@ -57,13 +57,6 @@ impl History {
     }
 
     pub(crate) fn record(&mut self, event: ChangeEvent) {
-        let seq = self.first_seq + self.events.len() as u64;
-        match self.by_key.get_mut(event.key.as_str()) {
-            Some(seqs) => seqs.push_back(seq),
-            None => {
-                self.by_key.insert(event.key.clone(), VecDeque::from([seq]));
-            }
-        }
         self.events.push_back(event);
     }
 
@@ -88,13 +81,6 @@ impl History {
             let Some(event) = self.events.pop_front() else {
                 break;
             };
-            self.first_seq += 1;
-            if let Some(seqs) = self.by_key.get_mut(event.key.as_str()) {
-                seqs.pop_front();
-                if seqs.is_empty() {
-                    self.by_key.remove(event.key.as_str());
-                }
-            }
             self.floor_at = event.at;
         }
         self.floor = self.floor.max(revision);
@@ -104,26 +90,22 @@ impl History {
     /// restore and replay, which rebuild state without events.
     pub(crate) fn reset(&mut self, revision: u64, at: Timestamp) {
         self.events.clear();
-        self.by_key.clear();
-        self.first_seq = 0;
         self.floor = revision;
         self.floor_at = at;
     }
 
     /// Kept changes to `key`, oldest first.
-    pub(crate) fn key_events<'a>(&'a self, key: &str) -> impl Iterator<Item = &'a ChangeEvent> {
-        let first = self.first_seq;
-        self.by_key
-            .get(key)
-            .into_iter()
-            .flatten()
-            .filter_map(move |seq| self.events.get(usize::try_from(seq - first).ok()?))
+    pub(crate) fn key_events<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> impl DoubleEndedIterator<Item = &'a ChangeEvent> + 'a {
+        self.events.iter().filter(move |e| e.key == key)
     }
 
     /// The revision of the last kept change to `key`.
     #[allow(dead_code)] // for transaction validation, which lands next
     pub(crate) fn last_change(&self, key: &str) -> Option<u64> {
-        self.key_events(key).last().map(|e| e.revision)
+        self.key_events(key).next_back().map(|e| e.revision)
     }
 
     /// Index of the first kept change with a revision above `revision`.
@@ -328,7 +310,7 @@ impl Engine {
 
     /// Records a committed change in the history and, when events are captured, in the queue.
     pub(super) fn emit(&mut self, event: ChangeEvent) {
-        let keep = self.config.history_limit > 0 || self.history_pin() != u64::MAX;
+        let keep = self.keeps_history();
         match (keep, self.capture_events) {
             (true, true) => {
                 self.events.push_back(event.clone());
@@ -342,11 +324,28 @@ impl Engine {
 
     /// Whether a change must be turned into an event at all.
     pub(super) fn wants_events(&self) -> bool {
-        self.capture_events || self.config.history_limit > 0 || self.history_pin() != u64::MAX
+        self.capture_events || self.keeps_history()
+    }
+
+    fn keeps_history(&self) -> bool {
+        !self.history_skipped && (self.config.history_limit > 0 || self.history_pin() != u64::MAX)
+    }
+
+    /// Called before a write of `changes` keys: a revision with more changes than the history
+    /// holds would be trimmed whole right after it commits (unless a transaction pins it), so
+    /// its events are not built at all and the commit moves the floor past it instead. This
+    /// keeps bulk loads from building and dropping an event per key.
+    pub(super) fn skip_history_if_oversized(&mut self, changes: usize) {
+        self.history_skipped =
+            changes > self.config.history_limit && self.history_pin() == u64::MAX;
     }
 
     /// Trims the history after a commit; see [`History::trim`].
     pub(super) fn trim_history(&mut self) {
+        if std::mem::take(&mut self.history_skipped) {
+            self.history.drop_through(self.revision);
+            self.history.floor_at = self.clock();
+        }
         let pin = self.history_pin();
         self.history.trim(self.config.history_limit, pin);
         if self.history.len() == 0 && pin == u64::MAX {

@@ -77,6 +77,8 @@ pub struct Engine {
     log: VecDeque<LogRecord>,
     events: VecDeque<ChangeEvent>,
     history: history::History,
+    /// Set for one oversized write; see `skip_history_if_oversized`.
+    history_skipped: bool,
 }
 
 /// The changes of one write, committed as one revision.
@@ -107,6 +109,7 @@ impl Engine {
             log: VecDeque::new(),
             events: VecDeque::new(),
             history: history::History::default(),
+            history_skipped: false,
         })
     }
 
@@ -240,17 +243,19 @@ impl Engine {
     }
 
     fn commit(&mut self, mut batch: Batch) -> u64 {
-        if batch.changed > 0 {
-            self.enforce_limits(&mut batch);
-            self.revision = batch.revision;
-            self.trim_history();
-            if self.capture_log {
-                self.log.push_back(LogRecord {
-                    revision: batch.revision,
-                    at: batch.at,
-                    ops: batch.ops,
-                });
-            }
+        if batch.changed == 0 {
+            self.history_skipped = false;
+            return self.revision;
+        }
+        self.enforce_limits(&mut batch);
+        self.revision = batch.revision;
+        self.trim_history();
+        if self.capture_log {
+            self.log.push_back(LogRecord {
+                revision: batch.revision,
+                at: batch.at,
+                ops: batch.ops,
+            });
         }
         self.revision
     }

@@ -52,6 +52,7 @@ impl Engine {
         if self.capture_log {
             batch.ops.reserve_exact(parsed.len());
         }
+        self.skip_history_if_oversized(parsed.len());
         for (key, stored) in parsed {
             let old = self.current(&key);
             let entry = self.next_entry(&batch, old, stored, None);

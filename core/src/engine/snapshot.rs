@@ -213,6 +213,11 @@ impl Engine {
         Ok(true)
     }
 
+    /// Applies an owned log record, moving its entries in; see [`Engine::replay`].
+    pub fn replay_owned(&mut self, record: LogRecord) -> Result<bool, FormatError> {
+        self.replay_record(std::borrow::Cow::Owned(record))
+    }
+
     /// Decodes and applies one encoded log record; see [`Engine::replay`].
     pub fn replay_bytes(&mut self, bytes: &[u8]) -> Result<bool, FormatError> {
         self.replay_record(std::borrow::Cow::Owned(LogRecord::decode(bytes)?))
