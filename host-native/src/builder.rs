@@ -21,6 +21,7 @@ pub struct StoreBuilder {
     pub(crate) durability: Durability,
     pub(crate) sync_every: Option<Duration>,
     pub(crate) checkpoint_every: u64,
+    pub(crate) checkpoint_bytes: u64,
     pub(crate) fs: FsOptions,
 }
 
@@ -46,6 +47,7 @@ impl Default for StoreBuilder {
             durability: Durability::Cp,
             sync_every: None,
             checkpoint_every: 100_000,
+            checkpoint_bytes: 64 << 20,
             fs: FsOptions::default(),
         }
     }
@@ -118,6 +120,14 @@ impl StoreBuilder {
     /// (default 100,000). Fewer means faster recovery and more snapshot writing.
     pub fn checkpoint_every(mut self, records: u64) -> Self {
         self.checkpoint_every = records.max(1);
+        self
+    }
+
+    /// Also write a snapshot after this many bytes of log records (default 64 MiB), so that a
+    /// few huge writes (bulk imports) do not leave a long log to replay. `u64::MAX` turns the
+    /// byte trigger off.
+    pub fn checkpoint_bytes(mut self, bytes: u64) -> Self {
+        self.checkpoint_bytes = bytes.max(1);
         self
     }
 

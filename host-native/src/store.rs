@@ -55,6 +55,9 @@ struct Persist {
     /// Log records queued since the last checkpoint; a checkpoint starts past `checkpoint_every`.
     since_checkpoint: AtomicU64,
     checkpoint_every: u64,
+    /// Log bytes queued since the last checkpoint; a checkpoint starts past `checkpoint_bytes`.
+    bytes_since_checkpoint: AtomicU64,
+    checkpoint_bytes: u64,
     checkpointing: AtomicBool,
 }
 
@@ -122,6 +125,10 @@ impl Inner {
                     persist
                         .since_checkpoint
                         .fetch_add(records.len() as u64, Ordering::Relaxed);
+                    let bytes: usize = records.iter().map(|r| r.bytes.len()).sum();
+                    persist
+                        .bytes_since_checkpoint
+                        .fetch_add(bytes as u64, Ordering::Relaxed);
                     persist.committer.append(records)?;
                 }
                 last
@@ -197,6 +204,8 @@ impl Store {
             mode: builder.durability,
             since_checkpoint: AtomicU64::new(0),
             checkpoint_every: builder.checkpoint_every,
+            bytes_since_checkpoint: AtomicU64::new(0),
+            checkpoint_bytes: builder.checkpoint_bytes,
             checkpointing: AtomicBool::new(false),
         });
         let inner = Arc::new(Inner {
@@ -371,9 +380,9 @@ impl Store {
     /// Starts a background checkpoint once enough log has piled up since the last one.
     fn maybe_checkpoint(&self) {
         let Some(p) = &self.inner.persist else { return };
-        if p.since_checkpoint.load(Ordering::Relaxed) < p.checkpoint_every
-            || p.checkpointing.swap(true, Ordering::AcqRel)
-        {
+        let due = p.since_checkpoint.load(Ordering::Relaxed) >= p.checkpoint_every
+            || p.bytes_since_checkpoint.load(Ordering::Relaxed) >= p.checkpoint_bytes;
+        if !due || p.checkpointing.swap(true, Ordering::AcqRel) {
             return;
         }
         let store = self.clone();
@@ -396,12 +405,17 @@ impl Store {
         };
         let (revision, bytes, pending) = {
             let state = self.inner.state.read();
-            let pending = p.since_checkpoint.swap(0, Ordering::Relaxed);
+            let pending = (
+                p.since_checkpoint.swap(0, Ordering::Relaxed),
+                p.bytes_since_checkpoint.swap(0, Ordering::Relaxed),
+            );
             (state.engine.revision(), state.engine.snapshot()?, pending)
         };
         let result = p.committer.checkpoint(revision, bytes).await;
         if result.is_err() {
-            p.since_checkpoint.fetch_add(pending, Ordering::Relaxed);
+            p.since_checkpoint.fetch_add(pending.0, Ordering::Relaxed);
+            p.bytes_since_checkpoint
+                .fetch_add(pending.1, Ordering::Relaxed);
         }
         result
     }

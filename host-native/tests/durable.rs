@@ -435,3 +435,32 @@ async fn import_writes_durable_batches_and_stops_at_an_invalid_item() {
         2_500
     );
 }
+
+#[tokio::test]
+async fn a_few_large_writes_trigger_a_checkpoint_by_log_bytes() {
+    let disk = MemoryStorage::new();
+    let store = Store::builder()
+        .checkpoint_bytes(64 << 10)
+        .open_with_storage(disk.clone())
+        .await
+        .unwrap();
+    // Ten writes of 10 KiB each: far below the record trigger, past the byte trigger.
+    let big = Value::Bytes(vec![7; 10 << 10]);
+    for i in 0..10 {
+        store.put(&format!("a:big{i}"), big.clone()).await.unwrap();
+    }
+    let mut waited = 0;
+    while disk.record_count() >= 7 && waited < 200 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    assert!(
+        disk.record_count() < 7,
+        "a background checkpoint dropped the log it covers ({} records left)",
+        disk.record_count()
+    );
+    let before = store.snapshot().await.unwrap();
+    store.close().await;
+    let reopened = open(&disk, Durability::Cp).await;
+    assert_eq!(reopened.snapshot().await.unwrap(), before);
+}
