@@ -42,8 +42,8 @@ use serde_json::{Map, Value as Json, json};
 use statemesh_core::value::checksum;
 use statemesh_core::{
     ChangeEvent, ChangeKind, Cursor, Engine, EngineConfig, EngineError, Entry, Format,
-    JsonEncoding, KeyError, LogOp, LogRecord, Metadata, PatternError, PutOptions, StoredValue,
-    Timestamp, Ttl, Value, ValueError, ValueKind, WriteOp, WriteResult,
+    JsonEncoding, KeyError, LogOp, LogRecord, LoggedPatch, Metadata, Patch, PatternError,
+    PutOptions, StoredValue, Timestamp, Ttl, Value, ValueError, ValueKind, WriteOp, WriteResult,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -213,6 +213,7 @@ enum Op {
     CompareAndSwap(String, Expect, Value),
     Increment(String, i64),
     Append(String, Value),
+    MergePatch(String, Json),
     MultiGet(Vec<String>),
     MultiPut(Vec<(String, Value)>),
     MultiDelete(Vec<String>),
@@ -252,6 +253,7 @@ impl Op {
             | Op::CompareAndSwap(k, ..)
             | Op::Increment(k, _)
             | Op::Append(k, _)
+            | Op::MergePatch(k, _)
             | Op::SetTtl(k, _)
             | Op::ExtendTtl(k, _)
             | Op::RemoveTtl(k)
@@ -309,6 +311,20 @@ fn key() -> impl Strategy<Value = String> {
 /// A key for the TTL operations: often "the n-th key held that has a TTL".
 fn ttl_key() -> impl Strategy<Value = String> {
     prop_oneof![key(), (0..64usize).prop_map(|n| format!("@t{n}"))]
+}
+
+/// Merge patches over the JSON values `value()` produces: member removal, nested merges, a
+/// non-object patch that replaces the whole document, and one large enough to exceed the value
+/// size limit.
+fn merge_patch() -> impl Strategy<Value = Json> {
+    select(vec![
+        json!({"k": null}),
+        json!({"k": {"n": 2}}),
+        json!({"k": {"m": [1]}, "a": 1}),
+        json!({"a": null, "b": "x"}),
+        json!(5),
+        json!({"big": "0123456789012345678901234567890123456789"}),
+    ])
 }
 
 fn value() -> impl Strategy<Value = Value> {
@@ -545,6 +561,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (key(), expect(), value()).prop_map(|(k, e, v)| Op::CompareAndSwap(k, e, v)),
         3 => (key(), delta()).prop_map(|(k, d)| Op::Increment(k, d)),
         3 => (key(), suffix()).prop_map(|(k, s)| Op::Append(k, s)),
+        3 => (key(), merge_patch()).prop_map(|(k, p)| Op::MergePatch(k, p)),
         1 => vec(key(), 0..=MAX_BATCH + 1).prop_map(Op::MultiGet),
         4 => vec((key(), value()), 0..=MAX_BATCH + 1).prop_map(Op::MultiPut),
         1 => vec(key(), 0..=MAX_BATCH + 1).prop_map(Op::MultiDelete),
@@ -637,6 +654,7 @@ enum Reply {
     Ttl(Result<Option<Ttl>, EngineError>),
     Counter(Result<(i64, WriteResult), EngineError>),
     Appended(Result<(usize, WriteResult), EngineError>),
+    Patched(Result<WriteResult, EngineError>),
     Values(Result<Vec<Option<V>>, EngineError>),
     Keys(Result<Vec<String>, EngineError>),
     Pairs(Result<Vec<(String, V)>, EngineError>),
@@ -718,6 +736,9 @@ fn apply_engine(engine: &mut Engine, config: &EngineConfig, now: u64, op: &Op) -
         }
         Op::Increment(key, delta) => Reply::Counter(engine.increment(at, key, *delta)),
         Op::Append(key, suffix) => Reply::Appended(engine.append(at, key, suffix)),
+        Op::MergePatch(key, patch) => {
+            Reply::Patched(engine.patch(at, key, &Patch::merge(patch.clone())))
+        }
         Op::MultiGet(keys) => Reply::Values(
             engine
                 .multi_get(at, keys)
@@ -847,6 +868,12 @@ enum OpView {
     },
     Delete(String),
     Expire(String),
+    /// A merge patch logged as its JSON text.
+    MergePatch {
+        key: String,
+        text: String,
+        checksum: u64,
+    },
     /// Any other kind of op, which the model never expects.
     Other(String),
 }
@@ -894,6 +921,19 @@ impl OpView {
         }
         if let LogOp::Expire { namespace, path } = op {
             return OpView::Expire(key(namespace, path));
+        }
+        if let LogOp::Patch {
+            namespace,
+            path,
+            patch: LoggedPatch::Merge(text),
+            checksum,
+        } = op
+        {
+            return OpView::MergePatch {
+                key: key(namespace, path),
+                text: text.clone(),
+                checksum: *checksum,
+            };
         }
         OpView::Other(format!("{op:?}"))
     }
@@ -1376,6 +1416,75 @@ impl Model {
         Ok((len, self.write_one(batch, &k, entry)))
     }
 
+    /// RFC 7386, written out here independently of the engine's crate.
+    fn merge_patch(
+        &mut self,
+        now: u64,
+        key: &str,
+        patch: &Json,
+    ) -> Result<WriteResult, EngineError> {
+        fn merge(target: Json, patch: &Json) -> Json {
+            let Json::Object(members) = patch else {
+                return patch.clone();
+            };
+            let mut target = match target {
+                Json::Object(map) => map,
+                _ => Map::new(),
+            };
+            for (name, value) in members {
+                if value.is_null() {
+                    target.remove(name);
+                } else {
+                    let old = target.remove(name).unwrap_or(Json::Null);
+                    target.insert(name.clone(), merge(old, value));
+                }
+            }
+            Json::Object(target)
+        }
+        let name = self.normal(key);
+        self.begin(now);
+        let k = self.key(key);
+        let old = self.entries.get(&k).cloned();
+        let doc = match old.as_ref().map(|e| &e.value) {
+            None => Json::Null,
+            Some(Value::Json(doc)) => doc.clone(),
+            Some(other) => {
+                return Err(EngineError::WrongType {
+                    key: name,
+                    expected: "json",
+                    actual: other.kind().name(),
+                });
+            }
+        };
+        let value = Value::Json(merge(doc, patch));
+        let stored = self.encode(&value)?;
+        let expires_at = old.as_ref().and_then(|e| e.expires_at);
+        let mut batch = self.batch();
+        let entry = self.next_entry(&batch, old.as_ref(), value, stored, expires_at);
+        let version = entry.version;
+        let text = patch.to_string();
+        let (op, kind) = if version == 1 {
+            (WriteOp::Create, ChangeKind::Create)
+        } else {
+            (WriteOp::Update, ChangeKind::Update)
+        };
+        // The log carries the patch instead of the value when the patch is smaller.
+        let logged_as_patch = text.len() < entry.stored.len();
+        let checksum = checksum(entry.stored.as_bytes());
+        self.install(&mut batch, &k, entry, kind);
+        if logged_as_patch {
+            let key = join(&k);
+            if let Some(last) = batch.ops.last_mut() {
+                *last = OpView::MergePatch {
+                    key,
+                    text,
+                    checksum,
+                };
+            }
+        }
+        Ok(self.single(batch, op, version))
+    }
+
     fn multi_put(
         &mut self,
         now: u64,
@@ -1592,6 +1701,7 @@ fn apply_model(m: &mut Model, now: u64, op: &Op) -> Reply {
         }
         Op::Increment(key, delta) => Reply::Counter(m.increment(now, key, *delta)),
         Op::Append(key, suffix) => Reply::Appended(m.append(now, key, suffix)),
+        Op::MergePatch(key, patch) => Reply::Patched(m.merge_patch(now, key, patch)),
         Op::MultiGet(keys) => Reply::Values(check_batch(keys.len()).map(|()| {
             // Each key is read as by `get`; with no keys, no read takes `now` in.
             keys.iter()
