@@ -4,7 +4,7 @@
 //! (core does no IO and reads no clock), runs [`probe`] under Node and compares the result with
 //! the native run: the same inputs must give the same snapshot bytes on both targets.
 
-use statemesh_core::{Engine, EngineConfig, PutOptions, Timestamp, Value};
+use statemesh_core::{Engine, EngineConfig, Patch, PutOptions, Timestamp, Value};
 
 /// Runs the workload and returns XXH3-64 of the final snapshot and every log record, or 0 when
 /// an operation fails (which the comparison then reports).
@@ -16,6 +16,7 @@ pub extern "C" fn probe() -> u64 {
 fn workload() -> Option<u64> {
     let mut engine = Engine::new(EngineConfig::default()).ok()?;
     let mut digest = Vec::new();
+    let mut records = Vec::new();
     let mut now = 1_700_000_000_000u64;
     for i in 0..2_000u64 {
         now += i % 7;
@@ -48,16 +49,41 @@ fn workload() -> Option<u64> {
                     .put(t, &key, &Value::Json(serde_json_value(i)))
                     .ok()?,
             ),
-            5 => drop(engine.delete_pattern(t, "ns2:user.1*.**").ok()?),
+            5 if i % 2 == 0 => drop(engine.delete_pattern(t, "ns2:user.1*.**").ok()?),
+            // Patches of a JSON document: a patch logged in place of the value must replay to
+            // the same bytes on both targets.
+            5 => {
+                let doc = format!("ns0:doc.{}", i % 6);
+                let mut patch = serde_json::Map::new();
+                patch.insert(format!("f{}", i % 11), serde_json::Value::from(i));
+                patch.insert(
+                    "pad".into(),
+                    serde_json::Value::from("x".repeat((i % 40) as usize)),
+                );
+                engine.patch(t, &doc, &Patch::merge(patch.into())).ok()?;
+                let ops = serde_json::json!([{"op": "add", "path": "/seen", "value": i}]);
+                engine.patch(t, &doc, &Patch::json(ops).ok()?).ok()?;
+            }
             6 => drop(engine.handle_timeout(t)),
             _ => drop(engine.put(t, &key, &Value::Float(i as f64 / 3.0)).ok()?),
         }
         while let Some(record) = engine.poll_log() {
-            digest.extend_from_slice(&record.encode().ok()?);
+            let bytes = record.encode().ok()?;
+            digest.extend_from_slice(&bytes);
+            records.push(bytes);
         }
         while engine.poll_event().is_some() {}
     }
-    digest.extend_from_slice(&engine.snapshot().ok()?);
+    // Replaying the log from scratch must rebuild the same state (patch records included).
+    let mut replayed = Engine::new(EngineConfig::default()).ok()?;
+    for record in &records {
+        replayed.replay_bytes(record).ok()?;
+    }
+    let snapshot = engine.snapshot().ok()?;
+    if replayed.snapshot().ok()? != snapshot {
+        return None;
+    }
+    digest.extend_from_slice(&snapshot);
     Some(statemesh_core::value::checksum(&digest))
 }
 
