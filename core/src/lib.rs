@@ -28,6 +28,7 @@ pub mod ops;
 pub mod pattern;
 pub mod storage;
 pub mod time;
+pub mod txn;
 pub mod value;
 
 pub use config::EngineConfig;
@@ -41,4 +42,8 @@ pub use ops::{Cursor, PutOptions, ScanPage, WriteOp, WriteResult};
 pub use pattern::{Pattern, PatternError};
 pub use storage::{LogBytes, MemoryStorage, Recovered, Storage, StorageError};
 pub use time::{Now, Timestamp};
+pub use txn::{
+    BufferedWrite, Compare, CompareOp, CompareTarget, Isolation, PreparedTxn, Txn, TxnId, TxnOp,
+    TxnOpResult, TxnResult, WaitPolicy,
+};
 pub use value::{Format, JsonEncoding, StoredValue, Value, ValueError, ValueKind};

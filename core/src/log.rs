@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::entry::Entry;
 use crate::error::FormatError;
 use crate::time::Timestamp;
+use crate::txn::{PreparedTxn, TxnId};
 
 /// Format byte of the current log record encoding.
 pub const LOG_FORMAT_V1: u8 = 1;
@@ -47,6 +48,15 @@ pub enum LogOp {
         namespace: CompactString,
         path: CompactString,
     },
+    // New variants go at the end: postcard encodes the variant index, so records written before
+    // a variant existed still decode.
+    /// An interactive transaction was prepared (two-phase commit): it is pending, holding these
+    /// writes and locking their keys until a record resolves it. The only op of its record.
+    Prepare { txn: TxnId, prepared: PreparedTxn },
+    /// The pending transaction committed: the record's other ops are its writes.
+    CommitPrepared { txn: TxnId },
+    /// The pending transaction was cancelled: its writes are dropped. The only op of its record.
+    CancelPrepared { txn: TxnId },
 }
 
 impl LogRecord {

@@ -120,10 +120,12 @@ impl History {
             .filter_map(move |seq| self.events.get(usize::try_from(seq - first).ok()?))
     }
 
-    /// The revision of the last kept change to `key`.
-    #[allow(dead_code)] // for transaction validation, which lands next
+    /// The revision of the last kept change to `key` (one index lookup: transaction
+    /// validation asks this for every key it checks).
     pub(crate) fn last_change(&self, key: &str) -> Option<u64> {
-        self.key_events(key).last().map(|e| e.revision)
+        let seq = *self.by_key.get(key)?.back()?;
+        let index = usize::try_from(seq.checked_sub(self.first_seq)?).ok()?;
+        self.events.get(index).map(|e| e.revision)
     }
 
     /// Index of the first kept change with a revision above `revision`.
@@ -170,9 +172,19 @@ impl Engine {
         revision: u64,
     ) -> Result<Option<ValueAt>, EngineError> {
         let key = self.config.keys.parse(key)?;
+        self.value_at(now, &key, revision)
+    }
+
+    /// [`Engine::get_at`] of a parsed key; transactions read their snapshot through it.
+    pub(super) fn value_at(
+        &self,
+        now: Timestamp,
+        key: &crate::key::KeyRef<'_>,
+        revision: u64,
+    ) -> Result<Option<ValueAt>, EngineError> {
         self.history.check(revision, self.revision)?;
         if revision == self.revision {
-            return self.value_now(now, &key);
+            return self.value_now(now, key);
         }
         let joined = key.to_key_string();
         let mut later = None;
@@ -207,7 +219,7 @@ impl Engine {
         // No kept change since the floor: the key holds what it holds now. It was live at
         // `revision` even if its TTL has run out since: a later revision committed, and every
         // write first sweeps the keys due, so it had not expired then.
-        match self.current(&key) {
+        match self.current(key) {
             Some(entry) => Ok(Some(ValueAt {
                 value: entry.value.decode()?,
                 version: entry.version,
@@ -358,6 +370,6 @@ impl Engine {
 
     /// The oldest snapshot revision an open transaction reads at, or `u64::MAX`.
     pub(super) fn history_pin(&self) -> u64 {
-        u64::MAX
+        self.txns.pin()
     }
 }
