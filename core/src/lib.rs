@@ -32,7 +32,7 @@ pub mod txn;
 pub mod value;
 
 pub use config::EngineConfig;
-pub use engine::{Engine, KeyVersion, ValueAt};
+pub use engine::{Engine, KeyVersion, SNAPSHOT_FORMAT_V1, SNAPSHOT_FORMAT_V2, ValueAt};
 pub use entry::{Entry, Metadata, Record, Ttl};
 pub use error::{EngineError, FormatError};
 pub use event::{ChangeEvent, ChangeKind};
