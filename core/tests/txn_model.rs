@@ -1,0 +1,375 @@
+//! Model-based property tests of interactive transactions.
+//!
+//! Random interleavings of `begin`, `get`, `put`, `delete`, `commit` and `rollback` by several
+//! transactions, mixed with plain puts and deletes, over a few keys. [`Model`] is a plain
+//! re-statement of the documented rules: a `BTreeMap` of key -> value, the revision of each
+//! key's last change, and per transaction its isolation, snapshot (a copy of the values and the
+//! revision), read set and buffered writes. It predicts every reply: the value a transactional
+//! read returns, whether a commit succeeds or the exact key it conflicts on, the revision, and
+//! all values afterwards. The history limit varies (0 keeps nothing but what open transactions
+//! pin), so the pinning is exercised too.
+//!
+//! The bank-transfer property runs transfers between accounts as read-modify-write
+//! transactions in random interleavings: the total never changes, and the final balances are
+//! exactly the initial ones plus every committed transfer, once (no lost update).
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
+use statemesh_core::{
+    Engine, EngineConfig, EngineError, Isolation, Timestamp, TxnId, Value, WriteOp,
+};
+
+const NOW: Timestamp = Timestamp(1_000);
+const KEYS: [&str; 4] = ["m:a", "m:b", "m:c", "m:d"];
+const SLOTS: usize = 3;
+const TIMEOUT_MS: u64 = 3_600_000;
+
+fn cases(default: u32) -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default);
+    ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Begin(usize, Isolation),
+    Get(usize, usize),
+    Put(usize, usize, i64),
+    Delete(usize, usize),
+    Commit(usize),
+    Rollback(usize),
+    PlainPut(usize, i64),
+    PlainDelete(usize),
+}
+
+fn isolation() -> impl Strategy<Value = Isolation> {
+    prop_oneof![Just(Isolation::Snapshot), Just(Isolation::Serializable)]
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let slot = 0..SLOTS;
+    let key = 0..KEYS.len();
+    prop_oneof![
+        2 => (slot.clone(), isolation()).prop_map(|(s, i)| Step::Begin(s, i)),
+        4 => (slot.clone(), key.clone()).prop_map(|(s, k)| Step::Get(s, k)),
+        3 => (slot.clone(), key.clone(), 0..5i64).prop_map(|(s, k, v)| Step::Put(s, k, v)),
+        1 => (slot.clone(), key.clone()).prop_map(|(s, k)| Step::Delete(s, k)),
+        2 => slot.clone().prop_map(Step::Commit),
+        1 => slot.prop_map(Step::Rollback),
+        2 => (key.clone(), 0..5i64).prop_map(|(k, v)| Step::PlainPut(k, v)),
+        1 => key.prop_map(Step::PlainDelete),
+    ]
+}
+
+#[derive(Debug, Clone)]
+struct ModelTxn {
+    isolation: Isolation,
+    snapshot_revision: u64,
+    snapshot: BTreeMap<String, i64>,
+    reads: BTreeSet<String>,
+    writes: BTreeMap<String, Option<i64>>,
+}
+
+#[derive(Debug, Default)]
+struct Model {
+    values: BTreeMap<String, i64>,
+    /// Revision of each key's last change (a delete of an absent key is no change).
+    changed: BTreeMap<String, u64>,
+    revision: u64,
+}
+
+impl Model {
+    /// Applies a set of writes as one revision when any changes something.
+    fn apply(&mut self, writes: &BTreeMap<String, Option<i64>>) -> WriteOp {
+        let mut touched = Vec::new();
+        for (key, write) in writes {
+            match write {
+                Some(v) => {
+                    self.values.insert(key.clone(), *v);
+                    touched.push(key.clone());
+                }
+                None => {
+                    if self.values.remove(key).is_some() {
+                        touched.push(key.clone());
+                    }
+                }
+            }
+        }
+        if touched.is_empty() {
+            return WriteOp::Noop;
+        }
+        self.revision += 1;
+        for key in touched {
+            self.changed.insert(key, self.revision);
+        }
+        WriteOp::Batch
+    }
+
+    fn begin(&self, isolation: Isolation) -> ModelTxn {
+        ModelTxn {
+            isolation,
+            snapshot_revision: self.revision,
+            snapshot: self.values.clone(),
+            reads: BTreeSet::new(),
+            writes: BTreeMap::new(),
+        }
+    }
+
+    /// The conflict key a commit of `txn` predicts, if any.
+    fn conflict(&self, txn: &ModelTxn) -> Option<String> {
+        let changed = |k: &&String| {
+            self.changed
+                .get(*k)
+                .is_some_and(|r| *r > txn.snapshot_revision)
+        };
+        match txn.isolation {
+            Isolation::Serializable => txn.reads.iter().find(changed).cloned(),
+            Isolation::Snapshot => txn.writes.keys().find(changed).cloned(),
+        }
+    }
+}
+
+fn model_get(txn: &mut ModelTxn, key: &str) -> Option<i64> {
+    if let Some(w) = txn.writes.get(key) {
+        return *w;
+    }
+    txn.reads.insert(key.to_owned());
+    txn.snapshot.get(key).copied()
+}
+
+fn int(v: Option<Value>) -> Option<i64> {
+    v.map(|v| match v {
+        Value::Integer(i) => i,
+        other => panic!("not an integer: {other:?}"),
+    })
+}
+
+fn run(history_limit: usize, steps: &[Step]) -> Result<(), TestCaseError> {
+    let mut engine =
+        Engine::new(EngineConfig::default().with_history_limit(history_limit)).unwrap();
+    let mut model = Model::default();
+    let mut slots: Vec<Option<(TxnId, ModelTxn)>> = vec![None; SLOTS];
+    for (i, step) in steps.iter().enumerate() {
+        match step {
+            Step::Begin(s, isolation) => {
+                if let Some((id, _)) = slots[*s].take() {
+                    engine.rollback_txn(NOW, id).unwrap();
+                }
+                let id = engine.begin_txn(NOW, *isolation, TIMEOUT_MS).unwrap();
+                slots[*s] = Some((id, model.begin(*isolation)));
+            }
+            Step::Get(s, k) => {
+                if let Some((id, txn)) = slots[*s].as_mut() {
+                    let got = int(engine.txn_get(NOW, *id, KEYS[*k]).unwrap());
+                    prop_assert_eq!(got, model_get(txn, KEYS[*k]), "step {} {:?}", i, step);
+                }
+            }
+            Step::Put(s, k, v) => {
+                if let Some((id, txn)) = slots[*s].as_mut() {
+                    engine
+                        .txn_put(NOW, *id, KEYS[*k], &Value::Integer(*v))
+                        .unwrap();
+                    txn.writes.insert(KEYS[*k].to_owned(), Some(*v));
+                }
+            }
+            Step::Delete(s, k) => {
+                if let Some((id, txn)) = slots[*s].as_mut() {
+                    engine.txn_delete(NOW, *id, KEYS[*k]).unwrap();
+                    txn.writes.insert(KEYS[*k].to_owned(), None);
+                }
+            }
+            Step::Commit(s) => {
+                if let Some((id, txn)) = slots[*s].take() {
+                    let got = engine.commit_txn(NOW, id);
+                    match model.conflict(&txn) {
+                        Some(key) => {
+                            prop_assert_eq!(
+                                got,
+                                Err(EngineError::TxnConflict { key }),
+                                "step {}",
+                                i
+                            );
+                        }
+                        None => {
+                            let op = model.apply(&txn.writes);
+                            let got = got.unwrap();
+                            prop_assert_eq!(got.op, op, "step {}", i);
+                            prop_assert_eq!(got.revision, model.revision, "step {}", i);
+                        }
+                    }
+                    // Committed or not, it is over.
+                    prop_assert_eq!(
+                        engine.rollback_txn(NOW, id),
+                        Err(EngineError::TxnNotFound { id })
+                    );
+                }
+            }
+            Step::Rollback(s) => {
+                if let Some((id, _)) = slots[*s].take() {
+                    engine.rollback_txn(NOW, id).unwrap();
+                }
+            }
+            Step::PlainPut(k, v) => {
+                engine.put(NOW, KEYS[*k], &Value::Integer(*v)).unwrap();
+                model.apply(&BTreeMap::from([(KEYS[*k].to_owned(), Some(*v))]));
+            }
+            Step::PlainDelete(k) => {
+                engine.delete(NOW, KEYS[*k]).unwrap();
+                model.apply(&BTreeMap::from([(KEYS[*k].to_owned(), None)]));
+            }
+        }
+        prop_assert_eq!(engine.revision(), model.revision, "step {}", i);
+        for key in KEYS {
+            prop_assert_eq!(
+                int(engine.get(NOW, key).unwrap()),
+                model.values.get(key).copied(),
+                "step {} key {}",
+                i,
+                key
+            );
+        }
+        let open = slots.iter().filter(|s| s.is_some()).count();
+        prop_assert_eq!(engine.open_txns(), open);
+    }
+    // With every transaction ended, the history is back within its limit.
+    for (id, _) in slots.into_iter().flatten() {
+        engine.rollback_txn(NOW, id).unwrap();
+    }
+    engine.put(NOW, "m:end", &Value::Integer(0)).unwrap();
+    prop_assert!(engine.history_len() <= history_limit.max(1));
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(cases(256))]
+
+    /// Transactional reads, commit outcomes (with the exact conflict key), revisions and values
+    /// agree with the model.
+    #[test]
+    fn transactions_agree_with_model(
+        history_limit in prop_oneof![Just(0usize), Just(1), Just(3), Just(10_000)],
+        steps in proptest::collection::vec(step(), 1..120),
+    ) {
+        run(history_limit, &steps)?;
+    }
+}
+
+// ---- bank transfers ----
+
+const ACCOUNTS: usize = 4;
+const INITIAL: i64 = 100;
+
+fn account(i: usize) -> String {
+    format!("bank:acct.{i}")
+}
+
+/// One transfer's progress: begin, read both accounts, write both, commit.
+#[derive(Debug, Clone)]
+struct Transfer {
+    from: usize,
+    to: usize,
+    amount: i64,
+    isolation: Isolation,
+}
+
+fn transfer() -> impl Strategy<Value = Transfer> {
+    (0..ACCOUNTS, 1..ACCOUNTS, 1..50i64, isolation()).prop_map(|(from, off, amount, isolation)| {
+        Transfer {
+            from,
+            to: (from + off) % ACCOUNTS,
+            amount,
+            isolation,
+        }
+    })
+}
+
+#[derive(Debug)]
+enum Phase {
+    Begun(TxnId),
+    Read(TxnId, i64, i64),
+    Written(TxnId),
+}
+
+proptest! {
+    #![proptest_config(cases(256))]
+
+    /// Interleaved read-modify-write transfers: the total never changes, and the balances are the
+    /// initial ones plus exactly the committed transfers.
+    #[test]
+    fn bank_transfers_keep_the_total(
+        transfers in proptest::collection::vec(transfer(), 1..24),
+        schedule in proptest::collection::vec(0..6usize, 1..200),
+        history_limit in prop_oneof![Just(0usize), Just(10_000)],
+    ) {
+        let mut engine =
+            Engine::new(EngineConfig::default().with_history_limit(history_limit)).unwrap();
+        let items: Vec<_> = (0..ACCOUNTS).map(|i| (account(i), Value::Integer(INITIAL))).collect();
+        engine.multi_put(NOW, &items).unwrap();
+        let mut expected = [INITIAL; ACCOUNTS];
+        let mut pending: Vec<(Transfer, Option<Phase>)> =
+            transfers.into_iter().map(|t| (t, None)).collect();
+        let (mut committed, mut conflicts) = (0, 0);
+        // Each schedule entry advances one of the live transfers a step; then the rest finish.
+        let finish = std::iter::repeat_n(0usize, 5 * pending.len() + 5);
+        for pick in schedule.into_iter().chain(finish) {
+            if pending.is_empty() {
+                break;
+            }
+            let slot = pick % pending.len();
+            let (t, phase) = &mut pending[slot];
+            let next = match phase.take() {
+                None => Some(Phase::Begun(engine.begin_txn(NOW, t.isolation, TIMEOUT_MS).unwrap())),
+                Some(Phase::Begun(id)) => {
+                    let a = int(engine.txn_get(NOW, id, &account(t.from)).unwrap()).unwrap();
+                    let b = int(engine.txn_get(NOW, id, &account(t.to)).unwrap()).unwrap();
+                    Some(Phase::Read(id, a, b))
+                }
+                Some(Phase::Read(id, a, b)) => {
+                    engine.txn_put(NOW, id, &account(t.from), &Value::Integer(a - t.amount)).unwrap();
+                    engine.txn_put(NOW, id, &account(t.to), &Value::Integer(b + t.amount)).unwrap();
+                    Some(Phase::Written(id))
+                }
+                Some(Phase::Written(id)) => {
+                    match engine.commit_txn(NOW, id) {
+                        Ok(_) => {
+                            committed += 1;
+                            expected[t.from] -= t.amount;
+                            expected[t.to] += t.amount;
+                        }
+                        Err(EngineError::TxnConflict { key }) => {
+                            conflicts += 1;
+                            prop_assert!(key == account(t.from) || key == account(t.to));
+                        }
+                        Err(e) => return Err(TestCaseError::fail(e.to_string())),
+                    }
+                    None
+                }
+            };
+            match next {
+                Some(p) => *phase = Some(p),
+                None => {
+                    pending.remove(slot);
+                }
+            }
+            let total: i64 = (0..ACCOUNTS)
+                .map(|i| int(engine.get(NOW, &account(i)).unwrap()).unwrap())
+                .sum();
+            prop_assert_eq!(total, INITIAL * ACCOUNTS as i64);
+        }
+        prop_assert!(pending.is_empty());
+        for (i, want) in expected.iter().enumerate() {
+            prop_assert_eq!(int(engine.get(NOW, &account(i)).unwrap()), Some(*want));
+        }
+        prop_assert_eq!(engine.revision(), 1 + committed);
+        let _ = conflicts;
+    }
+}
