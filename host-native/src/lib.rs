@@ -25,6 +25,7 @@ mod scan_stream;
 mod store;
 mod subscription;
 mod timer;
+mod txn;
 
 pub use builder::{Durability, StoreBuilder};
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -32,12 +33,17 @@ pub use error::{Error, Result, SubscriptionError};
 pub use scan_stream::ScanStream;
 pub use store::Store;
 pub use subscription::Subscription;
+pub use txn::Transaction;
 
 pub use statemesh_core as core;
 pub use statemesh_core::{
     ChangeEvent, ChangeKind, Cursor, EngineConfig, EngineError, Format, JsonEncoding, LogBytes,
     MemoryStorage, Metadata, PutOptions, Record, Recovered, ScanPage, Storage, StorageError,
     StoredValue, Timestamp, Ttl, Value, ValueKind, WriteOp, WriteResult,
+};
+pub use statemesh_core::{
+    Compare, CompareOp, CompareTarget, Isolation, PreparedTxn, Txn, TxnId, TxnOp, TxnOpResult,
+    TxnResult, WaitPolicy,
 };
 pub use statemesh_fs::{FsOptions, SyncPolicy};
 
