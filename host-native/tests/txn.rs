@@ -274,6 +274,9 @@ async fn concurrent_bank_transfers_keep_the_total() {
         assert_eq!(replayed, balances, "{isolation:?}");
         // Every transfer is one revision: the initial load plus 320 commits.
         assert_eq!(store.revision(), 1 + 8 * 40);
-        eprintln!("{isolation:?}: {} conflicts", conflicts.load(Ordering::Relaxed));
+        eprintln!(
+            "{isolation:?}: {} conflicts",
+            conflicts.load(Ordering::Relaxed)
+        );
     }
 }
