@@ -430,6 +430,15 @@ fn a_locked_key_refuses_every_ordinary_write() {
         locked("a:k", holder)
     );
     assert_eq!(
+        e.append(now, "a:k", &Value::from("x")).unwrap_err(),
+        locked("a:k", holder)
+    );
+    assert_eq!(
+        e.set_metadata(now, "a:k", &serde_json::Map::new())
+            .unwrap_err(),
+        locked("a:k", holder)
+    );
+    assert_eq!(
         e.extend_ttl(now, "a:ttl", 10).unwrap_err(),
         locked("a:ttl", ttl_holder)
     );
@@ -659,4 +668,37 @@ fn interactive_commit_events_carry_one_revision() {
             .all(|ev| ev.revision == 1 && ev.kind == ChangeKind::Create)
     );
     assert_eq!(events[0].key, "a:a");
+}
+
+/// The same calls give the same replies, log bytes and snapshot bytes, transactions included.
+#[test]
+fn transactions_are_deterministic() {
+    let run = || {
+        let mut e = engine();
+        let mut out = Vec::new();
+        e.put(t(T0), "a:x", &Value::Integer(1)).unwrap();
+        let a = e.begin_txn(t(T0), Isolation::Serializable, 100).unwrap();
+        let b = e.begin_txn(t(T0), Isolation::Snapshot, 1_000).unwrap();
+        out.push(format!("{:?}", e.txn_get(t(T0), a, "a:x")));
+        e.txn_put(t(T0), a, "a:y", &Value::Integer(2)).unwrap();
+        e.txn_put(t(T0), b, "a:x", &Value::Integer(3)).unwrap();
+        out.push(format!(
+            "{:?}",
+            e.prepare_txn(t(T0 + 1), b, WaitPolicy::Fail)
+        ));
+        out.push(format!("{:?}", e.commit_txn(t(T0 + 200), a)));
+        let txn = Txn::new()
+            .when(Compare::exists("a:x"))
+            .then(TxnOp::put("a:z", 1i64))
+            .then(TxnOp::get("a:z"));
+        out.push(format!("{:?}", e.txn(t(T0 + 300), &txn)));
+        out.push(format!("{:?}", e.commit_prepared(t(T0 + 400), b)));
+        let log: Vec<Vec<u8>> = drain(&mut e).iter().map(|r| r.encode().unwrap()).collect();
+        (out, log, e.snapshot().unwrap())
+    };
+    let first = run();
+    assert_eq!(first, run());
+    // The expired transaction's commit was refused; the prepared one committed.
+    assert!(first.0[2].contains("TxnExpired"), "{:?}", first.0);
+    assert_eq!(first.1.len(), 4);
 }
