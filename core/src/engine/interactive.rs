@@ -119,7 +119,7 @@ impl Engine {
         }
         let now = self.txn_clock(now);
         let id = TxnId(self.txns.next_id);
-        self.txns.next_id += 1;
+        self.txns.next_id = self.txns.next_id.saturating_add(1);
         let deadline = now.saturating_add_millis(timeout_ms);
         let snapshot = self.revision;
         self.txns.open.insert(

@@ -50,6 +50,10 @@ impl Pending {
         self.txns.contains_key(&id)
     }
 
+    pub(super) fn get(&self, id: TxnId) -> Option<&PreparedTxn> {
+        self.txns.get(&id)
+    }
+
     pub(super) fn ids(&self) -> impl Iterator<Item = TxnId> + '_ {
         self.txns.keys().copied()
     }
@@ -229,7 +233,7 @@ impl Engine {
 
     /// The writes and locks of prepared transaction `id`.
     pub fn prepared_txn(&self, id: TxnId) -> Option<&PreparedTxn> {
-        self.pending.iter().find(|(i, _)| **i == id).map(|(_, t)| t)
+        self.pending.get(id)
     }
 
     fn take_pending(&mut self, id: TxnId) -> Result<PreparedTxn, EngineError> {
@@ -312,7 +316,7 @@ impl Engine {
 
     /// Adds a recovered pending transaction; ids handed out later never reuse its id.
     pub(super) fn add_pending(&mut self, id: TxnId, prepared: PreparedTxn) {
-        self.txns.next_id = self.txns.next_id.max(id.0 + 1);
+        self.txns.next_id = self.txns.next_id.max(id.0.saturating_add(1));
         self.pending.insert(id, prepared);
     }
 }
