@@ -9,6 +9,10 @@
 //! all values afterwards. The history limit varies (0 keeps nothing but what open transactions
 //! pin), so the pinning is exercised too.
 //!
+//! A second property adds two-phase commit: `prepare` (fail policy), `commit_prepared` and
+//! `cancel_prepared`. The model then also predicts locks: which plain writes, commits and
+//! prepares are refused with `Locked`, naming the key and the holder.
+//!
 //! The bank-transfer property runs transfers between accounts as read-modify-write
 //! transactions in random interleavings: the total never changes, and the final balances are
 //! exactly the initial ones plus every committed transfer, once (no lost update).
@@ -19,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use statemesh_core::{
-    Engine, EngineConfig, EngineError, Isolation, Timestamp, TxnId, Value, WriteOp,
+    Engine, EngineConfig, EngineError, Isolation, Timestamp, TxnId, Value, WaitPolicy, WriteOp,
 };
 
 const NOW: Timestamp = Timestamp(1_000);
@@ -49,6 +53,9 @@ enum Step {
     Rollback(usize),
     PlainPut(usize, i64),
     PlainDelete(usize),
+    Prepare(usize),
+    /// Resolve the n-th pending transaction (modulo their number): commit when true.
+    Resolve(usize, bool),
 }
 
 fn isolation() -> impl Strategy<Value = Isolation> {
@@ -70,6 +77,40 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
+fn step_2pc() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        8 => step(),
+        2 => (0..SLOTS).prop_map(Step::Prepare),
+        1 => (0..4usize, any::<bool>()).prop_map(|(i, c)| Step::Resolve(i, c)),
+    ]
+}
+
+/// A prepared transaction in the model: its writes, and the reads it locks (serializable only).
+#[derive(Debug, Clone)]
+struct ModelPending {
+    id: TxnId,
+    writes: BTreeMap<String, Option<i64>>,
+    reads: BTreeSet<String>,
+}
+
+/// Who holds `key`: the pending transaction writing it, else the lowest-id one that read it.
+fn holder(pending: &[ModelPending], key: &str) -> Option<TxnId> {
+    writer(pending, key).or_else(|| {
+        pending
+            .iter()
+            .filter(|p| p.reads.contains(key))
+            .map(|p| p.id)
+            .min()
+    })
+}
+
+fn writer(pending: &[ModelPending], key: &str) -> Option<TxnId> {
+    pending
+        .iter()
+        .find(|p| p.writes.contains_key(key))
+        .map(|p| p.id)
+}
+
 #[derive(Debug, Clone)]
 struct ModelTxn {
     isolation: Isolation,
@@ -88,8 +129,9 @@ struct Model {
 }
 
 impl Model {
-    /// Applies a set of writes as one revision when any changes something.
-    fn apply(&mut self, writes: &BTreeMap<String, Option<i64>>) -> WriteOp {
+    /// Applies a set of writes as one revision when any changes something (or always, when
+    /// `force`: a resolved prepared transaction is a revision of its own).
+    fn apply(&mut self, writes: &BTreeMap<String, Option<i64>>, force: bool) -> WriteOp {
         let mut touched = Vec::new();
         for (key, write) in writes {
             match write {
@@ -104,14 +146,19 @@ impl Model {
                 }
             }
         }
-        if touched.is_empty() {
+        if touched.is_empty() && !force {
             return WriteOp::Noop;
         }
         self.revision += 1;
+        let op = if touched.is_empty() {
+            WriteOp::Noop
+        } else {
+            WriteOp::Batch
+        };
         for key in touched {
             self.changed.insert(key, self.revision);
         }
-        WriteOp::Batch
+        op
     }
 
     fn begin(&self, isolation: Isolation) -> ModelTxn {
@@ -153,11 +200,34 @@ fn int(v: Option<Value>) -> Option<i64> {
     })
 }
 
+/// After every step: the revision, every value and the number of open transactions agree.
+fn continue_checks(
+    engine: &Engine,
+    model: &Model,
+    slots: &[Option<(TxnId, ModelTxn)>],
+    i: usize,
+) -> Result<(), TestCaseError> {
+    prop_assert_eq!(engine.revision(), model.revision, "step {}", i);
+    for key in KEYS {
+        prop_assert_eq!(
+            int(engine.get(NOW, key).unwrap()),
+            model.values.get(key).copied(),
+            "step {} key {}",
+            i,
+            key
+        );
+    }
+    let open = slots.iter().filter(|s| s.is_some()).count();
+    prop_assert_eq!(engine.open_txns(), open, "step {}", i);
+    Ok(())
+}
+
 fn run(history_limit: usize, steps: &[Step]) -> Result<(), TestCaseError> {
     let mut engine =
         Engine::new(EngineConfig::default().with_history_limit(history_limit)).unwrap();
     let mut model = Model::default();
     let mut slots: Vec<Option<(TxnId, ModelTxn)>> = vec![None; SLOTS];
+    let mut pending: Vec<ModelPending> = Vec::new();
     for (i, step) in steps.iter().enumerate() {
         match step {
             Step::Begin(s, isolation) => {
@@ -190,8 +260,12 @@ fn run(history_limit: usize, steps: &[Step]) -> Result<(), TestCaseError> {
             Step::Commit(s) => {
                 if let Some((id, txn)) = slots[*s].take() {
                     let got = engine.commit_txn(NOW, id);
-                    match model.conflict(&txn) {
-                        Some(key) => {
+                    let locked = txn
+                        .writes
+                        .keys()
+                        .find_map(|k| holder(&pending, k).map(|h| (k.clone(), h)));
+                    match (model.conflict(&txn), locked) {
+                        (Some(key), _) => {
                             prop_assert_eq!(
                                 got,
                                 Err(EngineError::TxnConflict { key }),
@@ -199,8 +273,23 @@ fn run(history_limit: usize, steps: &[Step]) -> Result<(), TestCaseError> {
                                 i
                             );
                         }
-                        None => {
-                            let op = model.apply(&txn.writes);
+                        (None, Some((key, txn_holder))) => {
+                            prop_assert_eq!(
+                                got,
+                                Err(EngineError::Locked {
+                                    key,
+                                    txn: txn_holder
+                                }),
+                                "step {}",
+                                i
+                            );
+                            // Refused for a lock: still open.
+                            slots[*s] = Some((id, txn));
+                            continue_checks(&engine, &model, &slots, i)?;
+                            continue;
+                        }
+                        (None, None) => {
+                            let op = model.apply(&txn.writes, false);
                             let got = got.unwrap();
                             prop_assert_eq!(got.op, op, "step {}", i);
                             prop_assert_eq!(got.revision, model.revision, "step {}", i);
@@ -219,30 +308,109 @@ fn run(history_limit: usize, steps: &[Step]) -> Result<(), TestCaseError> {
                 }
             }
             Step::PlainPut(k, v) => {
-                engine.put(NOW, KEYS[*k], &Value::Integer(*v)).unwrap();
-                model.apply(&BTreeMap::from([(KEYS[*k].to_owned(), Some(*v))]));
+                let got = engine.put(NOW, KEYS[*k], &Value::Integer(*v));
+                match holder(&pending, KEYS[*k]) {
+                    Some(txn) => prop_assert_eq!(
+                        got.unwrap_err(),
+                        EngineError::Locked {
+                            key: KEYS[*k].into(),
+                            txn
+                        }
+                    ),
+                    None => {
+                        got.unwrap();
+                        model.apply(&BTreeMap::from([(KEYS[*k].to_owned(), Some(*v))]), false);
+                    }
+                }
             }
             Step::PlainDelete(k) => {
-                engine.delete(NOW, KEYS[*k]).unwrap();
-                model.apply(&BTreeMap::from([(KEYS[*k].to_owned(), None)]));
+                let got = engine.delete(NOW, KEYS[*k]);
+                match holder(&pending, KEYS[*k]) {
+                    Some(txn) => prop_assert_eq!(
+                        got.unwrap_err(),
+                        EngineError::Locked {
+                            key: KEYS[*k].into(),
+                            txn
+                        }
+                    ),
+                    None => {
+                        got.unwrap();
+                        model.apply(&BTreeMap::from([(KEYS[*k].to_owned(), None)]), false);
+                    }
+                }
+            }
+            Step::Prepare(s) => {
+                if let Some((id, txn)) = slots[*s].take() {
+                    let got = engine.prepare_txn(NOW, id, WaitPolicy::Fail);
+                    let reads = match txn.isolation {
+                        Isolation::Serializable => txn.reads.clone(),
+                        Isolation::Snapshot => BTreeSet::new(),
+                    };
+                    let locked = txn
+                        .writes
+                        .keys()
+                        .find_map(|k| holder(&pending, k).map(|h| (k.clone(), h)))
+                        .or_else(|| {
+                            reads
+                                .iter()
+                                .find_map(|k| writer(&pending, k).map(|h| (k.clone(), h)))
+                        });
+                    match (model.conflict(&txn), locked) {
+                        (Some(key), _) => {
+                            prop_assert_eq!(
+                                got,
+                                Err(EngineError::TxnConflict { key }),
+                                "step {}",
+                                i
+                            );
+                        }
+                        (None, Some((key, holder))) => {
+                            prop_assert_eq!(
+                                got,
+                                Err(EngineError::Locked { key, txn: holder }),
+                                "step {}",
+                                i
+                            );
+                            slots[*s] = Some((id, txn));
+                        }
+                        (None, None) => {
+                            model.revision += 1;
+                            prop_assert_eq!(got, Ok(model.revision), "step {}", i);
+                            pending.push(ModelPending {
+                                id,
+                                writes: txn.writes,
+                                reads,
+                            });
+                            pending.sort_by_key(|p| p.id);
+                        }
+                    }
+                }
+            }
+            Step::Resolve(n, commit) => {
+                if !pending.is_empty() {
+                    let p = pending.remove(n % pending.len());
+                    if *commit {
+                        let got = engine.commit_prepared(NOW, p.id).unwrap();
+                        let op = model.apply(&p.writes, true);
+                        prop_assert_eq!(got.op, op, "step {}", i);
+                        prop_assert_eq!(got.revision, model.revision, "step {}", i);
+                    } else {
+                        model.revision += 1;
+                        prop_assert_eq!(engine.cancel_prepared(NOW, p.id), Ok(model.revision));
+                    }
+                }
             }
         }
-        prop_assert_eq!(engine.revision(), model.revision, "step {}", i);
-        for key in KEYS {
-            prop_assert_eq!(
-                int(engine.get(NOW, key).unwrap()),
-                model.values.get(key).copied(),
-                "step {} key {}",
-                i,
-                key
-            );
-        }
-        let open = slots.iter().filter(|s| s.is_some()).count();
-        prop_assert_eq!(engine.open_txns(), open);
+        continue_checks(&engine, &model, &slots, i)?;
+        let ids: Vec<TxnId> = pending.iter().map(|p| p.id).collect();
+        prop_assert_eq!(engine.prepared_txns(), ids, "step {}", i);
     }
     // With every transaction ended, the history is back within its limit.
     for (id, _) in slots.into_iter().flatten() {
         engine.rollback_txn(NOW, id).unwrap();
+    }
+    for p in pending {
+        engine.cancel_prepared(NOW, p.id).unwrap();
     }
     engine.put(NOW, "m:end", &Value::Integer(0)).unwrap();
     prop_assert!(engine.history_len() <= history_limit.max(1));
@@ -258,6 +426,15 @@ proptest! {
     fn transactions_agree_with_model(
         history_limit in prop_oneof![Just(0usize), Just(1), Just(3), Just(10_000)],
         steps in proptest::collection::vec(step(), 1..120),
+    ) {
+        run(history_limit, &steps)?;
+    }
+
+    /// The same with two-phase commit: prepares, resolutions and the locks they hold.
+    #[test]
+    fn two_phase_commit_agrees_with_model(
+        history_limit in prop_oneof![Just(0usize), Just(10_000)],
+        steps in proptest::collection::vec(step_2pc(), 1..120),
     ) {
         run(history_limit, &steps)?;
     }
