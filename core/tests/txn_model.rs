@@ -9,6 +9,10 @@
 //! all values afterwards. The history limit varies (0 keeps nothing but what open transactions
 //! pin), so the pinning is exercised too.
 //!
+//! A third property moves the clock: transactions with short timeouts are dropped at their
+//! deadline, by the next engine call past it or by the host's timer (`handle_timeout`), answer
+//! `TxnExpired` afterwards, and stop counting in `poll_timeout` and in the history pin.
+//!
 //! A second property adds two-phase commit: `prepare` (fail policy), `commit_prepared` and
 //! `cancel_prepared`. The model then also predicts locks: which plain writes, commits and
 //! prepares are refused with `Locked`, naming the key and the holder.
@@ -548,5 +552,174 @@ proptest! {
         }
         prop_assert_eq!(engine.revision(), 1 + committed);
         let _ = conflicts;
+    }
+}
+
+// ---- timeouts ----
+
+#[derive(Debug, Clone)]
+enum Timed {
+    Begin(usize, Isolation, u64),
+    Get(usize, usize),
+    Put(usize, usize, i64),
+    Commit(usize),
+    Rollback(usize),
+    PlainPut(usize, i64),
+    /// Moves the clock; with `true` the host's timer fires (`handle_timeout`).
+    Advance(u64, bool),
+}
+
+fn timed_step() -> impl Strategy<Value = Timed> {
+    let slot = 0..SLOTS;
+    let key = 0..KEYS.len();
+    prop_oneof![
+        2 => (slot.clone(), isolation(), 1..40u64).prop_map(|(s, i, t)| Timed::Begin(s, i, t)),
+        3 => (slot.clone(), key.clone()).prop_map(|(s, k)| Timed::Get(s, k)),
+        3 => (slot.clone(), key.clone(), 0..5i64).prop_map(|(s, k, v)| Timed::Put(s, k, v)),
+        2 => slot.clone().prop_map(Timed::Commit),
+        1 => slot.prop_map(Timed::Rollback),
+        2 => (key, 0..5i64).prop_map(|(k, v)| Timed::PlainPut(k, v)),
+        3 => (0..20u64, any::<bool>()).prop_map(|(ms, fire)| Timed::Advance(ms, fire)),
+    ]
+}
+
+/// A slot of the timed model: a live transaction with its deadline, or one that timed out (its
+/// id is kept so the next call on it can check the `TxnExpired` answer).
+#[derive(Debug, Clone)]
+enum Slot {
+    Empty,
+    Open(TxnId, ModelTxn, Timestamp),
+    Gone(TxnId),
+}
+
+/// Every engine call first drops the transactions whose deadline is at or before its `now`.
+fn expire(slots: &mut [Slot], now: Timestamp) {
+    for slot in slots.iter_mut() {
+        if let Slot::Open(id, _, deadline) = slot
+            && *deadline <= now
+        {
+            *slot = Slot::Gone(*id);
+        }
+    }
+}
+
+fn run_timed(steps: &[Timed]) -> Result<(), TestCaseError> {
+    let mut engine = Engine::new(EngineConfig::default().with_history_limit(0)).unwrap();
+    let mut model = Model::default();
+    let mut slots = vec![Slot::Empty; SLOTS];
+    let mut now = NOW;
+    for (i, step) in steps.iter().enumerate() {
+        let gone = |slots: &[Slot], s: usize| match slots[s] {
+            Slot::Gone(id) => Some(id),
+            _ => None,
+        };
+        match step {
+            Timed::Advance(ms, fire) => {
+                now = now.saturating_add_millis(*ms);
+                if *fire {
+                    expire(&mut slots, now);
+                    engine.handle_timeout(now);
+                }
+            }
+            Timed::Begin(s, isolation, timeout) => {
+                expire(&mut slots, now);
+                if let Slot::Open(id, _, _) = slots[*s] {
+                    engine.rollback_txn(now, id).unwrap();
+                }
+                let id = engine.begin_txn(now, *isolation, *timeout).unwrap();
+                let deadline = now.saturating_add_millis(*timeout);
+                slots[*s] = Slot::Open(id, model.begin(*isolation), deadline);
+            }
+            Timed::Get(s, _) | Timed::Put(s, _, _) | Timed::Commit(s) | Timed::Rollback(s)
+                if !matches!(slots[*s], Slot::Empty) =>
+            {
+                expire(&mut slots, now);
+                if let Some(id) = gone(&slots, *s) {
+                    let got = match step {
+                        Timed::Get(_, k) => engine.txn_get(now, id, KEYS[*k]).map(|_| ()),
+                        Timed::Put(_, k, v) => {
+                            engine.txn_put(now, id, KEYS[*k], &Value::Integer(*v))
+                        }
+                        Timed::Commit(_) => engine.commit_txn(now, id).map(|_| ()),
+                        _ => engine.rollback_txn(now, id),
+                    };
+                    prop_assert_eq!(got, Err(EngineError::TxnExpired { id }), "step {}", i);
+                    slots[*s] = Slot::Empty;
+                } else if let Slot::Open(id, txn, _) = &mut slots[*s] {
+                    let id = *id;
+                    match step {
+                        Timed::Get(_, k) => {
+                            let got = int(engine.txn_get(now, id, KEYS[*k]).unwrap());
+                            prop_assert_eq!(got, model_get(txn, KEYS[*k]), "step {}", i);
+                        }
+                        Timed::Put(_, k, v) => {
+                            engine
+                                .txn_put(now, id, KEYS[*k], &Value::Integer(*v))
+                                .unwrap();
+                            txn.writes.insert(KEYS[*k].to_owned(), Some(*v));
+                        }
+                        Timed::Commit(_) => {
+                            let got = engine.commit_txn(now, id);
+                            match model.conflict(txn) {
+                                Some(key) => prop_assert_eq!(
+                                    got,
+                                    Err(EngineError::TxnConflict { key }),
+                                    "step {}",
+                                    i
+                                ),
+                                None => {
+                                    let writes = txn.writes.clone();
+                                    model.apply(&writes, false);
+                                    prop_assert_eq!(got.unwrap().revision, model.revision);
+                                }
+                            }
+                            slots[*s] = Slot::Empty;
+                        }
+                        _ => {
+                            engine.rollback_txn(now, id).unwrap();
+                            slots[*s] = Slot::Empty;
+                        }
+                    }
+                }
+            }
+            Timed::PlainPut(k, v) => {
+                expire(&mut slots, now);
+                engine.put(now, KEYS[*k], &Value::Integer(*v)).unwrap();
+                model.apply(&BTreeMap::from([(KEYS[*k].to_owned(), Some(*v))]), false);
+            }
+            _ => {}
+        }
+        prop_assert_eq!(engine.revision(), model.revision, "step {}", i);
+        let open: Vec<Timestamp> = slots
+            .iter()
+            .filter_map(|s| match s {
+                Slot::Open(_, _, deadline) => Some(*deadline),
+                _ => None,
+            })
+            .collect();
+        prop_assert_eq!(engine.open_txns(), open.len(), "step {}", i);
+        prop_assert_eq!(
+            engine.poll_timeout(),
+            open.iter().min().copied(),
+            "step {}",
+            i
+        );
+        // What no open transaction pins is let go (the limit is 0).
+        if open.is_empty() {
+            prop_assert_eq!(engine.history_len(), 0, "step {}", i);
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(cases(256))]
+
+    /// Transactions time out exactly at their deadline on the next call (or timer fire) past
+    /// it, answer `TxnExpired` afterwards, leave `poll_timeout` and unpin the history; the rest
+    /// agrees with the model as above.
+    #[test]
+    fn timeouts_agree_with_model(steps in proptest::collection::vec(timed_step(), 1..150)) {
+        run_timed(&steps)?;
     }
 }
