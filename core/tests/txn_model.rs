@@ -9,13 +9,13 @@
 //! all values afterwards. The history limit varies (0 keeps nothing but what open transactions
 //! pin), so the pinning is exercised too.
 //!
-//! A third property moves the clock: transactions with short timeouts are dropped at their
-//! deadline, by the next engine call past it or by the host's timer (`handle_timeout`), answer
-//! `TxnExpired` afterwards, and stop counting in `poll_timeout` and in the history pin.
-//!
 //! A second property adds two-phase commit: `prepare` (fail policy), `commit_prepared` and
 //! `cancel_prepared`. The model then also predicts locks: which plain writes, commits and
 //! prepares are refused with `Locked`, naming the key and the holder.
+//!
+//! A third property moves the clock: transactions with short timeouts are dropped at their
+//! deadline, by the next engine call past it or by the host's timer (`handle_timeout`), answer
+//! `TxnExpired` afterwards, and stop counting in `poll_timeout` and in the history pin.
 //!
 //! The bank-transfer property runs transfers between accounts as read-modify-write
 //! transactions in random interleavings: the total never changes, and the final balances are
