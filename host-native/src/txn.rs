@@ -106,6 +106,12 @@ impl Store {
         result
     }
 
+    /// Open (not yet prepared) interactive transactions. One that times out is dropped by the
+    /// store's timer even when nobody calls the store.
+    pub fn open_transactions(&self) -> usize {
+        self.inner().with_engine(|e, _| e.open_txns())
+    }
+
     /// Prepared transactions waiting for their coordinator (after a restart too), in id order.
     pub fn prepared_transactions(&self) -> Vec<TxnId> {
         self.inner().with_engine(|e, _| e.prepared_txns())

@@ -68,17 +68,31 @@ async fn interactive_transactions_commit_conflict_and_roll_back() {
 async fn an_abandoned_transaction_times_out() {
     let store = Store::in_memory().await.unwrap();
     let t = store
-        .begin(Isolation::Serializable, Duration::from_millis(30))
+        .begin(Isolation::Serializable, Duration::from_millis(200))
         .await
         .unwrap();
     let id = t.id();
     t.put("a:x", 1i64).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(80)).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(
         t.commit().await.unwrap_err(),
         Error::Engine(EngineError::TxnExpired { id })
     );
     assert_eq!(store.get("a:x").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn the_timer_drops_an_abandoned_transaction_on_an_idle_store() {
+    let store = Store::in_memory().await.unwrap();
+    let t = store
+        .begin(Isolation::Serializable, Duration::from_millis(50))
+        .await
+        .unwrap();
+    assert_eq!(store.open_transactions(), 1);
+    // No call touches the store: only its timer can drop the transaction.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(store.open_transactions(), 0);
+    drop(t);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,7 +176,7 @@ async fn wait_policy_resolves_when_the_holder_does() {
     holder.put("a:k", "stuck").await.unwrap();
     let holder = holder.prepare(WaitPolicy::Fail).await.unwrap();
     let waiter = store
-        .begin(Isolation::Snapshot, Duration::from_millis(100))
+        .begin(Isolation::Snapshot, Duration::from_millis(300))
         .await
         .unwrap();
     waiter.put("a:k", "never").await.unwrap();
