@@ -2,6 +2,7 @@
 
 use crate::key::KeyError;
 use crate::pattern::PatternError;
+use crate::txn::TxnId;
 use crate::value::ValueError;
 
 /// Why an engine operation was refused. A refused operation changes nothing itself. Time still
@@ -59,6 +60,40 @@ pub enum EngineError {
     PatchFailed { key: String, message: String },
     #[error("revision {requested} is in the future: the store is at revision {current}")]
     FutureRevision { requested: u64, current: u64 },
+    #[error(
+        "transaction conflict on {key}: another commit changed it after this transaction's \
+         snapshot; the transaction is rolled back, begin it again and retry"
+    )]
+    TxnConflict { key: String },
+    #[error(
+        "transaction {id} is not open: it committed, was rolled back, failed or never began; \
+         begin a new one"
+    )]
+    TxnNotFound { id: TxnId },
+    #[error(
+        "transaction {id} timed out and was dropped; begin it again (with a longer timeout if \
+         it needs more time)"
+    )]
+    TxnExpired { id: TxnId },
+    #[error(
+        "transaction {id} is prepared: it takes no more reads or writes; resolve it with \
+         commit_prepared or cancel_prepared"
+    )]
+    TxnPrepared { id: TxnId },
+    #[error("transaction {id} is open but not prepared: prepare it first, or commit it directly")]
+    TxnNotPrepared { id: TxnId },
+    #[error("transaction timeout must be at least 1 millisecond")]
+    InvalidTimeout,
+    #[error(
+        "{key} is locked by prepared transaction {txn}; it can be written once that \
+         transaction is committed or cancelled"
+    )]
+    Locked { key: String, txn: TxnId },
+    #[error(
+        "{key} is locked by prepared transaction {txn}: wait until it is committed or \
+         cancelled, then prepare again"
+    )]
+    WouldWait { key: String, txn: TxnId },
 }
 
 /// Why log records or a snapshot could not be decoded or applied.

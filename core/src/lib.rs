@@ -28,10 +28,14 @@ pub mod ops;
 pub mod pattern;
 pub mod storage;
 pub mod time;
+pub mod txn;
 pub mod value;
 
 pub use config::EngineConfig;
-pub use engine::{Engine, KeyPattern, KeyVersion, LoggedPatch, Patch, ValueAt};
+pub use engine::{
+    Engine, KeyPattern, KeyVersion, LoggedPatch, Patch, SNAPSHOT_FORMAT_V1, SNAPSHOT_FORMAT_V2,
+    ValueAt,
+};
 pub use entry::{Entry, Metadata, Record, Ttl};
 pub use error::{EngineError, FormatError};
 pub use event::{ChangeEvent, ChangeKind};
@@ -41,4 +45,8 @@ pub use ops::{Cursor, PutOptions, ScanPage, WriteOp, WriteResult};
 pub use pattern::{Pattern, PatternError};
 pub use storage::{LogBytes, MemoryStorage, Recovered, Storage, StorageError};
 pub use time::{Now, Timestamp};
+pub use txn::{
+    BufferedWrite, Compare, CompareOp, CompareTarget, Isolation, PreparedTxn, Txn, TxnId, TxnOp,
+    TxnOpResult, TxnResult, WaitPolicy,
+};
 pub use value::{Format, JsonEncoding, StoredValue, Value, ValueError, ValueKind};

@@ -10,6 +10,7 @@ use crate::engine::LoggedPatch;
 use crate::entry::Entry;
 use crate::error::FormatError;
 use crate::time::Timestamp;
+use crate::txn::{PreparedTxn, TxnId};
 
 /// Format byte of the current log record encoding.
 pub const LOG_FORMAT_V1: u8 = 1;
@@ -57,6 +58,15 @@ pub enum LogOp {
         patch: LoggedPatch,
         checksum: u64,
     },
+    // New variants go at the end: postcard encodes the variant index, so records written before
+    // a variant existed still decode.
+    /// An interactive transaction was prepared (two-phase commit): it is pending, holding these
+    /// writes and locking their keys until a record resolves it. The only op of its record.
+    Prepare { txn: TxnId, prepared: PreparedTxn },
+    /// The pending transaction committed: the record's other ops are its writes.
+    CommitPrepared { txn: TxnId },
+    /// The pending transaction was cancelled: its writes are dropped. The only op of its record.
+    CancelPrepared { txn: TxnId },
 }
 
 impl LogRecord {

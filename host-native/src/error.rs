@@ -1,6 +1,6 @@
 //! Errors of the native store.
 
-use statemesh_core::{EngineError, FormatError, KeyError, StorageError};
+use statemesh_core::{EngineError, FormatError, KeyError, StorageError, TxnId};
 
 /// Why a store operation failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -28,6 +28,17 @@ pub enum Error {
     /// The store was opened outside a tokio runtime, which its expiry timer needs.
     #[error("a store must be opened inside a tokio runtime")]
     NoRuntime,
+    /// `prepare` with `WaitPolicy::Wait` waited for a key locked by another prepared
+    /// transaction until its own transaction timed out; the transaction is rolled back.
+    #[error(
+        "transaction {id} timed out waiting for {key}, locked by prepared transaction {holder}; \
+         it is rolled back: resolve {holder} (commit_prepared or cancel_prepared) and begin again"
+    )]
+    LockTimeout {
+        id: TxnId,
+        key: String,
+        holder: TxnId,
+    },
 }
 
 /// `Result` with the store's [`Error`].

@@ -26,6 +26,7 @@ mod scan_stream;
 mod store;
 mod subscription;
 mod timer;
+mod txn;
 
 pub use builder::{Durability, StoreBuilder};
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -34,6 +35,7 @@ pub use history::{ChangeStream, Since};
 pub use scan_stream::ScanStream;
 pub use store::Store;
 pub use subscription::{HandlerSubscription, Subscription};
+pub use txn::Transaction;
 
 pub use statemesh_core as core;
 pub use statemesh_core::{
@@ -41,6 +43,10 @@ pub use statemesh_core::{
     KeyVersion, LogBytes, MemoryStorage, Metadata, Patch, PutOptions, Record, Recovered, ScanPage,
     Storage, StorageError, StoredValue, Timestamp, Ttl, Value, ValueAt, ValueKind, WriteOp,
     WriteResult,
+};
+pub use statemesh_core::{
+    Compare, CompareOp, CompareTarget, Isolation, PreparedTxn, Txn, TxnId, TxnOp, TxnOpResult,
+    TxnResult, WaitPolicy,
 };
 pub use statemesh_fs::{FsOptions, SyncPolicy};
 

@@ -45,11 +45,14 @@ pub(crate) struct Inner {
     persist: Option<Persist>,
     /// What storage repaired while this store was opened (e.g. a torn log tail it truncated).
     repairs: Vec<String>,
+    /// Fires whenever a prepared transaction is committed or cancelled: `prepare` with
+    /// `WaitPolicy::Wait` waits on it.
+    pub(crate) resolved: Notify,
 }
 
 /// The durable side of a store.
 #[derive(Debug)]
-struct Persist {
+pub(crate) struct Persist {
     committer: Committer,
     mode: Durability,
     /// Log records queued since the last checkpoint; a checkpoint starts past `checkpoint_every`.
@@ -70,6 +73,18 @@ struct State {
 impl Inner {
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
+    }
+
+    /// Runs `op` on the engine under the lock, for calls that log nothing (a transaction's
+    /// rollback when its handle is dropped). Wakes the timer when the next deadline moved.
+    pub(crate) fn with_engine<R>(&self, op: impl FnOnce(&mut Engine, Timestamp) -> R) -> R {
+        let mut state = self.state.write();
+        let before = state.engine.poll_timeout();
+        let result = op(&mut state.engine, self.clock.now());
+        if state.engine.poll_timeout() != before {
+            self.timer.notify_one();
+        }
+        result
     }
 
     pub(crate) fn next_deadline(&self) -> Option<Timestamp> {
@@ -217,9 +232,14 @@ impl Store {
             closed: AtomicBool::new(false),
             persist,
             repairs,
+            resolved: Notify::new(),
         });
         runtime.spawn(crate::timer::run(Arc::downgrade(&inner)));
         Ok(Store { inner })
+    }
+
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
     }
 
     fn check_open(&self) -> Result<()> {
@@ -230,7 +250,7 @@ impl Store {
     }
 
     /// The durable side, when reads and writes must wait for durability (CP).
-    fn cp(&self) -> Option<&Persist> {
+    pub(crate) fn cp(&self) -> Option<&Persist> {
         self.inner
             .persist
             .as_ref()
@@ -295,7 +315,7 @@ impl Store {
         }
     }
 
-    async fn wait_durable(&self, revision: u64) -> Result<()> {
+    pub(crate) async fn wait_durable(&self, revision: u64) -> Result<()> {
         match &self.inner.persist {
             Some(p) => p.committer.wait_durable(revision).await,
             None => Ok(()),

@@ -102,10 +102,14 @@ impl History {
         self.events.iter().filter(move |e| e.key == key)
     }
 
-    /// The revision of the last kept change to `key`.
-    #[allow(dead_code)] // for transaction validation, which lands next
-    pub(crate) fn last_change(&self, key: &str) -> Option<u64> {
-        self.key_events(key).next_back().map(|e| e.revision)
+    /// Keys changed after `revision`, newest first: a backward walk over the changes since
+    /// then only (transaction validation asks this once per commit).
+    pub(crate) fn keys_changed_after(&self, revision: u64) -> impl Iterator<Item = &str> {
+        self.events
+            .iter()
+            .rev()
+            .take_while(move |e| e.revision > revision)
+            .map(|e| e.key.as_str())
     }
 
     /// Index of the first kept change with a revision above `revision`.
@@ -152,9 +156,19 @@ impl Engine {
         revision: u64,
     ) -> Result<Option<ValueAt>, EngineError> {
         let key = self.config.keys.parse(key)?;
+        self.value_at(now, &key, revision)
+    }
+
+    /// [`Engine::get_at`] of a parsed key; transactions read their snapshot through it.
+    pub(super) fn value_at(
+        &self,
+        now: Timestamp,
+        key: &crate::key::KeyRef<'_>,
+        revision: u64,
+    ) -> Result<Option<ValueAt>, EngineError> {
         self.history.check(revision, self.revision)?;
         if revision == self.revision {
-            return self.value_now(now, &key);
+            return self.value_now(now, key);
         }
         let joined = key.to_key_string();
         let mut later = None;
@@ -189,7 +203,7 @@ impl Engine {
         // No kept change since the floor: the key holds what it holds now. It was live at
         // `revision` even if its TTL has run out since: a later revision committed, and every
         // write first sweeps the keys due, so it had not expired then.
-        match self.current(&key) {
+        match self.current(key) {
             Some(entry) => Ok(Some(ValueAt {
                 value: entry.value.decode()?,
                 version: entry.version,
@@ -357,6 +371,6 @@ impl Engine {
 
     /// The oldest snapshot revision an open transaction reads at, or `u64::MAX`.
     pub(super) fn history_pin(&self) -> u64 {
-        u64::MAX
+        self.txns.pin()
     }
 }

@@ -27,15 +27,18 @@
 
 mod evict;
 mod history;
+mod interactive;
 mod patch;
+mod prepared;
 pub use history::{KeyVersion, ValueAt};
 pub use patch::{LoggedPatch, Patch};
 mod multi;
 pub use multi::KeyPattern;
 mod read;
 mod snapshot;
-pub use snapshot::SNAPSHOT_FORMAT_V1;
+pub use snapshot::{SNAPSHOT_FORMAT_V1, SNAPSHOT_FORMAT_V2};
 mod ttl;
+mod txn;
 mod write;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -79,6 +82,10 @@ pub struct Engine {
     history: history::History,
     /// Set for one oversized write; see `skip_history_if_oversized`.
     history_skipped: bool,
+    /// Open interactive transactions.
+    txns: interactive::OpenTxns,
+    /// Prepared (two-phase commit) transactions and their key locks.
+    pending: prepared::Pending,
 }
 
 /// The changes of one write, committed as one revision.
@@ -87,6 +94,9 @@ struct Batch {
     at: Timestamp,
     ops: Vec<LogOp>,
     changed: u64,
+    /// Commit a revision even when no key changed: the record carries a transaction op
+    /// (prepare or a resolution) that replay must see.
+    marker: bool,
 }
 
 impl Engine {
@@ -110,6 +120,8 @@ impl Engine {
             events: VecDeque::new(),
             history: history::History::default(),
             history_skipped: false,
+            txns: Default::default(),
+            pending: Default::default(),
         })
     }
 
@@ -186,16 +198,30 @@ impl Engine {
         self.events.pop_front()
     }
 
-    /// When the next key expires, if any key has a TTL.
+    /// When the next key expires or the next open transaction times out, whichever is first.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        self.expiry.first().map(|(t, _, _)| *t)
+        let key = self.expiry.first().map(|(t, _, _)| *t);
+        match (key, self.txns.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Removes every key whose TTL has run out by `now` (one revision for all of them, with an
-    /// expiry event each). Returns how many were removed.
+    /// expiry event each) and drops open transactions past their deadline. Returns how many keys
+    /// were removed.
     pub fn handle_timeout(&mut self, now: Timestamp) -> u64 {
         let now = self.observe(now);
+        self.expire_txns(now);
         self.sweep(now)
+    }
+
+    /// Drops open transactions past their deadline (and lets the history go of what they pinned).
+    #[inline]
+    fn expire_txns(&mut self, now: Timestamp) {
+        if self.txns.expire(now) {
+            self.trim_history();
+        }
     }
 
     /// Moves the engine's clock forward to `now` (never back) and returns the clock.
@@ -213,6 +239,7 @@ impl Engine {
     /// Clock and sweep, the first step of every write.
     fn begin(&mut self, now: Timestamp) -> Timestamp {
         let now = self.observe(now);
+        self.expire_txns(now);
         self.sweep(now);
         now
     }
@@ -239,11 +266,12 @@ impl Engine {
             at,
             ops: Vec::new(),
             changed: 0,
+            marker: false,
         }
     }
 
     fn commit(&mut self, mut batch: Batch) -> u64 {
-        if batch.changed == 0 {
+        if batch.changed == 0 && !batch.marker {
             self.history_skipped = false;
             return self.revision;
         }

@@ -47,6 +47,9 @@ impl Engine {
             .iter()
             .map(|(k, v)| Ok((self.config.keys.parse(k.as_ref())?, self.encode(v)?)))
             .collect::<Result<Vec<_>, EngineError>>()?;
+        for (key, _) in &parsed {
+            self.check_unlocked(key)?;
+        }
         let now = self.begin(now);
         let mut batch = self.batch(now);
         if self.capture_log {
@@ -77,6 +80,9 @@ impl Engine {
             .iter()
             .map(|k| self.config.keys.parse(k.as_ref()))
             .collect::<Result<Vec<_>, _>>()?;
+        for key in &parsed {
+            self.check_unlocked(key)?;
+        }
         let now = self.begin(now);
         let mut batch = self.batch(now);
         for key in parsed {
@@ -124,6 +130,12 @@ impl Engine {
             doomed.push((ns.to_owned(), path.to_owned()));
             Ok(())
         })?;
+        // A locked key refuses the whole pattern delete (all of it or nothing).
+        if !self.pending.no_locks() {
+            for (ns, path) in &doomed {
+                self.pending.check_unlocked(&join_key(ns, path))?;
+            }
+        }
         let mut batch = self.batch(now);
         for (ns, path) in doomed {
             self.erase(&mut batch, &ns, &path, ChangeKind::Delete);
@@ -179,7 +191,7 @@ impl Engine {
         Ok(ScanPage { items, next })
     }
 
-    fn batch_result(&mut self, batch: super::Batch) -> WriteResult {
+    pub(super) fn batch_result(&mut self, batch: super::Batch) -> WriteResult {
         let affected = batch.changed;
         if affected == 0 {
             return self.noop();

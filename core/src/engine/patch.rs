@@ -98,6 +98,7 @@ impl Engine {
         patch: &Patch,
     ) -> Result<WriteResult, EngineError> {
         let key = self.config.keys.parse(key)?;
+        self.check_unlocked(&key)?;
         let now = self.begin(now);
         let stored = self.patched_value(&key, patch)?;
         let old = self.current(&key);
@@ -170,6 +171,7 @@ impl Engine {
             at,
             ops: Vec::new(),
             changed: 0,
+            marker: false,
         };
         let entry = self.next_entry(&batch, old, stored, old.and_then(|e| e.expires_at));
         if entry.checksum != checksum {

@@ -1,8 +1,10 @@
 //! Snapshots out, restore and log replay in.
 //!
-//! Snapshot layout: one format byte ([`SNAPSHOT_FORMAT_V1`]), the postcard-encoded
-//! [`SnapshotHeader`], then `header.entries` postcard-encoded `(namespace, path, Entry)` tuples in
-//! key order. Entries are encoded one after another so a reader can stream them.
+//! Snapshot layout: one format byte ([`SNAPSHOT_FORMAT_V1`] or [`SNAPSHOT_FORMAT_V2`]), the
+//! postcard-encoded [`SnapshotHeader`], then `header.entries` postcard-encoded
+//! `(namespace, path, Entry)` tuples in key order. Entries are encoded one after another so a
+//! reader can stream them. V2 appends the prepared transactions after the entries
+//! ([`PendingSection`]); a store with none writes V1, which older readers still open.
 
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
@@ -14,9 +16,15 @@ use crate::error::FormatError;
 use crate::key::join_key;
 use crate::log::{LogOp, LogRecord};
 use crate::time::Timestamp;
+use crate::txn::{PreparedTxn, TxnId};
 
-/// Format byte of the current snapshot encoding.
+/// Format byte of a snapshot without prepared transactions.
 pub const SNAPSHOT_FORMAT_V1: u8 = 1;
+/// Format byte of a snapshot that carries prepared transactions after its entries.
+pub const SNAPSHOT_FORMAT_V2: u8 = 2;
+
+/// What V2 appends: the next transaction id and the prepared transactions, in id order.
+type PendingSection<T> = (u64, Vec<(TxnId, T)>);
 
 #[derive(Debug, Serialize, Deserialize)]
 struct SnapshotHeader {
@@ -54,13 +62,24 @@ impl Engine {
             case_insensitive: self.config.keys.case_insensitive,
             entries: self.len() as u64,
         };
-        let mut out = vec![SNAPSHOT_FORMAT_V1];
+        let pending: Vec<(TxnId, &PreparedTxn)> =
+            self.pending.iter().map(|(id, t)| (*id, t)).collect();
+        let format = if pending.is_empty() {
+            SNAPSHOT_FORMAT_V1
+        } else {
+            SNAPSHOT_FORMAT_V2
+        };
+        let mut out = vec![format];
         out = postcard::to_extend(&header, out).map_err(decode_err("snapshot header"))?;
         for (ns, keyspace) in &self.namespaces {
             for (path, entry) in keyspace.iter() {
                 out = postcard::to_extend(&(ns.as_str(), path, entry), out)
                     .map_err(decode_err("snapshot entry"))?;
             }
+        }
+        if !pending.is_empty() {
+            let section: PendingSection<&PreparedTxn> = (self.txns.next_id, pending);
+            out = postcard::to_extend(&section, out).map_err(decode_err("snapshot pending"))?;
         }
         Ok(out)
     }
@@ -73,7 +92,7 @@ impl Engine {
             found: e.to_string(),
         })?;
         let (&version, body) = bytes.split_first().ok_or(FormatError::Empty)?;
-        if version != SNAPSHOT_FORMAT_V1 {
+        if version != SNAPSHOT_FORMAT_V1 && version != SNAPSHOT_FORMAT_V2 {
             return Err(FormatError::UnknownVersion {
                 what: "snapshot",
                 version,
@@ -118,6 +137,17 @@ impl Engine {
         }
         if let Some(ns) = namespace {
             engine.load_keyspace(ns, items);
+        }
+        if version == SNAPSHOT_FORMAT_V2 {
+            let ((next_id, pending), tail) =
+                postcard::take_from_bytes::<PendingSection<PreparedTxn>>(rest)
+                    .map_err(decode_err("snapshot pending"))?;
+            rest = tail;
+            engine.txns.next_id = next_id;
+            for (id, prepared) in pending {
+                engine.check_prepared(&prepared, "snapshot")?;
+                engine.add_pending(id, prepared);
+            }
         }
         if !rest.is_empty() {
             return Err(FormatError::TrailingBytes {
@@ -168,7 +198,11 @@ impl Engine {
             | LogOp::Evict { namespace, path }
             | LogOp::Patch {
                 namespace, path, ..
-            }) = op;
+            }) = op
+            else {
+                self.check_replayed_txn_op(op)?;
+                continue;
+            };
             self.check_key(namespace, path, "log record")?;
             match op {
                 LogOp::Put { entry, .. } if !entry.checksum_ok() => {
@@ -204,6 +238,9 @@ impl Engine {
                     self.remove_raw(&namespace, &path);
                     self.last_removal = revision;
                 }
+                op @ (LogOp::Prepare { .. }
+                | LogOp::CommitPrepared { .. }
+                | LogOp::CancelPrepared { .. }) => self.replay_txn_op(op),
             }
         }
         self.revision = revision;
@@ -223,7 +260,12 @@ impl Engine {
         self.replay_record(std::borrow::Cow::Owned(LogRecord::decode(bytes)?))
     }
 
-    fn check_key(&self, ns: &str, path: &str, what: &'static str) -> Result<(), FormatError> {
+    pub(super) fn check_key(
+        &self,
+        ns: &str,
+        path: &str,
+        what: &'static str,
+    ) -> Result<(), FormatError> {
         if self.config.keys.is_normal(ns, path) {
             Ok(())
         } else {

@@ -14,6 +14,7 @@ impl Engine {
         ttl_ms: u64,
     ) -> Result<WriteResult, EngineError> {
         let key = self.config.keys.parse(key)?;
+        self.check_unlocked(&key)?;
         if ttl_ms == 0 {
             return Err(EngineError::InvalidTtl);
         }
@@ -30,6 +31,7 @@ impl Engine {
         by_ms: u64,
     ) -> Result<WriteResult, EngineError> {
         let parsed = self.config.keys.parse(key)?;
+        self.check_unlocked(&parsed)?;
         if by_ms == 0 {
             return Err(EngineError::InvalidTtl);
         }
@@ -51,6 +53,7 @@ impl Engine {
     /// Removes the TTL of `key`. A no-op when the key does not exist or has no TTL.
     pub fn remove_ttl(&mut self, now: Timestamp, key: &str) -> Result<WriteResult, EngineError> {
         let parsed = self.config.keys.parse(key)?;
+        self.check_unlocked(&parsed)?;
         self.begin(now);
         match self.current(&parsed) {
             Some(e) if e.expires_at.is_some() => {

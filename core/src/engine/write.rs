@@ -54,6 +54,7 @@ impl Engine {
         opts: &PutOptions,
     ) -> Result<WriteResult, EngineError> {
         let key = self.config.keys.parse(key)?;
+        self.check_unlocked(&key)?;
         let stored = self.encode(value)?;
         if opts.ttl_ms == Some(0) {
             return Err(EngineError::InvalidTtl);
@@ -93,6 +94,7 @@ impl Engine {
     /// Deletes `key`. Deleting a missing key is a no-op with `affected == 0`.
     pub fn delete(&mut self, now: Timestamp, key: &str) -> Result<WriteResult, EngineError> {
         let key = self.config.keys.parse(key)?;
+        self.check_unlocked(&key)?;
         let now = self.begin(now);
         let mut batch = self.batch(now);
         match self.erase(&mut batch, &key.namespace, &key.path, ChangeKind::Delete) {
@@ -111,6 +113,7 @@ impl Engine {
         new: &Value,
     ) -> Result<WriteResult, EngineError> {
         let key = self.config.keys.parse(key)?;
+        self.check_unlocked(&key)?;
         let expected = expected.map(|v| self.encode(v)).transpose()?;
         let stored = self.encode(new)?;
         let now = self.begin(now);
@@ -132,6 +135,7 @@ impl Engine {
         delta: i64,
     ) -> Result<(i64, WriteResult), EngineError> {
         let key = self.config.keys.parse(key)?;
+        self.check_unlocked(&key)?;
         let now = self.begin(now);
         let old = self.current(&key);
         let current = match old {
@@ -170,6 +174,7 @@ impl Engine {
         suffix: &Value,
     ) -> Result<(usize, WriteResult), EngineError> {
         let key = self.config.keys.parse(key)?;
+        self.check_unlocked(&key)?;
         let (suffix_kind, suffix_bytes) = match suffix {
             Value::String(s) => (ValueKind::String, s.as_bytes()),
             Value::Bytes(b) => (ValueKind::Bytes, b.as_slice()),
@@ -219,6 +224,7 @@ impl Engine {
         metadata: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<WriteResult, EngineError> {
         let key = self.config.keys.parse(key)?;
+        self.check_unlocked(&key)?;
         let meta = self.encode_metadata(metadata)?;
         self.rewrite(now, &key, |entry| entry.user_meta = meta)
     }
