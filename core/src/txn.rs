@@ -115,6 +115,11 @@ pub enum TxnOp {
     Delete { key: String },
     /// Reads the key, seeing the branch's earlier writes.
     Get { key: String },
+    /// Applies a JSON merge patch or JSON patch to the key's JSON value (as
+    /// [`crate::Engine::patch`]: a missing key patches `null`; the TTL stays). A patch that does
+    /// not apply refuses the whole branch. Inside a transaction the log records the resulting
+    /// value, not the patch.
+    Patch { key: String, patch: crate::Patch },
 }
 
 impl TxnOp {
@@ -140,6 +145,13 @@ impl TxnOp {
 
     pub fn get(key: impl Into<String>) -> TxnOp {
         TxnOp::Get { key: key.into() }
+    }
+
+    pub fn patch(key: impl Into<String>, patch: crate::Patch) -> TxnOp {
+        TxnOp::Patch {
+            key: key.into(),
+            patch,
+        }
     }
 }
 
@@ -184,6 +196,8 @@ pub enum TxnOpResult {
     Put { version: u64 },
     /// Whether the key existed.
     Delete { deleted: bool },
+    /// The key's version after the patch.
+    Patch { version: u64 },
     /// The key's value then (`None`: absent), with its version and mod revision.
     Get(Option<ValueAt>),
 }

@@ -182,6 +182,56 @@ fn an_invalid_op_in_a_branch_applies_nothing() {
 // ---- interactive transactions ----
 
 #[test]
+fn a_branch_patches_in_order_and_a_failing_patch_refuses_the_branch() {
+    use serde_json::json;
+    let mut e = engine();
+    e.put(t(T0), "a:doc", &Value::Json(json!({"n": 1})))
+        .unwrap();
+    e.put_with_ttl(t(T0), "a:ttl", &Value::Json(json!({})), 60_000)
+        .unwrap();
+    drain(&mut e);
+    let txn = Txn::new()
+        .when(Compare::exists("a:doc"))
+        .then(TxnOp::patch("a:doc", Patch::merge(json!({"m": 2}))))
+        .then(TxnOp::patch(
+            "a:doc",
+            Patch::json(json!([{"op": "remove", "path": "/n"}])).unwrap(),
+        ))
+        .then(TxnOp::get("a:doc"))
+        .then(TxnOp::patch("a:ttl", Patch::merge(json!({"x": true}))));
+    let r = e.txn(t(T0 + 1), &txn).unwrap();
+    assert!(r.succeeded);
+    assert_eq!(r.results[0], TxnOpResult::Patch { version: 2 });
+    assert_eq!(r.results[1], TxnOpResult::Patch { version: 3 });
+    match &r.results[2] {
+        TxnOpResult::Get(Some(v)) => assert_eq!(v.value, Value::Json(json!({"m": 2}))),
+        other => panic!("expected the patched value, got {other:?}"),
+    }
+    assert_eq!(get(&e, "a:doc"), Some(Value::Json(json!({"m": 2}))));
+    let meta = e.get_metadata(t(T0 + 1), "a:ttl").unwrap().unwrap();
+    assert_eq!(
+        meta.expires_at,
+        Some(t(T0 + 60_000)),
+        "a patch keeps the TTL"
+    );
+    assert_eq!(drain(&mut e).len(), 1, "one revision");
+    // A `test` that fails in the middle: nothing of the branch happens.
+    let before = e.revision();
+    let failing = Txn::new()
+        .then(TxnOp::put("a:other", Value::Integer(1)))
+        .then(TxnOp::patch(
+            "a:doc",
+            Patch::json(json!([{"op": "test", "path": "/m", "value": 99}])).unwrap(),
+        ));
+    assert!(matches!(
+        e.txn(t(T0 + 2), &failing),
+        Err(EngineError::PatchFailed { .. })
+    ));
+    assert_eq!(e.revision(), before);
+    assert_eq!(get(&e, "a:other"), None);
+}
+
+#[test]
 fn own_writes_are_visible_and_snapshot_reads_ignore_later_commits() {
     let mut e = engine();
     e.put(t(T0), "a:x", &Value::Integer(1)).unwrap();

@@ -121,7 +121,17 @@ impl Engine {
 
     /// The stored value `patch` turns the key's current value into.
     fn patched_value(&self, key: &KeyRef<'_>, patch: &Patch) -> Result<StoredValue, EngineError> {
-        let doc = match self.current(key) {
+        self.patched_from(key, self.current(key), patch)
+    }
+
+    /// The stored value `patch` turns `old` (the key's entry, if any) into.
+    pub(super) fn patched_from(
+        &self,
+        key: &KeyRef<'_>,
+        old: Option<&Entry>,
+        patch: &Patch,
+    ) -> Result<StoredValue, EngineError> {
+        let doc = match old {
             None => JsonValue::Null,
             Some(entry) => match entry.value.decode()? {
                 Value::Json(doc) => doc,

@@ -1,5 +1,5 @@
 //! Compare-then-else transactions (etcd's `Txn`): compares on the current state choose a branch,
-//! whose puts, deletes and gets run in order as one revision.
+//! whose puts, patches, deletes and gets run in order as one revision.
 //!
 //! All of a branch or nothing: every argument of both branches is checked before anything
 //! happens (keys, values, TTLs), then the chosen branch is staged against an overlay (so its
@@ -25,12 +25,18 @@ enum Checked<'a> {
     },
     Delete(KeyRef<'a>),
     Get(KeyRef<'a>),
+    Patch {
+        key: KeyRef<'a>,
+        patch: &'a crate::Patch,
+    },
 }
 
 impl Checked<'_> {
     fn write_key(&self) -> Option<&KeyRef<'_>> {
         match self {
-            Checked::Put { key, .. } | Checked::Delete(key) => Some(key),
+            Checked::Put { key, .. } | Checked::Delete(key) | Checked::Patch { key, .. } => {
+                Some(key)
+            }
             Checked::Get(_) => None,
         }
     }
@@ -129,6 +135,10 @@ impl Engine {
                     }
                     TxnOp::Delete { key } => Checked::Delete(self.config.keys.parse(key)?),
                     TxnOp::Get { key } => Checked::Get(self.config.keys.parse(key)?),
+                    TxnOp::Patch { key, patch } => Checked::Patch {
+                        key: self.config.keys.parse(key)?,
+                        patch,
+                    },
                 })
             })
             .collect()
@@ -182,6 +192,20 @@ impl Engine {
                     let expires_at = ttl_ms.map(|t| batch.at.saturating_add_millis(t));
                     let entry = self.next_entry(batch, old, value, expires_at);
                     results.push(TxnOpResult::Put {
+                        version: entry.version,
+                    });
+                    overlay.insert(joined, Some(entry.clone()));
+                    staged.push(Staged::Put(key, entry));
+                }
+                Checked::Patch { key, patch } => {
+                    let joined = key.to_key_string();
+                    let old = match overlay.get(&joined) {
+                        Some(staged) => staged.as_ref(),
+                        None => self.current(&key),
+                    };
+                    let value = self.patched_from(&key, old, patch)?;
+                    let entry = self.next_entry(batch, old, value, old.and_then(|e| e.expires_at));
+                    results.push(TxnOpResult::Patch {
                         version: entry.version,
                     });
                     overlay.insert(joined, Some(entry.clone()));
