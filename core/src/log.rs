@@ -67,6 +67,14 @@ pub enum LogOp {
     CommitPrepared { txn: TxnId },
     /// The pending transaction was cancelled: its writes are dropped. The only op of its record.
     CancelPrepared { txn: TxnId },
+    /// As `Put`, for a change of the key's TTL or user metadata only, so that replay can rebuild
+    /// the change history with the right kind (`ChangeKind::Metadata`). Logs written before this
+    /// variant existed carry such changes as `Put`, replayed as updates.
+    Metadata {
+        namespace: CompactString,
+        path: CompactString,
+        entry: Entry,
+    },
 }
 
 impl LogRecord {

@@ -866,6 +866,11 @@ enum OpView {
         key: String,
         entry: EntryView,
     },
+    /// A TTL or user-metadata change: the key's whole entry, as for a put.
+    Metadata {
+        key: String,
+        entry: EntryView,
+    },
     Delete(String),
     Expire(String),
     /// A merge patch logged as its JSON text.
@@ -912,6 +917,17 @@ impl OpView {
         } = op
         {
             return OpView::Put {
+                key: key(namespace, path),
+                entry: EntryView::of(entry),
+            };
+        }
+        if let LogOp::Metadata {
+            namespace,
+            path,
+            entry,
+        } = op
+        {
+            return OpView::Metadata {
                 key: key(namespace, path),
                 entry: EntryView::of(entry),
             };
@@ -1199,9 +1215,16 @@ impl Model {
     }
 
     fn install(&mut self, batch: &mut Batch, key: &ModelKey, entry: ModelEntry, kind: ChangeKind) {
-        batch.ops.push(OpView::Put {
-            key: join(key),
-            entry: entry.to_view(),
+        batch.ops.push(if kind == ChangeKind::Metadata {
+            OpView::Metadata {
+                key: join(key),
+                entry: entry.to_view(),
+            }
+        } else {
+            OpView::Put {
+                key: join(key),
+                entry: entry.to_view(),
+            }
         });
         batch.changed += 1;
         let event = ChangeEvent {
@@ -2155,6 +2178,14 @@ proptest! {
             let leader = h.engine.snapshot().unwrap();
             prop_assert_eq!(snapshot_at(&follower, h.engine.clock())?, leader);
             prop_assert!(follower.poll_event().is_none(), "replay emits no events");
+            // ... but rebuilds the change history the writes built (above both floors: a
+            // snapshot restore in the leader starts its history afresh).
+            let floor = follower.history_floor().max(h.engine.history_floor());
+            prop_assert_eq!(
+                follower.changes_since(floor, usize::MAX).unwrap(),
+                h.engine.changes_since(floor, usize::MAX).unwrap(),
+                "replayed history"
+            );
             prop_assert!(follower.poll_log().is_none(), "replay queues no log records");
             if i % every == 0 {
                 checkpoints.push((h.engine.snapshot().unwrap(), h.log.len()));

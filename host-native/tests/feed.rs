@@ -264,7 +264,7 @@ async fn patches_history_and_reads_at_revisions() {
 }
 
 #[tokio::test]
-async fn a_durable_store_replays_patches_and_starts_its_history_at_the_recovered_revision() {
+async fn a_stream_resumes_across_a_restart_from_the_log_but_not_past_a_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = Store::builder().open(dir.path()).await.unwrap();
@@ -279,23 +279,44 @@ async fn a_durable_store_replays_patches_and_starts_its_history_at_the_recovered
             .patch("doc:1", &Patch::merge(json!({"a": 2})))
             .await
             .unwrap();
+        store.set_ttl("doc:1", 3_600_000).await.unwrap();
         let mut stream = store.stream_changes(Since::Revision(0), None).unwrap();
-        assert_eq!(take(&mut stream, 2).await.len(), 2);
+        assert_eq!(take(&mut stream, 3).await.len(), 3);
         store.close().await;
     }
     let store = Store::builder().open(dir.path()).await.unwrap();
     let value = store.get("doc:1").await.unwrap().unwrap();
     assert_eq!(value, Value::Json(json!({"a": 2, "pad": "x".repeat(200)})));
-    assert_eq!(store.history_floor(), 2);
-    assert!(matches!(
-        store.stream_changes(Since::Revision(0), None),
-        Err(Error::Engine(EngineError::Compacted { floor: 2, .. }))
-    ));
-    // Resuming from the recovered revision works and follows new writes.
-    let mut stream = store.stream_changes(Since::Revision(2), None).unwrap();
+    // The log rebuilt the history: a consumer that saw revision 1 resumes from there, with the
+    // kinds the writes had (the TTL change is a metadata change, not an update).
+    assert_eq!(store.history_floor(), 0);
+    let mut stream = store.stream_changes(Since::Revision(1), None).unwrap();
     store
         .patch("doc:1", &Patch::merge(json!({"a": 3})))
         .await
         .unwrap();
-    assert_eq!(take(&mut stream, 1).await[0].revision, 3);
+    let events = take(&mut stream, 3).await;
+    let seen: Vec<(u64, ChangeKind)> = events.iter().map(|e| (e.revision, e.kind)).collect();
+    assert_eq!(
+        seen,
+        [
+            (2, ChangeKind::Update),
+            (3, ChangeKind::Metadata),
+            (4, ChangeKind::Update)
+        ]
+    );
+    let at2 = store.get_at("doc:1", 2).await.unwrap().unwrap();
+    assert_eq!(
+        at2.value,
+        Value::Json(json!({"a": 2, "pad": "x".repeat(200)}))
+    );
+    // A checkpoint drops the log, and with it the history before it, once reopened.
+    store.checkpoint().await.unwrap();
+    store.close().await;
+    let store = Store::builder().open(dir.path()).await.unwrap();
+    assert_eq!(store.history_floor(), 4);
+    assert!(matches!(
+        store.stream_changes(Since::Revision(1), None),
+        Err(Error::Engine(EngineError::Compacted { floor: 4, .. }))
+    ));
 }

@@ -375,10 +375,19 @@ impl Engine {
         let version = entry.version;
         let new_value = self.wants_events().then(|| entry.value.clone());
         if self.capture_log {
-            batch.ops.push(LogOp::Put {
-                namespace: ns.into(),
-                path: path.into(),
-                entry: entry.clone(),
+            let (namespace, path, entry) = (ns.into(), path.into(), entry.clone());
+            batch.ops.push(if kind == ChangeKind::Metadata {
+                LogOp::Metadata {
+                    namespace,
+                    path,
+                    entry,
+                }
+            } else {
+                LogOp::Put {
+                    namespace,
+                    path,
+                    entry,
+                }
             });
         }
         let old = self.store_entry(ns, path, entry);

@@ -13,6 +13,7 @@ use super::Engine;
 use crate::config::EngineConfig;
 use crate::entry::Entry;
 use crate::error::FormatError;
+use crate::event::{ChangeEvent, ChangeKind};
 use crate::key::join_key;
 use crate::log::{LogOp, LogRecord};
 use crate::time::Timestamp;
@@ -193,6 +194,9 @@ impl Engine {
             let (LogOp::Put {
                 namespace, path, ..
             }
+            | LogOp::Metadata {
+                namespace, path, ..
+            }
             | LogOp::Delete { namespace, path }
             | LogOp::Expire { namespace, path }
             | LogOp::Evict { namespace, path }
@@ -205,7 +209,9 @@ impl Engine {
             };
             self.check_key(namespace, path, "log record")?;
             match op {
-                LogOp::Put { entry, .. } if !entry.checksum_ok() => {
+                LogOp::Put { entry, .. } | LogOp::Metadata { entry, .. }
+                    if !entry.checksum_ok() =>
+                {
                     return Err(FormatError::Corrupt {
                         key: join_key(namespace, path),
                     });
@@ -218,25 +224,50 @@ impl Engine {
             }
         }
         let mut patched = patched.into_iter();
+        // The change history is rebuilt as the writes built it (replay emits no events to
+        // subscribers): a record with more changes than the history holds would be trimmed
+        // whole at once, so its events are not built.
+        let changes = record
+            .ops
+            .iter()
+            .filter(|op| {
+                !matches!(
+                    op,
+                    LogOp::Prepare { .. }
+                        | LogOp::CommitPrepared { .. }
+                        | LogOp::CancelPrepared { .. }
+                )
+            })
+            .count();
+        let keep = self.config.history_limit > 0 && changes <= self.config.history_limit;
+        let mut history = keep.then(|| ReplayedChanges { revision, at });
         for op in record.into_owned().ops {
             match op {
                 LogOp::Put {
                     namespace,
                     path,
                     entry,
-                } => self.install_replayed(&namespace, &path, entry),
+                } => self.install_replayed(&namespace, &path, entry, false, history.as_mut()),
+                LogOp::Metadata {
+                    namespace,
+                    path,
+                    entry,
+                } => self.install_replayed(&namespace, &path, entry, true, history.as_mut()),
                 LogOp::Patch {
                     namespace, path, ..
                 } => {
                     if let Some(entry) = patched.next() {
-                        self.install_replayed(&namespace, &path, entry);
+                        self.install_replayed(&namespace, &path, entry, false, history.as_mut());
                     }
                 }
-                LogOp::Delete { namespace, path }
-                | LogOp::Expire { namespace, path }
-                | LogOp::Evict { namespace, path } => {
-                    self.remove_raw(&namespace, &path);
-                    self.last_removal = revision;
+                LogOp::Delete { namespace, path } => {
+                    self.remove_replayed(&namespace, &path, ChangeKind::Delete, history.as_mut());
+                }
+                LogOp::Expire { namespace, path } => {
+                    self.remove_replayed(&namespace, &path, ChangeKind::Expire, history.as_mut());
+                }
+                LogOp::Evict { namespace, path } => {
+                    self.remove_replayed(&namespace, &path, ChangeKind::Evict, history.as_mut());
                 }
                 op @ (LogOp::Prepare { .. }
                 | LogOp::CommitPrepared { .. }
@@ -245,8 +276,11 @@ impl Engine {
         }
         self.revision = revision;
         self.observe(at);
-        // Replay rebuilds state, not events: history starts at the recovered revision.
-        self.history.reset(revision, at);
+        if keep {
+            self.trim_history();
+        } else {
+            self.history.drop_through(revision);
+        }
         Ok(true)
     }
 
@@ -311,30 +345,95 @@ impl Engine {
     }
 
     /// Installs a replayed entry; the record was validated whole before any of it is applied.
-    fn install_replayed(&mut self, ns: &str, path: &str, entry: Entry) {
+    fn install_replayed(
+        &mut self,
+        ns: &str,
+        path: &str,
+        entry: Entry,
+        metadata_only: bool,
+        history: Option<&mut ReplayedChanges>,
+    ) {
         let new_expiry = entry.expires_at;
+        let new = history
+            .as_ref()
+            .map(|_| (entry.value.clone(), entry.version));
         let old = self.store_entry(ns, path, entry);
-        if let Some(t) = old.and_then(|o| o.expires_at) {
+        if let Some(t) = old.as_ref().and_then(|o| o.expires_at) {
             self.expiry.remove(&(t, ns.into(), path.into()));
         }
         if let Some(t) = new_expiry {
             self.expiry.insert((t, ns.into(), path.into()));
         }
+        if let (Some(h), Some((value, version))) = (history, new) {
+            let kind = match (&old, metadata_only) {
+                (_, true) => ChangeKind::Metadata,
+                (None, false) => ChangeKind::Create,
+                (Some(_), false) => ChangeKind::Update,
+            };
+            let event = h.event(ns, path, kind, version, old, Some(value));
+            self.history.record(event);
+        }
     }
 
-    fn remove_raw(&mut self, ns: &str, path: &str) {
-        let Some(keyspace) = self.namespaces.get_mut(ns) else {
+    fn remove_replayed(
+        &mut self,
+        ns: &str,
+        path: &str,
+        kind: ChangeKind,
+        history: Option<&mut ReplayedChanges>,
+    ) {
+        self.last_removal = self.revision + 1;
+        let Some(old) = self.remove_raw(ns, path) else {
             return;
         };
-        let Some(old) = keyspace.remove(path) else {
-            return;
-        };
+        if let Some(h) = history {
+            let event = h.event(ns, path, kind, 0, Some(old), None);
+            self.history.record(event);
+        }
+    }
+
+    fn remove_raw(&mut self, ns: &str, path: &str) -> Option<Entry> {
+        let keyspace = self.namespaces.get_mut(ns)?;
+        let old = keyspace.remove(path)?;
         if keyspace.is_empty() {
             self.namespaces.remove(ns);
         }
         self.account_remove(ns, path, &old);
         if let Some(t) = old.expires_at {
             self.expiry.remove(&(t, ns.into(), path.into()));
+        }
+        Some(old)
+    }
+}
+
+/// The record being replayed, for the change events it adds to the history.
+struct ReplayedChanges {
+    revision: u64,
+    at: Timestamp,
+}
+
+impl ReplayedChanges {
+    fn event(
+        &self,
+        ns: &str,
+        path: &str,
+        kind: ChangeKind,
+        version: u64,
+        old: Option<Entry>,
+        new: Option<crate::value::StoredValue>,
+    ) -> ChangeEvent {
+        let (old_version, old_mod_revision) =
+            old.as_ref().map_or((0, 0), |o| (o.version, o.mod_revision));
+        ChangeEvent {
+            revision: self.revision,
+            at: self.at,
+            key: join_key(ns, path),
+            kind,
+            version,
+            old: old.map(|o| o.value),
+            new,
+            old_version,
+            old_mod_revision,
         }
     }
 }
