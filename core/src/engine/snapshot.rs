@@ -240,7 +240,7 @@ impl Engine {
             })
             .count();
         let keep = self.config.history_limit > 0 && changes <= self.config.history_limit;
-        let mut history = keep.then(|| ReplayedChanges { revision, at });
+        let mut history = keep.then_some(ReplayedChanges { revision, at });
         for op in record.into_owned().ops {
             match op {
                 LogOp::Put {
