@@ -59,6 +59,19 @@ pub enum EngineError {
     PatchFailed { key: String, message: String },
     #[error("revision {requested} is in the future: the store is at revision {current}")]
     FutureRevision { requested: u64, current: u64 },
+    #[error("codec refused the write of {key}: {error}")]
+    Codec {
+        key: String,
+        error: crate::codec::CodecError,
+    },
+    #[error("{key} is owned by codec {expected}; the value names codec {actual}")]
+    CodecMismatch {
+        key: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("{key}: no codec named {codec} is registered (the registry is strict)")]
+    UnknownCodec { key: String, codec: String },
 }
 
 /// Why log records or a snapshot could not be decoded or applied.

@@ -15,6 +15,7 @@
 //! assert_eq!(record.revision, 1);
 //! ```
 
+pub mod codec;
 pub mod config;
 pub mod engine;
 pub mod entry;
@@ -30,6 +31,7 @@ pub mod storage;
 pub mod time;
 pub mod value;
 
+pub use codec::{CodecError, CodecOp, CodecRegistry, ValueCodec};
 pub use config::EngineConfig;
 pub use engine::{Engine, KeyPattern, KeyVersion, LoggedPatch, Patch, ValueAt};
 pub use entry::{Entry, Metadata, Record, Ttl};

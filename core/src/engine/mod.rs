@@ -25,6 +25,7 @@
 //! Same inputs give the same replies, the same log bytes and the same snapshot bytes: all
 //! iteration into outputs goes through ordered maps.
 
+mod codec;
 mod evict;
 mod history;
 mod patch;
@@ -79,6 +80,8 @@ pub struct Engine {
     history: history::History,
     /// Set for one oversized write; see `skip_history_if_oversized`.
     history_skipped: bool,
+    /// Codecs that check `Value::Custom` writes; not part of the state.
+    codecs: crate::codec::CodecRegistry,
 }
 
 /// The changes of one write, committed as one revision.
@@ -110,6 +113,7 @@ impl Engine {
             events: VecDeque::new(),
             history: history::History::default(),
             history_skipped: false,
+            codecs: Default::default(),
         })
     }
 

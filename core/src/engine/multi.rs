@@ -45,7 +45,11 @@ impl Engine {
         self.check_batch(items.len())?;
         let parsed = items
             .iter()
-            .map(|(k, v)| Ok((self.config.keys.parse(k.as_ref())?, self.encode(v)?)))
+            .map(|(k, v)| {
+                let key = self.config.keys.parse(k.as_ref())?;
+                self.check_codec(&key, v)?;
+                Ok((key, self.encode(v)?))
+            })
             .collect::<Result<Vec<_>, EngineError>>()?;
         let now = self.begin(now);
         let mut batch = self.batch(now);

@@ -54,6 +54,7 @@ impl Engine {
         opts: &PutOptions,
     ) -> Result<WriteResult, EngineError> {
         let key = self.config.keys.parse(key)?;
+        self.check_codec(&key, value)?;
         let stored = self.encode(value)?;
         if opts.ttl_ms == Some(0) {
             return Err(EngineError::InvalidTtl);
@@ -112,6 +113,7 @@ impl Engine {
     ) -> Result<WriteResult, EngineError> {
         let key = self.config.keys.parse(key)?;
         let expected = expected.map(|v| self.encode(v)).transpose()?;
+        self.check_codec(&key, new)?;
         let stored = self.encode(new)?;
         let now = self.begin(now);
         let old = self.current(&key);
