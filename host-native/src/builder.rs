@@ -22,6 +22,8 @@ pub struct StoreBuilder {
     pub(crate) sync_every: Option<Duration>,
     pub(crate) checkpoint_every: u64,
     pub(crate) fs: FsOptions,
+    pub(crate) codecs: Vec<(String, Arc<dyn statemesh_core::ValueCodec>)>,
+    pub(crate) strict_codecs: bool,
 }
 
 /// When a write on durable storage is acknowledged. Both modes run the same engine; only the
@@ -47,6 +49,8 @@ impl Default for StoreBuilder {
             sync_every: None,
             checkpoint_every: 100_000,
             fs: FsOptions::default(),
+            codecs: Vec::new(),
+            strict_codecs: false,
         }
     }
 }
