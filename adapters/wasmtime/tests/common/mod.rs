@@ -6,10 +6,20 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+/// `adapters/wasmtime`, whichever crate includes this file.
+pub fn adapter_dir() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if here.ends_with("adapters/wasmtime") {
+        here.to_path_buf()
+    } else {
+        here.join("../adapters/wasmtime")
+    }
+}
+
 /// The WAT corpus (`tests/corpus/*.wat`) compiled to wasm, by file stem, plus `garbage` (bytes
 /// that are not a module).
 pub fn corpus() -> Vec<(String, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+    let dir = adapter_dir().join("tests/corpus");
     let mut out = vec![("garbage".to_string(), b"\0asm\x01\0\0\0garbage!".to_vec())];
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -36,8 +46,8 @@ pub fn corpus_module(name: &str) -> Vec<u8> {
 
 /// Path of a guest plugin (`geo_point`, `hostile`). Under tests/run, `STATEMESH_GUEST_DIR` points
 /// at the release build it made; otherwise the guest workspace is built here (once per process)
-/// into `<target>/guest`. `None`, with a loud message, only when that build is impossible (no
-/// wasm32 target) outside tests/run.
+/// into `<target>/guest`. If that build fails (no wasm32 target), the test fails, unless
+/// `STATEMESH_SKIP_GUEST_TESTS=1` asks to skip it (`None`, with a message on stderr).
 pub fn guest(name: &str) -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("STATEMESH_GUEST_DIR") {
         let path = PathBuf::from(dir).join(format!("{name}.wasm"));
@@ -57,7 +67,7 @@ fn build_guests() -> Option<PathBuf> {
     // <target>/debug/deps/<test binary> -> <target>; a separate target dir avoids cargo's lock.
     let exe = std::env::current_exe().unwrap();
     let target = exe.ancestors().nth(3).unwrap().join("guest");
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("guest/Cargo.toml");
+    let manifest = adapter_dir().join("guest/Cargo.toml");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .args([
@@ -78,13 +88,17 @@ fn build_guests() -> Option<PathBuf> {
     match status {
         Ok(s) if s.success() => Some(target.join("wasm32-unknown-unknown/release")),
         other => {
-            eprintln!(
-                "\n!!!!!!!! SKIPPING guest-plugin tests: building {} for wasm32-unknown-unknown \
-                 failed ({other:?}); run `rustup target add wasm32-unknown-unknown` or tests/run \
-                 !!!!!!!!\n",
+            let message = format!(
+                "building the guest plugins ({}) for wasm32-unknown-unknown failed ({other:?}); \
+                 run `rustup target add wasm32-unknown-unknown`, or set \
+                 STATEMESH_SKIP_GUEST_TESTS=1 to skip the tests that need them",
                 manifest.display()
             );
-            None
+            if std::env::var_os("STATEMESH_SKIP_GUEST_TESTS").is_some() {
+                eprintln!("\n!!!!!!!! SKIPPING guest-plugin tests: {message}\n");
+                return None;
+            }
+            panic!("{message}");
         }
     }
 }
