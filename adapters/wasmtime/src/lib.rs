@@ -308,11 +308,10 @@ impl WasmCodec {
             });
         };
         let result = live.call(&self.name, op, input, self.limits);
-        if let Err(e) = &result {
-            if !matches!(e, CodecError::Unsupported { .. }) {
-                // The instance may be half-way through anything: start afresh next time.
-                *slot = None;
-            }
+        // After a sandbox failure the instance may be half-way through anything: start afresh
+        // next time. (A refusal is a status byte, not an error here, and keeps the instance.)
+        if matches!(&result, Err(e) if !matches!(e, CodecError::Unsupported { .. })) {
+            *slot = None;
         }
         result
     }
@@ -569,7 +568,7 @@ impl Live {
                 codec: codec.into(),
                 op,
             })?,
-            CodecOp::Describe | _ => {
+            _ => {
                 return Err(CodecError::Unsupported {
                     codec: codec.into(),
                     op,

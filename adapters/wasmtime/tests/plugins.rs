@@ -25,6 +25,9 @@ fn custom(codec: &str, data: &[u8]) -> Value {
     }
 }
 
+/// What a failing call must return.
+type Expect = fn(&CodecError) -> bool;
+
 const NOW: Timestamp = Timestamp::from_millis(1_000);
 
 /// An engine with a healthy key and the plugin owning `p:**`.
@@ -115,7 +118,7 @@ fn rust_hostile_plugin_is_contained() {
     let codec = Arc::new(host().load_file(&path, limits).unwrap());
     let mut e = engine_with(codec.clone());
     e.put(NOW, "p:good", &custom("hostile", b"fine")).unwrap();
-    let cases: [(&[u8], fn(&CodecError) -> bool); 6] = [
+    let cases: [(&[u8], Expect); 6] = [
         (b"loop", |e| {
             matches!(
                 e,
@@ -173,7 +176,7 @@ fn every_hostile_wat_plugin_fails_clearly_and_the_engine_keeps_working() {
         .fuel(1_000_000)
         .memory_bytes(4 << 20)
         .output_bytes(64 << 10);
-    let cases: [(&str, fn(&CodecError) -> bool); 6] = [
+    let cases: [(&str, Expect); 6] = [
         ("loop", |e| {
             matches!(
                 e,
