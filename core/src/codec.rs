@@ -223,9 +223,15 @@ impl CodecRegistry {
     /// The codec whose pattern first matches `key` (written form `namespace:path`), in
     /// registration order.
     pub fn for_key(&self, key: &str) -> Option<&Arc<dyn ValueCodec>> {
+        let (ns, path) = crate::key::split_namespace(key);
+        self.for_parts(ns, path)
+    }
+
+    /// [`for_key`](Self::for_key) for a key given as namespace and path.
+    pub fn for_parts(&self, namespace: &str, path: &str) -> Option<&Arc<dyn ValueCodec>> {
         self.rules
             .iter()
-            .find(|(_, p, _)| p.matches(key))
+            .find(|(_, p, _)| p.matches_parts(namespace, path))
             .map(|(_, _, c)| c)
     }
 

@@ -84,6 +84,7 @@ fn main() {
         });
         println!("{name:<58} {ns:>12.0}");
     }
+    raw_wasmtime_rows(iters, &value);
     let ns = median_ns(iters, |_| {
         black_box(JsonCodec.decode(black_box(&json_value)).unwrap());
     });
@@ -143,4 +144,53 @@ fn main() {
         });
         println!("{name:<58} {ns:>12.0}");
     }
+}
+
+/// The floor under the host: the same echo module driven with plain wasmtime calls (fuel on, no
+/// mutex, no checks, no error mapping).
+fn raw_wasmtime_rows(iters: u64, value: &[u8]) {
+    use wasmtime::{Config, Engine as WasmEngine, Instance, Module, Store};
+    let mut config = Config::new();
+    config.consume_fuel(true);
+    let engine = WasmEngine::new(&config).unwrap();
+    let module = Module::new(&engine, common::corpus_module("echo")).unwrap();
+    let mut store = Store::new(&engine, ());
+    store.set_fuel(u64::MAX).unwrap();
+    let instance = Instance::new(&mut store, &module, &[]).unwrap();
+    let memory = instance.get_memory(&mut store, "memory").unwrap();
+    let version = instance
+        .get_typed_func::<(), i32>(&mut store, "statemesh_abi_version")
+        .unwrap();
+    let alloc = instance
+        .get_typed_func::<i32, i32>(&mut store, "statemesh_alloc")
+        .unwrap();
+    let dealloc = instance
+        .get_typed_func::<(i32, i32), ()>(&mut store, "statemesh_dealloc")
+        .unwrap();
+    let encode = instance
+        .get_typed_func::<(i32, i32), i64>(&mut store, "statemesh_encode")
+        .unwrap();
+    let ns = median_ns(iters, |_| {
+        black_box(version.call(&mut store, ()).unwrap());
+    });
+    println!(
+        "{:<58} {ns:>12.0}",
+        "raw wasmtime: one typed call (no work)"
+    );
+    let ns = median_ns(iters, |_| {
+        let mut data = value.to_vec();
+        for _ in 0..2 {
+            let ptr = alloc.call(&mut store, data.len() as i32).unwrap();
+            memory.write(&mut store, ptr as usize, &data).unwrap();
+            let packed = encode.call(&mut store, (ptr, data.len() as i32)).unwrap() as u64;
+            let (p, l) = ((packed >> 32) as usize, (packed & 0xffff_ffff) as usize);
+            data = memory.data(&store)[p + 1..p + l].to_vec();
+            dealloc.call(&mut store, (p as i32, l as i32)).unwrap();
+        }
+        black_box(data);
+    });
+    println!(
+        "{:<58} {ns:>12.0}",
+        "raw wasmtime: the same 6 calls + copies, no checks"
+    );
 }

@@ -191,6 +191,7 @@ export class Plugin {
     this.name = "plugin";
     this.descriptor = null;
     this._exports = null;
+    this._bytes = null;
     this._sizeBefore = 0;
   }
 
@@ -210,6 +211,14 @@ export class Plugin {
       }
     }
     this._exports = ex;
+    this._bytes = null;
+  }
+
+  /** A byte view of the memory, rebuilt when growth replaced the buffer. */
+  _view() {
+    const buffer = this._exports.memory.buffer;
+    if (this._bytes === null || this._bytes.buffer !== buffer) this._bytes = new Uint8Array(buffer);
+    return this._bytes;
   }
 
   get hasLiveInstance() {
@@ -224,20 +233,20 @@ export class Plugin {
   _result(op, packed) {
     if (typeof packed !== "bigint") throw this._fail("bad_output", op, "result is not an i64");
     if (packed === 0n) return [STATUS_OK, new Uint8Array(0)];
-    const u = BigInt.asUintN(64, packed);
-    const ptr = Number(u >> 32n);
-    const len = Number(u & 0xffffffffn);
+    const len = Number(BigInt.asUintN(32, packed));
+    const ptr = Number(BigInt.asUintN(32, packed >> 32n));
     if (Math.max(len - 1, 0) > this.limits.outputBytes) {
       throw this._fail("output_too_large", op, `returned ${len - 1} bytes; the output cap is ${this.limits.outputBytes}`);
     }
     if (len === 0) throw this._fail("bad_output", op, "result has length 0 (a result needs a status byte)");
-    const memory = this._exports.memory.buffer;
-    if (ptr + len > memory.byteLength) {
-      throw this._fail("bad_output", op, `result 0x${ptr.toString(16)}+${len} lies outside its ${memory.byteLength} bytes of memory`);
+    const view = this._view();
+    if (ptr + len > view.length) {
+      throw this._fail("bad_output", op, `result 0x${ptr.toString(16)}+${len} lies outside its ${view.length} bytes of memory`);
     }
-    const bytes = new Uint8Array(memory, ptr, len).slice();
+    const status = view[ptr];
+    const payload = view.slice(ptr + 1, ptr + len);
     this._exports.statemesh_dealloc(ptr, len);
-    return [bytes[0], bytes.subarray(1)];
+    return [status, payload];
   }
 
   _call(op, exportName, input) {
@@ -254,17 +263,17 @@ export class Plugin {
     }
     const f = this._exports[exportName];
     if (f === undefined) throw this._fail("unsupported", op, "not exported");
-    this._sizeBefore = this._exports.memory.buffer.byteLength;
+    this._sizeBefore = this._view().length;
     try {
       let ptr = 0;
       if (input.length > 0) {
         ptr = this._exports.statemesh_alloc(input.length) >>> 0;
-        const memory = this._exports.memory.buffer;
+        const view = this._view();
         if (ptr === 0) throw this._memoryOr("bad_output", op, `statemesh_alloc returned 0 for ${input.length} bytes`);
-        if (ptr + input.length > memory.byteLength) {
+        if (ptr + input.length > view.length) {
           throw this._fail("bad_output", op, `statemesh_alloc returned 0x${ptr.toString(16)}, outside its memory`);
         }
-        new Uint8Array(memory, ptr, input.length).set(input);
+        view.set(input, ptr);
       }
       const [status, payload] = this._result(op, f(ptr, input.length));
       if (status === STATUS_OK) return payload;

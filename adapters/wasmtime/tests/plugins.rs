@@ -325,3 +325,19 @@ fn one_codec_is_shared_between_threads() {
         t.join().unwrap();
     }
 }
+
+#[test]
+fn default_fuel_ends_a_loop_quickly() {
+    let codec = load("loop", PluginLimits::default());
+    let started = std::time::Instant::now();
+    assert!(matches!(
+        codec.encode(b"x"),
+        Err(CodecError::OutOfFuel {
+            fuel: 10_000_000,
+            ..
+        })
+    ));
+    let took = started.elapsed();
+    eprintln!("a loop at the default fuel ran for {took:?}");
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+}

@@ -51,11 +51,10 @@ impl Engine {
         if self.codecs.is_empty() && !self.codecs.is_strict() {
             return Ok(());
         }
-        let key_string = key.to_key_string();
-        let codec = match self.codecs.for_key(&key_string) {
+        let codec = match self.codecs.for_parts(&key.namespace, &key.path) {
             Some(owner) if owner.name() != name => {
                 return Err(EngineError::CodecMismatch {
-                    key: key_string,
+                    key: key.to_key_string(),
                     expected: owner.name().to_owned(),
                     actual: name.clone(),
                 });
@@ -65,7 +64,7 @@ impl Engine {
                 Some(codec) => codec,
                 None if self.codecs.is_strict() => {
                     return Err(EngineError::UnknownCodec {
-                        key: key_string,
+                        key: key.to_key_string(),
                         codec: name.clone(),
                     });
                 }
@@ -73,7 +72,7 @@ impl Engine {
             },
         };
         codec.validate(data).map_err(|error| EngineError::Codec {
-            key: key_string,
+            key: key.to_key_string(),
             error,
         })
     }

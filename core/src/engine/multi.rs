@@ -26,6 +26,11 @@ impl KeyPattern {
     /// True when `key` (`namespace:path`, as stored) matches.
     pub fn matches(&self, key: &str) -> bool {
         let (ns, path) = split_namespace(key);
+        self.matches_parts(ns, path)
+    }
+
+    /// True when the key with this namespace and path matches.
+    pub fn matches_parts(&self, ns: &str, path: &str) -> bool {
         let ns_ok = match &self.namespace {
             Ok(literal) => literal == ns,
             Err(glob) => glob.matches(ns),
