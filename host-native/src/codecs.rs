@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use statemesh_core::codec::{CodecError, CodecOp, ValueCodec};
+use statemesh_core::codec::{CodecError, ValueCodec};
 use statemesh_core::value::JsonValue;
 use statemesh_core::{Engine, EngineError, Value, WriteResult};
 
@@ -64,15 +64,10 @@ impl Store {
     }
 
     fn owner(&self, key: &str) -> Result<Arc<dyn ValueCodec>> {
-        self.codec_for_key(key)?.ok_or_else(|| {
-            codec_error(
-                key,
-                CodecError::Unsupported {
-                    codec: "(none)".into(),
-                    op: CodecOp::Encode,
-                },
-            )
-        })
+        self.codec_for_key(key)?
+            .ok_or_else(|| crate::Error::NoCodec {
+                key: key.to_owned(),
+            })
     }
 
     fn named_codec<'v>(&self, value: &'v Value) -> Result<(Arc<dyn ValueCodec>, &'v [u8])> {

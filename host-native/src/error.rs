@@ -28,6 +28,9 @@ pub enum Error {
     /// The store was opened outside a tokio runtime, which its expiry timer needs.
     #[error("a store must be opened inside a tokio runtime")]
     NoRuntime,
+    /// `encode_custom` / `put_custom` on a key that no registered codec pattern owns.
+    #[error("no codec owns {key}; register one for its pattern with StoreBuilder::codec")]
+    NoCodec { key: String },
 }
 
 /// `Result` with the store's [`Error`].

@@ -90,7 +90,10 @@ async fn built_in_codecs_encode_validate_and_render() {
         store.put("docs:b", custom("msgpack", &[0x90])).await,
         Err(Error::Engine(EngineError::CodecMismatch { .. }))
     ));
-    assert!(store.put_custom("nocodec:a", b"{}").await.is_err());
+    assert!(matches!(
+        store.put_custom("nocodec:a", b"{}").await,
+        Err(Error::NoCodec { key }) if key == "nocodec:a"
+    ));
     assert_eq!(store.revision(), rev);
     assert!(store.codec("turn").unwrap().is_some());
     assert!(store.codec_for_key("docs:x.y").unwrap().is_some());
