@@ -94,6 +94,19 @@ pub enum EngineError {
          cancelled, then prepare again"
     )]
     WouldWait { key: String, txn: TxnId },
+    #[error("codec refused the write of {key}: {error}")]
+    Codec {
+        key: String,
+        error: crate::codec::CodecError,
+    },
+    #[error("{key} is owned by codec {expected}; the value names codec {actual}")]
+    CodecMismatch {
+        key: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("{key}: no codec named {codec} is registered (the registry is strict)")]
+    UnknownCodec { key: String, codec: String },
 }
 
 /// Why log records or a snapshot could not be decoded or applied.

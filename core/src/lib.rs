@@ -15,6 +15,7 @@
 //! assert_eq!(record.revision, 1);
 //! ```
 
+pub mod codec;
 pub mod config;
 pub mod engine;
 pub mod entry;
@@ -31,6 +32,7 @@ pub mod time;
 pub mod txn;
 pub mod value;
 
+pub use codec::{CodecError, CodecOp, CodecRegistry, ValueCodec};
 pub use config::EngineConfig;
 pub use engine::{
     Engine, KeyPattern, KeyVersion, LoggedPatch, Patch, SNAPSHOT_FORMAT_V1, SNAPSHOT_FORMAT_V2,

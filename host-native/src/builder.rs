@@ -23,6 +23,8 @@ pub struct StoreBuilder {
     pub(crate) checkpoint_every: u64,
     pub(crate) checkpoint_bytes: u64,
     pub(crate) fs: FsOptions,
+    pub(crate) codecs: Vec<(String, Arc<dyn statemesh_core::ValueCodec>)>,
+    pub(crate) strict_codecs: bool,
 }
 
 /// When a write on durable storage is acknowledged. Both modes run the same engine; only the
@@ -49,6 +51,8 @@ impl Default for StoreBuilder {
             checkpoint_every: 100_000,
             checkpoint_bytes: 64 << 20,
             fs: FsOptions::default(),
+            codecs: Vec::new(),
+            strict_codecs: false,
         }
     }
 }

@@ -39,6 +39,9 @@ pub enum Error {
         key: String,
         holder: TxnId,
     },
+    /// `encode_custom` / `put_custom` on a key that no registered codec pattern owns.
+    #[error("no codec owns {key}; register one for its pattern with StoreBuilder::codec")]
+    NoCodec { key: String },
 }
 
 /// `Result` with the store's [`Error`].

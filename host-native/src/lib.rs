@@ -18,6 +18,7 @@
 
 mod builder;
 mod clock;
+mod codecs;
 mod committer;
 mod error;
 mod feed;
@@ -39,10 +40,10 @@ pub use txn::Transaction;
 
 pub use statemesh_core as core;
 pub use statemesh_core::{
-    ChangeEvent, ChangeKind, Cursor, EngineConfig, EngineError, Format, JsonEncoding, KeyPattern,
-    KeyVersion, LogBytes, MemoryStorage, Metadata, Patch, PutOptions, Record, Recovered, ScanPage,
-    Storage, StorageError, StoredValue, Timestamp, Ttl, Value, ValueAt, ValueKind, WriteOp,
-    WriteResult,
+    ChangeEvent, ChangeKind, CodecError, CodecRegistry, Cursor, EngineConfig, EngineError, Format,
+    JsonEncoding, KeyPattern, KeyVersion, LogBytes, MemoryStorage, Metadata, Patch, PutOptions,
+    Record, Recovered, ScanPage, Storage, StorageError, StoredValue, Timestamp, Ttl, Value,
+    ValueAt, ValueCodec, ValueKind, WriteOp, WriteResult,
 };
 pub use statemesh_core::{
     Compare, CompareOp, CompareTarget, Isolation, PreparedTxn, Txn, TxnId, TxnOp, TxnOpResult,

@@ -210,6 +210,7 @@ impl Store {
         repairs: Vec<String>,
     ) -> Result<Store> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        crate::codecs::install(&builder, &mut engine)?;
         // Log records are captured only when there is storage to receive them; events only while
         // someone listens.
         engine.set_capture_log(committer.is_some());

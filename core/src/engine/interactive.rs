@@ -218,12 +218,16 @@ impl Engine {
         put: Option<(&Value, Option<u64>)>,
     ) -> Result<(), EngineError> {
         self.txn_clock(now);
-        let joined = self.config.keys.parse(key)?.to_key_string();
+        let parsed = self.config.keys.parse(key)?;
+        let joined = parsed.to_key_string();
         let write = match put {
-            Some((value, ttl_ms)) => BufferedWrite::Put {
-                value: self.encode(value)?,
-                ttl_ms,
-            },
+            Some((value, ttl_ms)) => {
+                self.check_codec(&parsed, value)?;
+                BufferedWrite::Put {
+                    value: self.encode(value)?,
+                    ttl_ms,
+                }
+            }
             None => BufferedWrite::Delete,
         };
         self.open_txn(id)?;

@@ -25,6 +25,7 @@
 //! Same inputs give the same replies, the same log bytes and the same snapshot bytes: all
 //! iteration into outputs goes through ordered maps.
 
+mod codec;
 mod evict;
 mod history;
 mod interactive;
@@ -86,6 +87,8 @@ pub struct Engine {
     txns: interactive::OpenTxns,
     /// Prepared (two-phase commit) transactions and their key locks.
     pending: prepared::Pending,
+    /// Codecs that check `Value::Custom` writes; not part of the state.
+    codecs: crate::codec::CodecRegistry,
 }
 
 /// The changes of one write, committed as one revision.
@@ -122,6 +125,7 @@ impl Engine {
             history_skipped: false,
             txns: Default::default(),
             pending: Default::default(),
+            codecs: Default::default(),
         })
     }
 

@@ -26,6 +26,11 @@ impl KeyPattern {
     /// True when `key` (`namespace:path`, as stored) matches.
     pub fn matches(&self, key: &str) -> bool {
         let (ns, path) = split_namespace(key);
+        self.matches_parts(ns, path)
+    }
+
+    /// True when the key with this namespace and path matches.
+    pub fn matches_parts(&self, ns: &str, path: &str) -> bool {
         let ns_ok = match &self.namespace {
             Ok(literal) => literal == ns,
             Err(glob) => glob.matches(ns),
@@ -45,7 +50,11 @@ impl Engine {
         self.check_batch(items.len())?;
         let parsed = items
             .iter()
-            .map(|(k, v)| Ok((self.config.keys.parse(k.as_ref())?, self.encode(v)?)))
+            .map(|(k, v)| {
+                let key = self.config.keys.parse(k.as_ref())?;
+                self.check_codec(&key, v)?;
+                Ok((key, self.encode(v)?))
+            })
             .collect::<Result<Vec<_>, EngineError>>()?;
         for (key, _) in &parsed {
             self.check_unlocked(key)?;

@@ -127,8 +127,10 @@ impl Engine {
                         if *ttl_ms == Some(0) {
                             return Err(EngineError::InvalidTtl);
                         }
+                        let key = self.config.keys.parse(key)?;
+                        self.check_codec(&key, value)?;
                         Checked::Put {
-                            key: self.config.keys.parse(key)?,
+                            key,
                             value: self.encode(value)?,
                             ttl_ms: *ttl_ms,
                         }

@@ -55,6 +55,7 @@ impl Engine {
     ) -> Result<WriteResult, EngineError> {
         let key = self.config.keys.parse(key)?;
         self.check_unlocked(&key)?;
+        self.check_codec(&key, value)?;
         let stored = self.encode(value)?;
         if opts.ttl_ms == Some(0) {
             return Err(EngineError::InvalidTtl);
@@ -115,6 +116,7 @@ impl Engine {
         let key = self.config.keys.parse(key)?;
         self.check_unlocked(&key)?;
         let expected = expected.map(|v| self.encode(v)).transpose()?;
+        self.check_codec(&key, new)?;
         let stored = self.encode(new)?;
         let now = self.begin(now);
         let old = self.current(&key);
