@@ -30,6 +30,9 @@
 // helper functions of an integration test.)
 #![allow(clippy::unwrap_used)]
 
+mod common;
+use common::cases;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -105,20 +108,6 @@ fn setup() -> impl Strategy<Value = Setup> {
 
 fn ts(millis: u64) -> Timestamp {
     Timestamp::from_millis(millis)
-}
-
-/// `PROPTEST_CASES` when set (a long run), `default` otherwise.
-fn cases(default: u32) -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default);
-    ProptestConfig {
-        cases,
-        // Regression files would land beside this file; reproductions live in the tests below.
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
 }
 
 type UserMeta = Map<String, Json>;

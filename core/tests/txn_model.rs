@@ -22,6 +22,9 @@
 //! exactly the initial ones plus every committed transfer, once (no lost update).
 #![allow(clippy::unwrap_used)]
 
+mod common;
+use common::cases;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
@@ -34,18 +37,6 @@ const NOW: Timestamp = Timestamp(1_000);
 const KEYS: [&str; 4] = ["m:a", "m:b", "m:c", "m:d"];
 const SLOTS: usize = 3;
 const TIMEOUT_MS: u64 = 3_600_000;
-
-fn cases(default: u32) -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
 
 #[derive(Debug, Clone)]
 enum Step {
