@@ -1275,7 +1275,18 @@ impl Model {
     }
 
     /// Installs a new value for one key (Create or Update) and commits it.
-    fn write_one(&mut self, mut batch: Batch, key: &ModelKey, entry: ModelEntry) -> WriteResult {
+    fn write_one(&mut self, batch: Batch, key: &ModelKey, entry: ModelEntry) -> WriteResult {
+        self.write_one_logged_as(batch, key, entry, None)
+    }
+
+    /// `write_one`, with the log op replaced by `logged` when given (a patch logged as itself).
+    fn write_one_logged_as(
+        &mut self,
+        mut batch: Batch,
+        key: &ModelKey,
+        entry: ModelEntry,
+        logged: Option<OpView>,
+    ) -> WriteResult {
         let version = entry.version;
         let (op, kind) = if version == 1 {
             (WriteOp::Create, ChangeKind::Create)
@@ -1283,6 +1294,9 @@ impl Model {
             (WriteOp::Update, ChangeKind::Update)
         };
         self.install(&mut batch, key, entry, kind);
+        if let (Some(logged), Some(last)) = (logged, batch.ops.last_mut()) {
+            *last = logged;
+        }
         self.single(batch, op, version)
     }
 
@@ -1471,30 +1485,16 @@ impl Model {
         let value = Value::Json(merge(doc, patch));
         let stored = self.encode(&value)?;
         let expires_at = old.as_ref().and_then(|e| e.expires_at);
-        let mut batch = self.batch();
+        let batch = self.batch();
         let entry = self.next_entry(&batch, old.as_ref(), value, stored, expires_at);
-        let version = entry.version;
-        let text = patch.to_string();
-        let (op, kind) = if version == 1 {
-            (WriteOp::Create, ChangeKind::Create)
-        } else {
-            (WriteOp::Update, ChangeKind::Update)
-        };
         // The log carries the patch instead of the value when the patch is smaller.
-        let logged_as_patch = text.len() < entry.stored.len();
-        let checksum = checksum(entry.stored.as_bytes());
-        self.install(&mut batch, &k, entry, kind);
-        if logged_as_patch {
-            let key = join(&k);
-            if let Some(last) = batch.ops.last_mut() {
-                *last = OpView::MergePatch {
-                    key,
-                    text,
-                    checksum,
-                };
-            }
-        }
-        Ok(self.single(batch, op, version))
+        let text = patch.to_string();
+        let logged = (text.len() < entry.stored.len()).then(|| OpView::MergePatch {
+            key: join(&k),
+            checksum: checksum(entry.stored.as_bytes()),
+            text,
+        });
+        Ok(self.write_one_logged_as(batch, &k, entry, logged))
     }
 
     fn multi_put(

@@ -554,6 +554,13 @@ async fn recovery_breakdown(dir: &Path, n: usize) -> Result<RecoveryParts> {
     Ok(parts)
 }
 
+/// One line per step: its time and its share of `whole`.
+fn print_steps(steps: &[(&str, Duration)], whole: Duration) {
+    for (step, took) in steps {
+        println!("    {step:<50}{}", share(*took, whole));
+    }
+}
+
 fn share(part: Duration, whole: Duration) -> String {
     format!(
         "{:>9.1} ms  {:>5.1}%",
@@ -822,17 +829,16 @@ fn main() -> Result<()> {
             ms(whole),
             ms(log_rec)
         );
-        println!(
-            "    FsStorage open+load (read, CRC, copy, tail fsync) {}",
-            share(log.load, whole)
-        );
-        println!(
-            "    LogRecord::decode (postcard)                      {}",
-            share(log.decode, whole)
-        );
-        println!(
-            "    Engine::replay (key check, checksum, install)     {}",
-            share(log.replay, whole)
+        print_steps(
+            &[
+                (
+                    "FsStorage open+load (read, CRC, copy, tail fsync)",
+                    log.load,
+                ),
+                ("LogRecord::decode (postcard)", log.decode),
+                ("Engine::replay (key check, checksum, install)", log.replay),
+            ],
+            whole,
         );
         let whole = ckpt.load + ckpt.snapshot_restore + ckpt.decode + ckpt.replay;
         println!(
@@ -843,17 +849,19 @@ fn main() -> Result<()> {
             ms(whole),
             ms(ckpt_rec)
         );
-        println!(
-            "    FsStorage open+load (read, CRC, copy, tail fsync) {}",
-            share(ckpt.load, whole)
-        );
-        println!(
-            "    Engine::restore (decode + install every entry)    {}",
-            share(ckpt.snapshot_restore, whole)
-        );
-        println!(
-            "    log decode + replay                               {}",
-            share(ckpt.decode + ckpt.replay, whole)
+        print_steps(
+            &[
+                (
+                    "FsStorage open+load (read, CRC, copy, tail fsync)",
+                    ckpt.load,
+                ),
+                (
+                    "Engine::restore (decode + install every entry)",
+                    ckpt.snapshot_restore,
+                ),
+                ("log decode + replay", ckpt.decode + ckpt.replay),
+            ],
+            whole,
         );
 
         let dir = root.dir("store-bulk-breakdown")?;
@@ -869,25 +877,18 @@ fn main() -> Result<()> {
             ms(whole),
             common::thousands(rate(n, whole).round() as u64)
         );
-        println!(
-            "    build items (Value::from, 100-byte copy)          {}",
-            share(parts.build, whole)
-        );
-        println!(
-            "    Engine::multi_put (parse, encode value, install)  {}",
-            share(parts.apply, whole)
-        );
-        println!(
-            "    poll_log + LogRecord::encode (postcard)           {}",
-            share(parts.encode, whole)
-        );
-        println!(
-            "    FsStorage::append (frame, CRC, write(2))          {}",
-            share(parts.append, whole)
-        );
-        println!(
-            "    fsync (fdatasync per batch)                       {}",
-            share(parts.fsync, whole)
+        print_steps(
+            &[
+                ("build items (Value::from, 100-byte copy)", parts.build),
+                (
+                    "Engine::multi_put (parse, encode value, install)",
+                    parts.apply,
+                ),
+                ("poll_log + LogRecord::encode (postcard)", parts.encode),
+                ("FsStorage::append (frame, CRC, write(2))", parts.append),
+                ("fsync (fdatasync per batch)", parts.fsync),
+            ],
+            whole,
         );
     }
 
