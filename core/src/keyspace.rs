@@ -7,11 +7,12 @@
 //!
 //! The ordered index is a B-tree plus a sorted *tail*: a key greater than every key held is
 //! pushed onto the tail instead of inserted into the tree. Keys that arrive in order (message
-//! ids, timestamps, sequence numbers, a sorted import, the replay of one) then cost a push
-//! instead of a B-tree descent with dozens of key comparisons, which dominated bulk loads and
-//! log replay. The tail is folded into the tree before it outgrows it (by a linear merge when
-//! it is large, by inserts when it is small), so every key is folded once and scans merge two
-//! sorted sequences.
+//! ids, timestamps, sequence numbers, a sorted import, the replay of one, a snapshot restore)
+//! then cost a push instead of a B-tree descent with dozens of key comparisons, which dominated
+//! bulk loads and log replay. The tail is never folded for size: scans merge two sorted
+//! sequences either way, and folding a million-key tail cost a tenth of a bulk load. It is folded
+//! into the tree only when a removal hits its middle (shifting a long `Vec` per removal would be
+//! quadratic), so every key is folded at most once per removal burst.
 
 use std::collections::BTreeSet;
 use std::iter::Peekable;
@@ -21,9 +22,6 @@ use compact_str::CompactString;
 use hashbrown::HashMap;
 
 use crate::entry::Entry;
-
-/// Tails shorter than this are never folded for size.
-const MIN_FOLD: usize = 4096;
 
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Keyspace {
@@ -44,15 +42,29 @@ impl Keyspace {
     }
 
     /// A keyspace from entries in strictly increasing path order (as snapshots hold them): the
-    /// ordered index is bulk-built in one pass instead of by one insert per key.
+    /// keys become the tail as they are, with no tree to build.
     pub(crate) fn from_sorted(items: Vec<(CompactString, Entry)>) -> Keyspace {
-        let tree: BTreeSet<CompactString> = items.iter().map(|(p, _)| p.clone()).collect();
+        let tail: Vec<CompactString> = items.iter().map(|(p, _)| p.clone()).collect();
         let mut map = HashMap::with_capacity(items.len());
         map.extend(items);
         Keyspace {
             map,
-            tree,
-            tail: Vec::new(),
+            tree: BTreeSet::new(),
+            tail,
+        }
+    }
+
+    /// Room for `additional` more keys without growing the hash table, whose growth (rehashing
+    /// every entry into fresh, page-faulting memory) was a fifth of a bulk load.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        self.map.reserve(additional);
+    }
+
+    /// Gives back hash-table capacity far beyond the keys held (after an over-estimated
+    /// [`Keyspace::reserve`]).
+    pub(crate) fn shrink_if_sparse(&mut self) {
+        if self.map.capacity() > 4 * self.map.len().max(1024) {
+            self.map.shrink_to_fit();
         }
     }
 
@@ -73,9 +85,6 @@ impl Keyspace {
         let greatest = self.tail.last().or_else(|| self.tree.last());
         if greatest.is_none_or(|g| key > *g) {
             self.tail.push(key);
-            if self.tail.len() >= MIN_FOLD && self.tail.len() > self.tree.len() {
-                self.fold_tail();
-            }
         } else {
             self.tree.insert(key);
         }
@@ -222,7 +231,7 @@ mod tests {
 
     proptest! {
         // The keyspace's order agrees with a BTreeMap through inserts in and out of order,
-        // removals from the tree, the tail's end and its middle, and folds.
+        // removals from the tree, the tail's end and its middle (which folds the tail).
         #[test]
         fn ordered_index_agrees_with_a_btreemap(
             ops in proptest::collection::vec(op(), 1..400),
@@ -230,7 +239,8 @@ mod tests {
         ) {
             let mut ks = Keyspace::default();
             let mut model: BTreeMap<String, ()> = BTreeMap::new();
-            // A long ascending run first, so that tails fold by merge and by inserts.
+            // A long ascending run first, so that removals fold a long tail (by merge) as well
+            // as short ones (by inserts).
             for n in 0..ascending {
                 let k = format!("a{n:05}");
                 ks.insert(&k, entry());

@@ -96,6 +96,20 @@ impl LogRecord {
         Ok(out)
     }
 
+    /// How many ops an encoded record holds, read from its head without decoding the rest, so
+    /// a host can size the keyspace before it replays a log. `None` when the head is not a
+    /// record's.
+    pub fn peek_op_count(bytes: &[u8]) -> Option<usize> {
+        let (&version, body) = bytes.split_first()?;
+        if version != LOG_FORMAT_V1 {
+            return None;
+        }
+        // The head as postcard writes it: revision, at, then the ops' length prefix.
+        let ((_revision, _at, count), _) =
+            postcard::take_from_bytes::<(u64, Timestamp, usize)>(body).ok()?;
+        Some(count)
+    }
+
     /// Decodes one record; the input must hold exactly one.
     pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
         let (&version, body) = bytes.split_first().ok_or(FormatError::Empty)?;

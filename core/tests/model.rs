@@ -2182,16 +2182,27 @@ proptest! {
         }
         let clock = h.engine.clock();
         let last = h.engine.snapshot().unwrap();
+        // Sized as a host sizes a recovery (peeked op counts, then shrunk): hints change nothing.
+        let ops = |log: &[Vec<u8>]| -> Option<usize> {
+            log.iter().map(|b| LogRecord::peek_op_count(b)).sum()
+        };
         let mut fresh = Engine::new(config.clone()).unwrap();
+        let peeked = ops(&h.log);
+        let decoded: usize = h.log.iter().map(|b| LogRecord::decode(b).unwrap().ops.len()).sum();
+        prop_assert_eq!(peeked, Some(decoded), "peeked op counts");
+        fresh.reserve(None, decoded);
         for bytes in &h.log {
             prop_assert!(fresh.replay_bytes(bytes).unwrap());
         }
+        fresh.shrink_to_fit();
         prop_assert_eq!(snapshot_at(&fresh, clock)?, last.clone());
         for (snapshot, position) in &checkpoints {
             let mut restored = Engine::restore(config.clone(), snapshot).unwrap();
+            restored.reserve(None, ops(&h.log[*position..]).unwrap_or(0));
             for bytes in &h.log[*position..] {
                 prop_assert!(restored.replay_bytes(bytes).unwrap());
             }
+            restored.shrink_to_fit();
             prop_assert_eq!(snapshot_at(&restored, clock)?, last.clone());
             // Replaying the whole log on a snapshot skips the records it already holds.
             let mut restored = Engine::restore(config.clone(), snapshot).unwrap();

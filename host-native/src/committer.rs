@@ -1,9 +1,10 @@
 //! The committer: one thread that owns the storage adapter and makes log records durable.
 //!
 //! Writers apply their change to the engine under the store lock and, still under it, hand the
-//! encoded records to the committer, so records reach storage in revision order. The committer
-//! takes everything queued since its last round and appends it in one call: concurrent writers
-//! share one fsync (group commit). It then publishes the durable revision; CP writers wait for
+//! records to the committer, so records reach storage in revision order. The committer encodes
+//! them (off the writers' thread and outside the lock: a tenth of a bulk load's time was
+//! encoding), takes everything queued since its last round and appends it in one call:
+//! concurrent writers share one fsync (group commit). It then publishes the durable revision; CP writers wait for
 //! it before they return. A storage failure poisons the store: the committer refuses all later
 //! work and every waiter and later call sees [`Error::Poisoned`].
 
@@ -15,7 +16,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use statemesh_core::{LogBytes, Storage, StorageError};
+use statemesh_core::{LogBytes, LogRecord, Storage, StorageError};
 use tokio::sync::{oneshot, watch};
 
 use crate::error::{Error, Result};
@@ -30,7 +31,7 @@ const MAX_QUEUED: usize = 65_536;
 pub(crate) type OnDurable = Box<dyn Fn(u64) + Send>;
 
 enum Job {
-    Append(Vec<LogBytes>),
+    Append(Vec<LogRecord>),
     Checkpoint {
         revision: u64,
         bytes: Vec<u8>,
@@ -46,6 +47,8 @@ pub(crate) struct Committer {
     durable_revision: Arc<AtomicU64>,
     poison: Arc<Poison>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Encoded log bytes appended since the store last took the count (checkpoint trigger).
+    log_bytes: Arc<AtomicU64>,
 }
 
 /// The first storage failure, kept so every later caller can be told what happened.
@@ -85,7 +88,9 @@ impl Committer {
         let (durable_tx, durable_rx) = watch::channel(durable);
         let durable_revision = Arc::new(AtomicU64::new(durable));
         let poison = Arc::new(Poison::default());
+        let log_bytes = Arc::new(AtomicU64::new(0));
         let worker = Worker {
+            log_bytes: log_bytes.clone(),
             storage,
             jobs: rx,
             durable: durable_tx,
@@ -110,6 +115,7 @@ impl Committer {
             durable_revision,
             poison,
             thread: Mutex::new(Some(thread)),
+            log_bytes,
         })
     }
 
@@ -122,8 +128,13 @@ impl Committer {
         self.durable_revision.load(Ordering::Acquire)
     }
 
+    /// Encoded log bytes appended since the count was last taken.
+    pub(crate) fn log_bytes(&self) -> &AtomicU64 {
+        &self.log_bytes
+    }
+
     /// Queues records for the next round. Call under the store lock, in revision order.
-    pub(crate) fn append(&self, records: Vec<LogBytes>) -> Result<()> {
+    pub(crate) fn append(&self, records: Vec<LogRecord>) -> Result<()> {
         self.send(Job::Append(records))
     }
 
@@ -197,6 +208,7 @@ struct Worker {
     poison: Arc<Poison>,
     sync_every: Option<Duration>,
     on_durable: OnDurable,
+    log_bytes: Arc<AtomicU64>,
 }
 
 impl Worker {
@@ -255,12 +267,22 @@ impl Worker {
         let _ = self.sync();
     }
 
-    fn append(&mut self, records: &[LogBytes]) {
+    fn append(&mut self, records: &[LogRecord]) {
         let Some(last) = records.last().map(|r| r.revision) else {
             return;
         };
+        let encoded = match encode(records) {
+            Ok(encoded) => encoded,
+            Err(cause) => {
+                // The engine committed what cannot be persisted: nothing later may be either.
+                let _ = self.guarded(|_| Err(cause));
+                return;
+            }
+        };
+        let bytes: usize = encoded.iter().map(|r| r.bytes.len()).sum();
+        self.log_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
         if self
-            .guarded(|s| futures_executor::block_on(s.append(records)))
+            .guarded(|s| futures_executor::block_on(s.append(&encoded)))
             .is_ok()
         {
             self.durable_revision.store(last, Ordering::Release);
@@ -286,4 +308,22 @@ impl Worker {
             self.durable.send_modify(|_| {});
         })
     }
+}
+
+/// The records' storage form.
+fn encode(records: &[LogRecord]) -> Result<Vec<LogBytes>, StorageError> {
+    records
+        .iter()
+        .map(|record| {
+            let bytes = record.encode().map_err(|e| StorageError::Io {
+                op: "encode log record",
+                path: String::new(),
+                message: e.to_string(),
+            })?;
+            Ok(LogBytes {
+                revision: record.revision,
+                bytes,
+            })
+        })
+        .collect()
 }

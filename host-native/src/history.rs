@@ -91,7 +91,12 @@ impl Store {
             Some(p) => Some(self.read_engine(|e| e.key_pattern(p))??),
             None => None,
         };
-        let (mut live, cut) = self.live_feed(pattern.clone())?;
+        // The replay serves the history through the engine's revision at subscription, and the
+        // live side everything after it. (Cutting at the durable revision instead lost the
+        // events of writes not yet durable then: with no subscriber at write time they were
+        // never captured for the live side. `next` waits for a replayed event to be durable.)
+        let (mut live, _, cut) = self.live_feed(pattern.clone())?;
+        live.raise_cut(cut);
         let start = match since {
             Since::Now => Start::Done,
             Since::Revision(revision) => {
@@ -143,6 +148,13 @@ impl ChangeStream {
     pub async fn next(&mut self) -> Result<ChangeEvent, SubscriptionError> {
         loop {
             if let Some(event) = self.buffer.pop_front() {
+                // A CP store shows no change a crash could still take back.
+                if self.store.cp().is_some() {
+                    self.store
+                        .wait_durable(event.revision)
+                        .await
+                        .map_err(|_| SubscriptionError::Closed)?;
+                }
                 return Ok(event);
             }
             if matches!(self.start, Start::Done) {

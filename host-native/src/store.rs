@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use parking_lot::RwLock;
 use statemesh_core::{
-    Cursor, Engine, EngineError, KeyPattern, LogBytes, Metadata, PutOptions, Record, ScanPage,
-    Storage, StoredValue, Timestamp, Ttl, Value, WriteResult,
+    Cursor, Engine, EngineError, KeyPattern, Metadata, PutOptions, Record, ScanPage, Storage,
+    StoredValue, Timestamp, Ttl, Value, WriteResult,
 };
 use tokio::sync::Notify;
 
@@ -58,8 +58,8 @@ pub(crate) struct Persist {
     /// Log records queued since the last checkpoint; a checkpoint starts past `checkpoint_every`.
     since_checkpoint: AtomicU64,
     checkpoint_every: u64,
-    /// Log bytes queued since the last checkpoint; a checkpoint starts past `checkpoint_bytes`.
-    bytes_since_checkpoint: AtomicU64,
+    /// A checkpoint also starts once the committer has appended this many log bytes since the
+    /// last one.
     checkpoint_bytes: u64,
     checkpointing: AtomicBool,
 }
@@ -127,23 +127,12 @@ impl Inner {
         }
         let queued = match &self.persist {
             Some(persist) => {
-                let mut records = Vec::new();
-                while let Some(record) = state.engine.poll_log() {
-                    let bytes = record.encode().map_err(Error::Format)?;
-                    records.push(LogBytes {
-                        revision: record.revision,
-                        bytes,
-                    });
-                }
+                let records: Vec<_> = std::iter::from_fn(|| state.engine.poll_log()).collect();
                 let last = records.last().map(|r| r.revision);
                 if !records.is_empty() {
                     persist
                         .since_checkpoint
                         .fetch_add(records.len() as u64, Ordering::Relaxed);
-                    let bytes: usize = records.iter().map(|r| r.bytes.len()).sum();
-                    persist
-                        .bytes_since_checkpoint
-                        .fetch_add(bytes as u64, Ordering::Relaxed);
                     persist.committer.append(records)?;
                 }
                 last
@@ -220,7 +209,6 @@ impl Store {
             mode: builder.durability,
             since_checkpoint: AtomicU64::new(0),
             checkpoint_every: builder.checkpoint_every,
-            bytes_since_checkpoint: AtomicU64::new(0),
             checkpoint_bytes: builder.checkpoint_bytes,
             checkpointing: AtomicBool::new(false),
         });
@@ -367,13 +355,22 @@ impl Store {
         let mut items = items.into_iter();
         let mut chunk: Vec<(K, Value)> = Vec::with_capacity(batch);
         let (mut written, mut last) = (0u64, None);
+        let mut sized = false;
         loop {
             chunk.clear();
             chunk.extend(items.by_ref().take(batch));
             if chunk.is_empty() {
                 break;
             }
-            let (result, queued) = self.apply(|e, now| e.multi_put(now, &chunk))?;
+            let coming = chunk.len() + items.size_hint().0;
+            let (result, queued) = self.apply(|e, now| {
+                // Size the first key's namespace once for everything the iterator says is
+                // coming, instead of growing it batch by batch.
+                if !std::mem::replace(&mut sized, true) && coming > batch {
+                    e.reserve_for_key(chunk[0].0.as_ref(), coming);
+                }
+                e.multi_put(now, &chunk)
+            })?;
             written += result.affected;
             last = queued.or(last);
             // Each batch holds the lock for a while: let other tasks on this worker run.
@@ -402,7 +399,7 @@ impl Store {
     fn maybe_checkpoint(&self) {
         let Some(p) = &self.inner.persist else { return };
         let due = p.since_checkpoint.load(Ordering::Relaxed) >= p.checkpoint_every
-            || p.bytes_since_checkpoint.load(Ordering::Relaxed) >= p.checkpoint_bytes;
+            || p.committer.log_bytes().load(Ordering::Relaxed) >= p.checkpoint_bytes;
         if !due || p.checkpointing.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -428,14 +425,15 @@ impl Store {
             let state = self.inner.state.read();
             let pending = (
                 p.since_checkpoint.swap(0, Ordering::Relaxed),
-                p.bytes_since_checkpoint.swap(0, Ordering::Relaxed),
+                p.committer.log_bytes().swap(0, Ordering::Relaxed),
             );
             (state.engine.revision(), state.engine.snapshot()?, pending)
         };
         let result = p.committer.checkpoint(revision, bytes).await;
         if result.is_err() {
             p.since_checkpoint.fetch_add(pending.0, Ordering::Relaxed);
-            p.bytes_since_checkpoint
+            p.committer
+                .log_bytes()
                 .fetch_add(pending.1, Ordering::Relaxed);
         }
         result
@@ -657,7 +655,7 @@ impl Store {
 
     /// Every change committed from now on; see [`Subscription`].
     pub fn subscribe(&self) -> Result<Subscription> {
-        self.live_feed(None).map(|(subscription, _)| subscription)
+        self.live_feed(None).map(|(subscription, ..)| subscription)
     }
 
     /// Changes to keys matching `pattern` (`namespace:path-glob`, the namespace may be a glob
@@ -665,7 +663,7 @@ impl Store {
     pub fn subscribe_pattern(&self, pattern: &str) -> Result<Subscription> {
         let pattern = self.inner.state.read().engine.key_pattern(pattern)?;
         self.live_feed(Some(pattern))
-            .map(|(subscription, _)| subscription)
+            .map(|(subscription, ..)| subscription)
     }
 
     /// Calls `handler` with every change to keys matching `pattern` (every change when `None`)
@@ -688,19 +686,19 @@ impl Store {
         ))
     }
 
-    /// A subscription to everything published from now on, and the cut: the last revision
-    /// whose events it does not get (they are in the history).
-    pub(crate) fn live_feed(&self, pattern: Option<KeyPattern>) -> Result<(Subscription, u64)> {
+    /// A subscription to everything published from now on, the cut (the last revision whose
+    /// events it does not get: they are in the history) and the engine's revision then.
+    pub(crate) fn live_feed(
+        &self,
+        pattern: Option<KeyPattern>,
+    ) -> Result<(Subscription, u64, u64)> {
         self.check_open()?;
         let mut state = self.inner.state.write();
-        let (rx, cut) = self
-            .inner
-            .feed
-            .subscribe(state.engine.revision())
-            .ok_or(Error::Closed)?;
+        let head = state.engine.revision();
+        let (rx, cut) = self.inner.feed.subscribe(head).ok_or(Error::Closed)?;
         state.engine.set_capture_events(true);
         let subscription = Subscription::new(rx, self.inner.subscribers.clone(), pattern, cut);
-        Ok((subscription, cut))
+        Ok((subscription, cut, head))
     }
 
     /// Runs `f` on the engine under the shared lock.
@@ -796,9 +794,19 @@ fn recover(
             Some(bytes) => Engine::restore(config.clone(), bytes)?,
             None => Engine::new(config.clone())?,
         };
+        // Size the keyspace once for what the log writes, rather than growing it by doubling
+        // (rehashing everything each time) as the replay goes; then give back what overwrites,
+        // deletes and other namespaces left unused.
+        let ops: usize = recovered
+            .records
+            .iter()
+            .filter_map(|r| statemesh_core::LogRecord::peek_op_count(&r.bytes))
+            .sum();
+        engine.reserve(None, ops);
         for decoded in rx {
             engine.replay_owned(decoded?)?;
         }
+        engine.shrink_to_fit();
         Ok(engine)
     })
 }

@@ -25,6 +25,7 @@
 //! Same inputs give the same replies, the same log bytes and the same snapshot bytes: all
 //! iteration into outputs goes through ordered maps.
 
+mod capacity;
 mod codec;
 mod evict;
 mod history;
@@ -89,6 +90,8 @@ pub struct Engine {
     pending: prepared::Pending,
     /// Codecs that check `Value::Custom` writes; not part of the state.
     codecs: crate::codec::CodecRegistry,
+    /// Room to reserve in the next namespace written (see [`Engine::reserve`]); not state.
+    reserve_next: Option<capacity::Reservation>,
 }
 
 /// The changes of one write, committed as one revision.
@@ -126,6 +129,7 @@ impl Engine {
             txns: Default::default(),
             pending: Default::default(),
             codecs: Default::default(),
+            reserve_next: None,
         })
     }
 
@@ -343,6 +347,9 @@ impl Engine {
             Some(ks) => ks,
             None => self.namespaces.entry(CompactString::from(ns)).or_default(),
         };
+        if self.reserve_next.is_some() {
+            capacity::apply(&mut self.reserve_next, ns, keyspace);
+        }
         let old = keyspace.insert(path, entry);
         self.bytes += new_cost;
         match &old {
