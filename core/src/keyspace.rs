@@ -1,9 +1,18 @@
 //! One namespace's keys: a hash index for point lookups beside an ordered index for scans.
 //!
-//! Point reads are cache-miss bound (DESIGN.md). The hash table keeps the entry inline and the
-//! key inline too when it is at most 24 bytes (CompactString), so a get touches the table's
-//! control bytes, one bucket and the value's bytes. The ordered index holds a second copy of
-//! each key for range scans; scans then look each key up in the hash table.
+//! Point reads and writes are cache-miss bound (DESIGN.md). Entries live in a slab (a `Vec` of
+//! key + entry, in no particular order), and the hash index holds only an 8-byte slot per key:
+//! the entry's position in the slab and 32 bits of its key's hash. A million keys make an index
+//! of ~9 MB, which stays in the last-level cache, where an index holding the 136-byte entries
+//! inline was ~160 MB of DRAM: each new key then cost a random write of three cache lines plus
+//! first-touch page faults, and each growth rehashed and copied everything. Now a new key is an
+//! append to the slab (sequential memory) and a write to a cached 8-byte slot; growing the slab
+//! is a `realloc` (the allocator remaps large blocks instead of copying), and growing the index
+//! rehashes from the stored hash bits without touching the slab. A get costs the same number of
+//! DRAM misses as before: the slot (usually cached), the slab entry, the value.
+//!
+//! Removal swaps the slab's last entry into the hole and re-points its slot, so the slab stays
+//! dense. Positions are `u32`: a namespace holds at most 2^32 - 1 keys.
 //!
 //! The ordered index is a B-tree plus a sorted *tail*: a key greater than every key held is
 //! pushed onto the tail instead of inserted into the tree. Keys that arrive in order (message
@@ -15,66 +24,139 @@
 //! quadratic), so every key is folded at most once per removal burst.
 
 use std::collections::BTreeSet;
+use std::hash::BuildHasher;
 use std::iter::Peekable;
 use std::ops::Bound;
 
 use compact_str::CompactString;
-use hashbrown::HashMap;
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 use crate::entry::Entry;
 
+#[derive(Debug, Clone)]
+struct Slot {
+    key: CompactString,
+    entry: Entry,
+}
+
+/// A key's place in the slab and 32 bits of its hash, so the index can grow without reading
+/// the slab and most probes of other keys are rejected without touching it.
+#[derive(Debug, Clone, Copy)]
+struct IndexSlot {
+    position: u32,
+    hash: u32,
+}
+
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Keyspace {
-    map: HashMap<CompactString, Entry>,
+    slab: Vec<Slot>,
+    index: HashTable<IndexSlot>,
+    hasher: DefaultHashBuilder,
     tree: BTreeSet<CompactString>,
     /// Keys greater than every key in `tree`, in increasing order.
     tail: Vec<CompactString>,
 }
 
+/// The index's 64-bit hash from the 32 bits it keeps: spread over the whole word, because the
+/// table takes its bucket from the low bits and its tag from the high ones.
+#[inline]
+fn spread(hash: u32) -> u64 {
+    u64::from(hash).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+#[inline]
+fn rehash(slot: &IndexSlot) -> u64 {
+    spread(slot.hash)
+}
+
 impl Keyspace {
     #[inline]
+    fn hash(&self, path: &str) -> u32 {
+        let h = self.hasher.hash_one(path);
+        (h ^ (h >> 32)) as u32
+    }
+
+    #[inline]
+    fn find(&self, path: &str) -> Option<usize> {
+        let hash = self.hash(path);
+        let slab = &self.slab;
+        self.index
+            .find(spread(hash), |s| {
+                s.hash == hash && slab[s.position as usize].key.as_str() == path
+            })
+            .map(|s| s.position as usize)
+    }
+
+    #[inline]
     pub(crate) fn get(&self, path: &str) -> Option<&Entry> {
-        self.map.get(path)
+        self.find(path).map(|i| &self.slab[i].entry)
     }
 
     pub(crate) fn get_mut(&mut self, path: &str) -> Option<&mut Entry> {
-        self.map.get_mut(path)
+        self.find(path).map(|i| &mut self.slab[i].entry)
     }
 
     /// A keyspace from entries in strictly increasing path order (as snapshots hold them): the
     /// keys become the tail as they are, with no tree to build.
     pub(crate) fn from_sorted(items: Vec<(CompactString, Entry)>) -> Keyspace {
-        let tail: Vec<CompactString> = items.iter().map(|(p, _)| p.clone()).collect();
-        let mut map = HashMap::with_capacity(items.len());
-        map.extend(items);
-        Keyspace {
-            map,
-            tree: BTreeSet::new(),
-            tail,
+        let mut keyspace = Keyspace::default();
+        keyspace.reserve(items.len());
+        keyspace.tail = items.iter().map(|(p, _)| p.clone()).collect();
+        for (key, entry) in items {
+            let hash = keyspace.hash(&key);
+            let position = keyspace.push_slot(key, entry);
+            keyspace
+                .index
+                .insert_unique(spread(hash), IndexSlot { position, hash }, rehash);
         }
+        keyspace
     }
 
-    /// Room for `additional` more keys without growing the hash table, whose growth (rehashing
-    /// every entry into fresh, page-faulting memory) was a fifth of a bulk load.
+    /// Room for `additional` more keys without growing, whose growth was a fifth of a bulk load
+    /// when entries lived in the index.
     pub(crate) fn reserve(&mut self, additional: usize) {
-        self.map.reserve(additional);
+        self.slab.reserve(additional);
+        self.index.reserve(additional, rehash);
     }
 
-    /// Gives back hash-table capacity far beyond the keys held (after an over-estimated
+    /// Gives back capacity far beyond the keys held (after an over-estimated
     /// [`Keyspace::reserve`]).
     pub(crate) fn shrink_if_sparse(&mut self) {
-        if self.map.capacity() > 4 * self.map.len().max(1024) {
-            self.map.shrink_to_fit();
+        if self.index.capacity() > 4 * self.index.len().max(1024) {
+            self.index.shrink_to_fit(rehash);
+            self.slab.shrink_to_fit();
         }
+    }
+
+    fn push_slot(&mut self, key: CompactString, entry: Entry) -> u32 {
+        // More than 2^32 - 1 keys in one namespace is past any memory this runs in (each key
+        // costs well over 100 bytes); saturating keeps the arithmetic total regardless.
+        let position = u32::try_from(self.slab.len()).unwrap_or(u32::MAX);
+        self.slab.push(Slot { key, entry });
+        position
     }
 
     /// Inserts or replaces (one hash probe); returns the previous entry.
     pub(crate) fn insert(&mut self, path: &str, entry: Entry) -> Option<Entry> {
-        match self.map.entry_ref(path) {
-            hashbrown::hash_map::EntryRef::Occupied(mut slot) => Some(slot.insert(entry)),
-            hashbrown::hash_map::EntryRef::Vacant(slot) => {
+        let hash = self.hash(path);
+        let slab = &mut self.slab;
+        match self.index.entry(
+            spread(hash),
+            |s| s.hash == hash && slab[s.position as usize].key.as_str() == path,
+            rehash,
+        ) {
+            hashbrown::hash_table::Entry::Occupied(slot) => Some(std::mem::replace(
+                &mut slab[slot.get().position as usize].entry,
+                entry,
+            )),
+            hashbrown::hash_table::Entry::Vacant(slot) => {
                 let key = CompactString::from(path);
-                slot.insert_with_key(key.clone(), entry);
+                let position = u32::try_from(slab.len()).unwrap_or(u32::MAX);
+                slab.push(Slot {
+                    key: key.clone(),
+                    entry,
+                });
+                slot.insert(IndexSlot { position, hash });
                 self.order_insert(key);
                 None
             }
@@ -107,7 +189,28 @@ impl Keyspace {
     }
 
     pub(crate) fn remove(&mut self, path: &str) -> Option<Entry> {
-        let old = self.map.remove(path)?;
+        let hash = self.hash(path);
+        let slab = &self.slab;
+        let found = self
+            .index
+            .find_entry(spread(hash), |s| {
+                s.hash == hash && slab[s.position as usize].key.as_str() == path
+            })
+            .ok()?;
+        let (removed, _) = found.remove();
+        let position = removed.position as usize;
+        let last = self.slab.len() - 1;
+        if position != last {
+            // The last entry fills the hole: point its slot at its new place.
+            let moved_hash = self.hash(&self.slab[last].key);
+            if let Some(slot) = self
+                .index
+                .find_mut(spread(moved_hash), |s| s.position as usize == last)
+            {
+                slot.position = removed.position;
+            }
+        }
+        let old = self.slab.swap_remove(position).entry;
         if !self.tree.remove(path) {
             match self.tail.binary_search_by(|k| k.as_str().cmp(path)) {
                 // The last key leaves in O(1); any other folds the tail first, so a removal
@@ -126,7 +229,7 @@ impl Keyspace {
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.slab.is_empty()
     }
 
     /// Paths that start with `prefix`, in order, beginning after `after` when given.
@@ -153,7 +256,7 @@ impl Keyspace {
             tail: tail.peekable(),
         }
         .take_while(move |p| p.starts_with(prefix))
-        .filter_map(|p| self.map.get(p).map(|e| (p, e)))
+        .filter_map(|p| self.get(p).map(|e| (p, e)))
     }
 
     /// All entries in path order.
