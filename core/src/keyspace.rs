@@ -33,11 +33,8 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 
 use crate::entry::Entry;
 
-#[derive(Debug, Clone)]
-struct Slot {
-    key: CompactString,
-    entry: Entry,
-}
+/// A key and its entry. A tuple, so that a snapshot's `Vec` of them becomes the slab as it is.
+type Slot = (CompactString, Entry);
 
 /// A key's place in the slab and 32 bits of its hash, so the index can grow without reading
 /// the slab and most probes of other keys are rejected without touching it.
@@ -82,33 +79,37 @@ impl Keyspace {
         let slab = &self.slab;
         self.index
             .find(spread(hash), |s| {
-                s.hash == hash && slab[s.position as usize].key.as_str() == path
+                s.hash == hash && slab[s.position as usize].0.as_str() == path
             })
             .map(|s| s.position as usize)
     }
 
     #[inline]
     pub(crate) fn get(&self, path: &str) -> Option<&Entry> {
-        self.find(path).map(|i| &self.slab[i].entry)
+        self.find(path).map(|i| &self.slab[i].1)
     }
 
     pub(crate) fn get_mut(&mut self, path: &str) -> Option<&mut Entry> {
-        self.find(path).map(|i| &mut self.slab[i].entry)
+        self.find(path).map(|i| &mut self.slab[i].1)
     }
 
     /// A keyspace from entries in strictly increasing path order (as snapshots hold them): the
-    /// keys become the tail as they are, with no tree to build.
-    pub(crate) fn from_sorted(items: Vec<(CompactString, Entry)>) -> Keyspace {
-        let mut keyspace = Keyspace::default();
-        keyspace.reserve(items.len());
-        keyspace.tail = items.iter().map(|(p, _)| p.clone()).collect();
-        for (key, entry) in items {
-            let hash = keyspace.hash(&key);
-            let position = keyspace.push_slot(key, entry);
+    /// entries become the slab and their keys the tail as they are, with no tree to build.
+    pub(crate) fn from_sorted(items: Vec<Slot>) -> Keyspace {
+        let mut keyspace = Keyspace {
+            tail: items.iter().map(|(p, _)| p.clone()).collect(),
+            ..Keyspace::default()
+        };
+        keyspace.index.reserve(items.len(), rehash);
+        for (position, (key, _)) in items.iter().enumerate() {
+            let hash = keyspace.hash(key);
+            // Saturating as in `insert`: no memory holds 2^32 keys of a namespace.
+            let position = u32::try_from(position).unwrap_or(u32::MAX);
             keyspace
                 .index
                 .insert_unique(spread(hash), IndexSlot { position, hash }, rehash);
         }
+        keyspace.slab = items;
         keyspace
     }
 
@@ -128,34 +129,25 @@ impl Keyspace {
         }
     }
 
-    fn push_slot(&mut self, key: CompactString, entry: Entry) -> u32 {
-        // More than 2^32 - 1 keys in one namespace is past any memory this runs in (each key
-        // costs well over 100 bytes); saturating keeps the arithmetic total regardless.
-        let position = u32::try_from(self.slab.len()).unwrap_or(u32::MAX);
-        self.slab.push(Slot { key, entry });
-        position
-    }
-
     /// Inserts or replaces (one hash probe); returns the previous entry.
     pub(crate) fn insert(&mut self, path: &str, entry: Entry) -> Option<Entry> {
         let hash = self.hash(path);
         let slab = &mut self.slab;
         match self.index.entry(
             spread(hash),
-            |s| s.hash == hash && slab[s.position as usize].key.as_str() == path,
+            |s| s.hash == hash && slab[s.position as usize].0.as_str() == path,
             rehash,
         ) {
             hashbrown::hash_table::Entry::Occupied(slot) => Some(std::mem::replace(
-                &mut slab[slot.get().position as usize].entry,
+                &mut slab[slot.get().position as usize].1,
                 entry,
             )),
             hashbrown::hash_table::Entry::Vacant(slot) => {
                 let key = CompactString::from(path);
+                // More than 2^32 - 1 keys in one namespace is past any memory this runs in
+                // (each costs well over 100 bytes); saturating keeps the arithmetic total.
                 let position = u32::try_from(slab.len()).unwrap_or(u32::MAX);
-                slab.push(Slot {
-                    key: key.clone(),
-                    entry,
-                });
+                slab.push((key.clone(), entry));
                 slot.insert(IndexSlot { position, hash });
                 self.order_insert(key);
                 None
@@ -194,7 +186,7 @@ impl Keyspace {
         let found = self
             .index
             .find_entry(spread(hash), |s| {
-                s.hash == hash && slab[s.position as usize].key.as_str() == path
+                s.hash == hash && slab[s.position as usize].0.as_str() == path
             })
             .ok()?;
         let (removed, _) = found.remove();
@@ -202,7 +194,7 @@ impl Keyspace {
         let last = self.slab.len() - 1;
         if position != last {
             // The last entry fills the hole: point its slot at its new place.
-            let moved_hash = self.hash(&self.slab[last].key);
+            let moved_hash = self.hash(&self.slab[last].0);
             if let Some(slot) = self
                 .index
                 .find_mut(spread(moved_hash), |s| s.position as usize == last)
@@ -210,7 +202,7 @@ impl Keyspace {
                 slot.position = removed.position;
             }
         }
-        let old = self.slab.swap_remove(position).entry;
+        let old = self.slab.swap_remove(position).1;
         if !self.tree.remove(path) {
             match self.tail.binary_search_by(|k| k.as_str().cmp(path)) {
                 // The last key leaves in O(1); any other folds the tail first, so a removal
