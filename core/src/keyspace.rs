@@ -1,15 +1,17 @@
 //! One namespace's keys: a hash index for point lookups beside an ordered index for scans.
 //!
 //! Point reads and writes are cache-miss bound (DESIGN.md). Entries live in a slab (a `Vec` of
-//! key + entry, in no particular order), and the hash index holds only an 8-byte slot per key:
-//! the entry's position in the slab and 32 bits of its key's hash. A million keys make an index
-//! of ~9 MB, which stays in the last-level cache, where an index holding the 136-byte entries
-//! inline was ~160 MB of DRAM: each new key then cost a random write of three cache lines plus
-//! first-touch page faults, and each growth rehashed and copied everything. Now a new key is an
-//! append to the slab (sequential memory) and a write to a cached 8-byte slot; growing the slab
-//! is a `realloc` (the allocator remaps large blocks instead of copying), and growing the index
-//! rehashes from the stored hash bits without touching the slab. A get costs the same number of
-//! DRAM misses as before: the slot (usually cached), the slab entry, the value.
+//! key + entry, in no particular order), and the hash index holds only a 4-byte slot per key:
+//! the entry's position in the slab. A million keys make an index of ~5.7 MB (slots plus the
+//! table's one control byte per slot), which stays in the last-level cache, where an index
+//! holding the 136-byte entries inline was ~160 MB of DRAM: each new key then cost a random write
+//! of three cache lines plus first-touch page faults, and each growth rehashed and copied
+//! everything. Now a new key is an append to the slab (sequential memory) and a write to a
+//! cached slot; growing the slab is a `realloc` (the allocator remaps large blocks instead of
+//! copying). The table's 7-bit tags reject almost every other key before the slab is read.
+//! Growing the index rehashes from the slab's keys (random reads), which is why bulk loads and
+//! replays reserve room first ([`Keyspace::reserve`]). A get costs the slot (usually cached),
+//! the slab entry and the value.
 //!
 //! Removal swaps the slab's last entry into the hole and re-points its slot, so the slab stays
 //! dense. Positions are `u32`: a namespace holds at most 2^32 - 1 keys.
@@ -36,52 +38,36 @@ use crate::entry::Entry;
 /// A key and its entry. A tuple, so that a snapshot's `Vec` of them becomes the slab as it is.
 type Slot = (CompactString, Entry);
 
-/// A key's place in the slab and 32 bits of its hash, so the index can grow without reading
-/// the slab and most probes of other keys are rejected without touching it.
-#[derive(Debug, Clone, Copy)]
-struct IndexSlot {
-    position: u32,
-    hash: u32,
-}
-
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Keyspace {
     slab: Vec<Slot>,
-    index: HashTable<IndexSlot>,
+    /// Slab positions. The table's tags (7 hash bits per slot) reject almost every other key
+    /// before the slab is read; growing rehashes from the slab's keys.
+    index: HashTable<u32>,
     hasher: DefaultHashBuilder,
     tree: BTreeSet<CompactString>,
     /// Keys greater than every key in `tree`, in increasing order.
     tail: Vec<CompactString>,
 }
 
-/// The index's 64-bit hash from the 32 bits it keeps: spread over the whole word, because the
-/// table takes its bucket from the low bits and its tag from the high ones.
+/// The table's hash of the key at `position`, for rehashing.
 #[inline]
-fn spread(hash: u32) -> u64 {
-    u64::from(hash).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-}
-
-#[inline]
-fn rehash(slot: &IndexSlot) -> u64 {
-    spread(slot.hash)
+fn slot_hash<'a>(hasher: &'a DefaultHashBuilder, slab: &'a [Slot]) -> impl Fn(&u32) -> u64 + 'a {
+    move |&p| hasher.hash_one(slab[p as usize].0.as_str())
 }
 
 impl Keyspace {
     #[inline]
-    fn hash(&self, path: &str) -> u32 {
-        let h = self.hasher.hash_one(path);
-        (h ^ (h >> 32)) as u32
+    fn hash(&self, path: &str) -> u64 {
+        self.hasher.hash_one(path)
     }
 
     #[inline]
     fn find(&self, path: &str) -> Option<usize> {
-        let hash = self.hash(path);
         let slab = &self.slab;
         self.index
-            .find(spread(hash), |s| {
-                s.hash == hash && slab[s.position as usize].0.as_str() == path
-            })
-            .map(|s| s.position as usize)
+            .find(self.hash(path), |&p| slab[p as usize].0.as_str() == path)
+            .map(|&p| p as usize)
     }
 
     #[inline]
@@ -98,18 +84,25 @@ impl Keyspace {
     pub(crate) fn from_sorted(items: Vec<Slot>) -> Keyspace {
         let mut keyspace = Keyspace {
             tail: items.iter().map(|(p, _)| p.clone()).collect(),
+            slab: items,
             ..Keyspace::default()
         };
-        keyspace.index.reserve(items.len(), rehash);
-        for (position, (key, _)) in items.iter().enumerate() {
-            let hash = keyspace.hash(key);
+        let Keyspace {
+            slab,
+            index,
+            hasher,
+            ..
+        } = &mut keyspace;
+        index.reserve(slab.len(), slot_hash(hasher, slab));
+        for (position, (key, _)) in slab.iter().enumerate() {
             // Saturating as in `insert`: no memory holds 2^32 keys of a namespace.
             let position = u32::try_from(position).unwrap_or(u32::MAX);
-            keyspace
-                .index
-                .insert_unique(spread(hash), IndexSlot { position, hash }, rehash);
+            index.insert_unique(
+                hasher.hash_one(key.as_str()),
+                position,
+                slot_hash(hasher, slab),
+            );
         }
-        keyspace.slab = items;
         keyspace
     }
 
@@ -117,14 +110,16 @@ impl Keyspace {
     /// when entries lived in the index.
     pub(crate) fn reserve(&mut self, additional: usize) {
         self.slab.reserve(additional);
-        self.index.reserve(additional, rehash);
+        self.index
+            .reserve(additional, slot_hash(&self.hasher, &self.slab));
     }
 
     /// Gives back capacity far beyond the keys held (after an over-estimated
     /// [`Keyspace::reserve`]).
     pub(crate) fn shrink_if_sparse(&mut self) {
         if self.index.capacity() > 4 * self.index.len().max(1024) {
-            self.index.shrink_to_fit(rehash);
+            self.index
+                .shrink_to_fit(slot_hash(&self.hasher, &self.slab));
             self.slab.shrink_to_fit();
         }
     }
@@ -132,27 +127,26 @@ impl Keyspace {
     /// Inserts or replaces (one hash probe); returns the previous entry.
     pub(crate) fn insert(&mut self, path: &str, entry: Entry) -> Option<Entry> {
         let hash = self.hash(path);
-        let slab = &mut self.slab;
-        match self.index.entry(
-            spread(hash),
-            |s| s.hash == hash && slab[s.position as usize].0.as_str() == path,
-            rehash,
-        ) {
-            hashbrown::hash_table::Entry::Occupied(slot) => Some(std::mem::replace(
-                &mut slab[slot.get().position as usize].1,
-                entry,
-            )),
-            hashbrown::hash_table::Entry::Vacant(slot) => {
-                let key = CompactString::from(path);
-                // More than 2^32 - 1 keys in one namespace is past any memory this runs in
-                // (each costs well over 100 bytes); saturating keeps the arithmetic total.
-                let position = u32::try_from(slab.len()).unwrap_or(u32::MAX);
-                slab.push((key.clone(), entry));
-                slot.insert(IndexSlot { position, hash });
-                self.order_insert(key);
-                None
-            }
+        let Keyspace {
+            slab,
+            index,
+            hasher,
+            ..
+        } = self;
+        let found = index
+            .find(hash, |&p| slab[p as usize].0.as_str() == path)
+            .copied();
+        if let Some(p) = found {
+            return Some(std::mem::replace(&mut slab[p as usize].1, entry));
         }
+        let key = CompactString::from(path);
+        // More than 2^32 - 1 keys in one namespace is past any memory this runs in (each costs
+        // well over 100 bytes); saturating keeps the arithmetic total.
+        let position = u32::try_from(slab.len()).unwrap_or(u32::MAX);
+        index.insert_unique(hash, position, slot_hash(hasher, slab));
+        slab.push((key.clone(), entry));
+        self.order_insert(key);
+        None
     }
 
     fn order_insert(&mut self, key: CompactString) {
@@ -185,21 +179,16 @@ impl Keyspace {
         let slab = &self.slab;
         let found = self
             .index
-            .find_entry(spread(hash), |s| {
-                s.hash == hash && slab[s.position as usize].0.as_str() == path
-            })
+            .find_entry(hash, |&p| slab[p as usize].0.as_str() == path)
             .ok()?;
         let (removed, _) = found.remove();
-        let position = removed.position as usize;
+        let position = removed as usize;
         let last = self.slab.len() - 1;
         if position != last {
             // The last entry fills the hole: point its slot at its new place.
             let moved_hash = self.hash(&self.slab[last].0);
-            if let Some(slot) = self
-                .index
-                .find_mut(spread(moved_hash), |s| s.position as usize == last)
-            {
-                slot.position = removed.position;
+            if let Some(slot) = self.index.find_mut(moved_hash, |&p| p as usize == last) {
+                *slot = removed;
             }
         }
         let old = self.slab.swap_remove(position).1;
