@@ -36,6 +36,7 @@ pub use patch::{LoggedPatch, Patch};
 mod multi;
 pub use multi::KeyPattern;
 mod read;
+mod search;
 mod snapshot;
 pub use snapshot::{SNAPSHOT_FORMAT_V1, SNAPSHOT_FORMAT_V2};
 mod ttl;
@@ -89,6 +90,8 @@ pub struct Engine {
     pending: prepared::Pending,
     /// Codecs that check `Value::Custom` writes; not part of the state.
     codecs: crate::codec::CodecRegistry,
+    /// Declared search indexes; derived from the keyspace, not part of the state.
+    search: crate::search::Indexes,
 }
 
 /// The changes of one write, committed as one revision.
@@ -126,6 +129,7 @@ impl Engine {
             txns: Default::default(),
             pending: Default::default(),
             codecs: Default::default(),
+            search: Default::default(),
         })
     }
 
@@ -339,6 +343,7 @@ impl Engine {
     /// returns the entry it replaced. One hash lookup unless eviction is on.
     fn store_entry(&mut self, ns: &str, path: &str, entry: Entry) -> Option<Entry> {
         let new_cost = Self::cost(ns, path, &entry);
+        let indexed = (!self.search.is_empty()).then(|| entry.value.clone());
         let keyspace = match self.namespaces.get_mut(ns) {
             Some(ks) => ks,
             None => self.namespaces.entry(CompactString::from(ns)).or_default(),
@@ -363,6 +368,12 @@ impl Engine {
                 }
             }
         }
+        // A metadata-only change keeps the value (the same shared bytes): nothing to re-index.
+        if let Some(value) = indexed
+            && old.as_ref().is_none_or(|o| !o.value.same_bytes(&value))
+        {
+            self.search.on_put(ns, path, &value);
+        }
         old
     }
 
@@ -371,6 +382,9 @@ impl Engine {
         self.entries -= 1;
         self.bytes -= Self::cost(ns, path, old);
         self.lru_forget(old);
+        if !self.search.is_empty() {
+            self.search.on_remove(ns, path);
+        }
     }
 
     /// Stores `entry` under the key, recording the log op, the expiry index and the event.
