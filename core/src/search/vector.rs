@@ -11,7 +11,7 @@ use std::collections::BinaryHeap;
 #[non_exhaustive]
 pub enum Metric {
     /// `1 - cos(a, b)`. Vectors are normalised to unit length before they reach an index, so
-    /// indexes compute `1 - a·b`. A zero vector has no direction and is refused.
+    /// indexes compute `1 - a·b` (never below 0). A zero vector has no direction and is refused.
     Cosine,
     /// Euclidean distance `|a - b|`.
     L2,
@@ -31,7 +31,8 @@ impl Metric {
     #[inline]
     pub fn distance(self, a: &[f32], b: &[f32]) -> f32 {
         match self {
-            Metric::Cosine => 1.0 - dot(a, b),
+            // Rounding can take 1 - a·b of (nearly) equal unit vectors just below zero.
+            Metric::Cosine => (1.0 - dot(a, b)).max(0.0),
             Metric::L2 => l2_squared(a, b).sqrt(),
             Metric::Dot => -dot(a, b),
         }
