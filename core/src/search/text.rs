@@ -352,7 +352,7 @@ impl TextIndex {
         docs: usize,
     ) -> Result<tantivy::SingleSegmentIndexWriter<TantivyDocument>, SearchError> {
         // The budget sizes the writer's term hash table up front: small flushes get a small one.
-        let budget = (docs.saturating_mul(4096)).clamp(1 << 20, 256 << 20);
+        let budget = docs.saturating_mul(4096).clamp(1 << 20, 256 << 20);
         Index::builder()
             .schema(self.schema.clone())
             .settings(self.settings.clone())
