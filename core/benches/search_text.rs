@@ -99,7 +99,7 @@ fn main() {
         .map(|i| {
             // Skip the stop words: ranks 5.. ; every other query has two terms.
             let a = word(5 + zipf.sample(&mut rng) % (VOCABULARY - 5));
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 a
             } else {
                 format!("{a} {}", word(5 + zipf.sample(&mut rng) % (VOCABULARY - 5)))

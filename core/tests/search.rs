@@ -187,7 +187,7 @@ fn many_small_flushes_merge_and_deletes_stay_hidden() {
             &Value::from(format!("common tok{}", i % 7)),
         )
         .unwrap();
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             e.delete(T, &format!("m:k{:03}", i / 2)).unwrap();
         }
         let hits = e.search_text(T, "t", "common", None, 1000).unwrap();

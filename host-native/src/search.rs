@@ -28,19 +28,10 @@ pub(crate) enum Declaration {
 }
 
 /// How the store builds vector indexes.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct VectorChoice {
     pub(crate) exact: bool,
     pub(crate) hnsw: HnswParams,
-}
-
-impl Default for VectorChoice {
-    fn default() -> Self {
-        VectorChoice {
-            exact: false,
-            hnsw: HnswParams::default(),
-        }
-    }
 }
 
 impl VectorChoice {

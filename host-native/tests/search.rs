@@ -24,9 +24,9 @@ async fn indexes_declared_on_the_builder_are_rebuilt_on_open() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = builder().open(dir.path()).await.unwrap();
-        for i in 0..20 {
+        for i in 0..20u32 {
             let doc = json!({
-                "body": format!("meeting notes number {i} about {}", if i % 2 == 0 { "budget" } else { "hiring" }),
+                "body": format!("meeting notes number {i} about {}", if i.is_multiple_of(2) { "budget" } else { "hiring" }),
                 "owner": i % 3,
                 "emb": [1.0, i as f32, 0.5, (i % 4) as f32],
             });
@@ -174,7 +174,7 @@ async fn hnsw_recall_stays_high_after_deleting_and_updating_a_fifth() {
         let got = store.vector_search("v", q, 10, None).await.unwrap();
         assert!(got.iter().all(|h| {
             let i: usize = h.key[2..].parse().unwrap();
-            i % 10 != 0
+            !i.is_multiple_of(10)
         }));
         found += got.iter().filter(|h| truth.contains(&h.key)).count();
         total += truth.len();

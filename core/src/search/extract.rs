@@ -107,7 +107,7 @@ pub(crate) fn vector_of_value(value: &Value, dimension: usize) -> Result<Vec<f32
     match value {
         Value::Json(doc) => vector_of_json(doc, dimension),
         Value::Bytes(bytes) => {
-            if bytes.len() % 4 != 0 {
+            if !bytes.len().is_multiple_of(4) {
                 return Err(VectorProblem::Missing);
             }
             if bytes.len() / 4 != dimension {

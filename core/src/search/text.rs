@@ -45,6 +45,9 @@ const WHOLE_VALUE_FIELD: &str = "text";
 /// Segments with fewer documents than this are not rewritten for their deletes alone.
 const MIN_REWRITE: u32 = 64;
 
+/// A document waiting for the next flush: its key and its texts by field.
+type PendingDoc = (Arc<str>, Vec<(Field, String)>);
+
 /// Documents of one segment by doc id; `None` once deleted.
 type SegmentKeys = Arc<Vec<Option<Arc<str>>>>;
 
@@ -105,7 +108,7 @@ struct View {
 struct State {
     docs: hashbrown::HashMap<Arc<str>, Loc>,
     /// Documents not yet in a segment, in write order: (key, [(field, text)]).
-    pending: BTreeMap<u64, (Arc<str>, Vec<(Field, String)>)>,
+    pending: BTreeMap<u64, PendingDoc>,
     next_seq: u64,
     segments: Vec<Segment>,
     next_uid: u64,

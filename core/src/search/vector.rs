@@ -279,7 +279,7 @@ mod tests {
             .map(|n| n.id)
             .collect();
         assert_eq!(ids, vec![4, 6, 2, 7]);
-        let even = |id: u64| id % 2 == 0;
+        let even = |id: u64| id.is_multiple_of(2);
         let ids: Vec<u64> = index
             .search(&[4.2, 0.0, 0.0], 3, Some(&even))
             .iter()

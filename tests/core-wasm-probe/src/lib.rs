@@ -79,7 +79,7 @@ fn workload() -> Option<u64> {
         while engine.poll_event().is_some() {}
         // Searches in the middle of the writes: each one flushes a segment of its own, so the
         // merge and delete paths of the text index run too.
-        if i % 97 == 0 {
+        if i.is_multiple_of(97) {
             search_digest(&engine, Timestamp(now), &mut digest)?;
         }
     }
