@@ -2,6 +2,7 @@
 
 use crate::key::KeyError;
 use crate::pattern::PatternError;
+use crate::search::SearchError;
 use crate::txn::TxnId;
 use crate::value::ValueError;
 
@@ -19,6 +20,8 @@ pub enum EngineError {
     Pattern(#[from] PatternError),
     #[error("invalid value: {0}")]
     Value(#[from] ValueError),
+    #[error("search: {0}")]
+    Search(#[from] SearchError),
     #[error("version conflict on {key}: expected version {expected}, found {actual} (0 = absent)")]
     VersionConflict {
         key: String,

@@ -27,6 +27,7 @@ pub mod log;
 mod lru;
 pub mod ops;
 pub mod pattern;
+pub mod search;
 pub mod storage;
 pub mod time;
 pub mod txn;
@@ -45,6 +46,10 @@ pub use key::{KeyConfig, KeyError};
 pub use log::{LogOp, LogRecord};
 pub use ops::{Cursor, PutOptions, ScanPage, WriteOp, WriteResult};
 pub use pattern::{Pattern, PatternError};
+pub use search::{
+    IndexStats, Language, Metric, SearchError, TextHit, TextIndexDef, ValueIndexDef, VectorHit,
+    VectorIndex, VectorIndexDef, VectorSpec,
+};
 pub use storage::{LogBytes, MemoryStorage, Recovered, Storage, StorageError};
 pub use time::{Now, Timestamp};
 pub use txn::{

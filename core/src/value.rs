@@ -316,6 +316,12 @@ impl std::fmt::Debug for StoredValue {
 }
 
 impl StoredValue {
+    /// True when both share the same bytes (a clone of one another), without comparing them.
+    #[inline]
+    pub fn same_bytes(&self, other: &StoredValue) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
     /// Encodes a value. `max_size` bounds the encoded size, header included.
     pub fn encode(value: &Value, json: JsonEncoding, max_size: usize) -> Result<Self, ValueError> {
         let mut out = Vec::with_capacity(HEADER_LEN + payload_hint(value));

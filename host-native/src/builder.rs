@@ -25,6 +25,8 @@ pub struct StoreBuilder {
     pub(crate) fs: FsOptions,
     pub(crate) codecs: Vec<(String, Arc<dyn statemesh_core::ValueCodec>)>,
     pub(crate) strict_codecs: bool,
+    pub(crate) indexes: Vec<crate::search::Declaration>,
+    pub(crate) vectors: crate::search::VectorChoice,
 }
 
 /// When a write on durable storage is acknowledged. Both modes run the same engine; only the
@@ -53,6 +55,8 @@ impl Default for StoreBuilder {
             fs: FsOptions::default(),
             codecs: Vec::new(),
             strict_codecs: false,
+            indexes: Vec::new(),
+            vectors: Default::default(),
         }
     }
 }

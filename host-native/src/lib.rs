@@ -24,6 +24,7 @@ mod error;
 mod feed;
 mod history;
 mod scan_stream;
+mod search;
 mod store;
 mod subscription;
 mod timer;
@@ -39,6 +40,10 @@ pub use subscription::{HandlerSubscription, Subscription};
 pub use txn::Transaction;
 
 pub use statemesh_core as core;
+pub use statemesh_core::search::{
+    IndexStats, Language, Metric, SearchError, TextHit, TextIndexDef, ValueIndexDef, VectorHit,
+    VectorIndexDef,
+};
 pub use statemesh_core::{
     ChangeEvent, ChangeKind, CodecError, CodecRegistry, Cursor, EngineConfig, EngineError, Format,
     JsonEncoding, KeyPattern, KeyVersion, LogBytes, MemoryStorage, Metadata, Patch, PutOptions,
@@ -50,6 +55,7 @@ pub use statemesh_core::{
     TxnResult, WaitPolicy,
 };
 pub use statemesh_fs::{FsOptions, SyncPolicy};
+pub use statemesh_hnsw::HnswParams;
 
 /// Compiles the README's Rust examples as doctests, so the quick start stays true.
 #[doc = include_str!("../../README.md")]

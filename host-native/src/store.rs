@@ -48,6 +48,10 @@ pub(crate) struct Inner {
     /// Fires whenever a prepared transaction is committed or cancelled: `prepare` with
     /// `WaitPolicy::Wait` waits on it.
     pub(crate) resolved: Notify,
+    /// How the store builds vector indexes declared after the open.
+    pub(crate) vectors: crate::search::VectorChoice,
+    /// How long building the builder's indexes took at open.
+    pub(crate) index_build_time: std::time::Duration,
 }
 
 /// The durable side of a store.
@@ -200,6 +204,7 @@ impl Store {
     ) -> Result<Store> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         crate::codecs::install(&builder, &mut engine)?;
+        let index_build_time = crate::search::install(&builder, &mut engine)?;
         // Log records are captured only when there is storage to receive them; events only while
         // someone listens.
         engine.set_capture_log(committer.is_some());
@@ -222,6 +227,8 @@ impl Store {
             persist,
             repairs,
             resolved: Notify::new(),
+            vectors: builder.vectors,
+            index_build_time,
         });
         runtime.spawn(crate::timer::run(Arc::downgrade(&inner)));
         Ok(Store { inner })
@@ -231,7 +238,7 @@ impl Store {
         &self.inner
     }
 
-    fn check_open(&self) -> Result<()> {
+    pub(crate) fn check_open(&self) -> Result<()> {
         if self.inner.is_closed() {
             return Err(Error::Closed);
         }
@@ -284,7 +291,7 @@ impl Store {
     }
 
     /// A read of many keys. In CP mode it waits until every write applied so far is durable.
-    async fn read_all<R>(
+    pub(crate) async fn read_all<R>(
         &self,
         op: impl Fn(&Engine, Timestamp) -> Result<R, EngineError>,
     ) -> Result<R> {

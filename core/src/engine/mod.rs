@@ -37,6 +37,7 @@ pub use patch::{LoggedPatch, Patch};
 mod multi;
 pub use multi::KeyPattern;
 mod read;
+mod search;
 mod snapshot;
 pub use snapshot::{SNAPSHOT_FORMAT_V1, SNAPSHOT_FORMAT_V2};
 mod ttl;
@@ -92,6 +93,8 @@ pub struct Engine {
     codecs: crate::codec::CodecRegistry,
     /// Room to reserve in the next namespace written (see [`Engine::reserve`]); not state.
     reserve_next: Option<capacity::Reservation>,
+    /// Declared search indexes; derived from the keyspace, not part of the state.
+    search: crate::search::Indexes,
 }
 
 /// The changes of one write, committed as one revision.
@@ -130,6 +133,7 @@ impl Engine {
             pending: Default::default(),
             codecs: Default::default(),
             reserve_next: None,
+            search: Default::default(),
         })
     }
 
@@ -343,6 +347,7 @@ impl Engine {
     /// returns the entry it replaced. One hash lookup unless eviction is on.
     fn store_entry(&mut self, ns: &str, path: &str, entry: Entry) -> Option<Entry> {
         let new_cost = Self::cost(ns, path, &entry);
+        let indexed = (!self.search.is_empty()).then(|| entry.value.clone());
         let keyspace = match self.namespaces.get_mut(ns) {
             Some(ks) => ks,
             None => self.namespaces.entry(CompactString::from(ns)).or_default(),
@@ -370,6 +375,12 @@ impl Engine {
                 }
             }
         }
+        // A metadata-only change keeps the value (the same shared bytes): nothing to re-index.
+        if let Some(value) = indexed
+            && old.as_ref().is_none_or(|o| !o.value.same_bytes(&value))
+        {
+            self.search.on_put(ns, path, &value);
+        }
         old
     }
 
@@ -378,6 +389,9 @@ impl Engine {
         self.entries -= 1;
         self.bytes -= Self::cost(ns, path, old);
         self.lru_forget(old);
+        if !self.search.is_empty() {
+            self.search.on_remove(ns, path);
+        }
     }
 
     /// Stores `entry` under the key, recording the log op, the expiry index and the event.

@@ -238,7 +238,7 @@ impl Engine {
 
     /// Calls `f` for every live key matching `pattern`, in order. The pattern's literal path
     /// prefix bounds the range walked, so `app.config.*` never visits keys outside `app.config.`.
-    fn each_match(
+    pub(super) fn each_match(
         &self,
         now: Timestamp,
         pattern: &KeyPattern,
