@@ -35,6 +35,11 @@ mkdir -p "$pkg"
 wasm-bindgen --target web --weak-refs "${strip[@]}" --out-dir "$pkg/web" --out-name statemesh_wasm "$wasm"
 wasm-bindgen --target nodejs --weak-refs "${strip[@]}" --out-dir "$pkg/node" --out-name statemesh_wasm "$wasm"
 echo '{ "type": "commonjs" }' > "$pkg/node/package.json"
+# Every `options` parameter is a trailing optional object (`Option<Object>` in Rust), but a typed
+# parameter (`unchecked_param_type`) loses wasm-bindgen's `?`: put it back.
+for dts in "$pkg/web/statemesh_wasm.d.ts" "$pkg/node/statemesh_wasm.d.ts"; do
+  sed -E -i 's/\boptions: ([^)]*)\)/options?: \1)/' "$dts"
+done
 
 if $release; then
   (cd "$here" && [ -x node_modules/.bin/wasm-opt ] || npm install --no-audit --no-fund --silent)

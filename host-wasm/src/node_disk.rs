@@ -158,12 +158,10 @@ impl Disk for NodeDisk {
     fn open_append(&self, path: &Path) -> io::Result<NodeFile> {
         let path = text(path)?;
         let fd = with_fs(|fs| fs.open_existing(path))?;
-        let file = NodeFile { fd, position: 0 };
-        let size = with_fs(|fs| fs.size(fd))?;
-        Ok(NodeFile {
-            position: size as u64,
-            ..file
-        })
+        // Built first, so the descriptor is closed if reading the size fails.
+        let mut file = NodeFile { fd, position: 0 };
+        file.position = with_fs(|fs| fs.size(fd))? as u64;
+        Ok(file)
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {

@@ -31,13 +31,29 @@ fn opt_js(v: Option<Value>) -> Result<JsValue> {
     }
 }
 
+/// An optional options object as a plain JS value (`undefined` when not given).
+pub(crate) fn optional(options: Option<js_sys::Object>) -> JsValue {
+    options.map_or(JsValue::UNDEFINED, JsValue::from)
+}
+
 /// `undefined` and `null` as "not given".
 fn given(v: &JsValue) -> bool {
     !(v.is_undefined() || v.is_null())
 }
 
-fn parse<T: serde::de::DeserializeOwned + Default>(v: &JsValue) -> Result<T> {
+pub(crate) fn parse<T: serde::de::DeserializeOwned + Default + types::Fields>(
+    v: &JsValue,
+) -> Result<T> {
     if given(v) {
+        for key in js_sys::Object::keys(&js_sys::Object::from(v.clone())).iter() {
+            let key = key.as_string().unwrap_or_default();
+            if !T::FIELDS.contains(&key.as_str()) {
+                return Err(HostError::Argument(format!(
+                    "unknown option {key:?}; expected one of {}",
+                    T::FIELDS.join(", ")
+                )));
+            }
+        }
         Ok(serde_wasm_bindgen::from_value(v.clone())?)
     } else {
         Ok(T::default())
@@ -132,8 +148,9 @@ impl Store {
     /// Opens a store: in memory by default, or (Node) in the directory `options.path`.
     #[wasm_bindgen(unchecked_return_type = "Promise<Store>")]
     pub fn open(
-        #[wasm_bindgen(unchecked_param_type = "OpenOptions | undefined")] options: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "OpenOptions")] options: Option<js_sys::Object>,
     ) -> js_sys::Promise {
+        let options = optional(options);
         let opts: OpenOptions = match parse(&options) {
             Ok(o) => o,
             Err(e) => return reject(e),
@@ -158,8 +175,9 @@ impl Store {
     #[wasm_bindgen(js_name = fromSnapshot, unchecked_return_type = "Promise<Store>")]
     pub fn from_snapshot(
         snapshot: &[u8],
-        #[wasm_bindgen(unchecked_param_type = "OpenOptions | undefined")] options: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "OpenOptions")] options: Option<js_sys::Object>,
     ) -> js_sys::Promise {
+        let options = optional(options);
         let result = parse::<OpenOptions>(&options).and_then(|opts| {
             let engine = Engine::restore(config(&opts), snapshot)?;
             let feed = Feed::new(opts.event_capacity.unwrap_or(4096));
@@ -265,9 +283,9 @@ impl Store {
     pub fn scan(
         &self,
         prefix: String,
-        #[wasm_bindgen(unchecked_param_type = "{ limit?: number, cursor?: string } | undefined")]
-        options: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "{ limit?: number, cursor?: string }")] options: Option<js_sys::Object>,
     ) -> js_sys::Promise {
+        let options = optional(options);
         let parsed = (|| -> Result<_> {
             let limit = convert::opt_u64(&options, "limit")?.unwrap_or(100);
             let cursor = convert::get(&options, "cursor").as_string();
@@ -295,8 +313,9 @@ impl Store {
     pub fn iterate(
         &self,
         prefix: String,
-        #[wasm_bindgen(unchecked_param_type = "{ batch?: number } | undefined")] options: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "{ batch?: number }")] options: Option<js_sys::Object>,
     ) -> std::result::Result<crate::scan::ScanIterator, JsValue> {
+        let options = optional(options);
         let batch = convert::opt_u64(&options, "batch")?.unwrap_or(256);
         Ok(crate::scan::ScanIterator::new(
             self.shared.clone(),
@@ -313,8 +332,9 @@ impl Store {
         &self,
         key: String,
         #[wasm_bindgen(unchecked_param_type = "Value")] value: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "PutOptions | undefined")] options: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "PutOptions")] options: Option<js_sys::Object>,
     ) -> js_sys::Promise {
+        let options = optional(options);
         let parsed = value_from_js(&value).and_then(|v| {
             let opts = parse::<PutOptions>(&options)?;
             Ok((v, opts))
@@ -339,8 +359,9 @@ impl Store {
         key: String,
         content_type: String,
         data: Vec<u8>,
-        #[wasm_bindgen(unchecked_param_type = "PutOptions | undefined")] options: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "PutOptions")] options: Option<js_sys::Object>,
     ) -> js_sys::Promise {
+        let options = optional(options);
         let opts = match parse::<PutOptions>(&options) {
             Ok(o) => o.into_core(),
             Err(e) => return reject(e),
@@ -534,8 +555,9 @@ impl Store {
     #[wasm_bindgen(unchecked_return_type = "Promise<Transaction>")]
     pub fn begin(
         &self,
-        #[wasm_bindgen(unchecked_param_type = "BeginOptions | undefined")] options: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "BeginOptions")] options: Option<js_sys::Object>,
     ) -> js_sys::Promise {
+        let options = optional(options);
         match parse::<types::BeginOptions>(&options) {
             Ok(opts) => crate::txn::begin(&self.shared, opts),
             Err(e) => reject(e),
@@ -614,8 +636,9 @@ impl Store {
     /// Kept changes after `since` (when given), then live ones, with no gap or duplicate.
     pub fn changes(
         &self,
-        #[wasm_bindgen(unchecked_param_type = "ChangesOptions | undefined")] options: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "ChangesOptions")] options: Option<js_sys::Object>,
     ) -> std::result::Result<Subscription, JsValue> {
+        let options = optional(options);
         let options = parse::<ChangesOptions>(&options)?;
         Ok(self.changes_with(options)?)
     }

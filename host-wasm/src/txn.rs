@@ -5,6 +5,7 @@ use statemesh_core::{Compare, CompareOp, CompareTarget, Isolation, Txn, TxnId, T
 use wasm_bindgen::prelude::*;
 
 use crate::convert::{self, value_from_js};
+use crate::store::optional;
 use crate::error::{HostError, Result};
 use crate::host::{self, Shared, now};
 use crate::types::{self, BeginOptions, CompareSpec, TxnOpKind, TxnOpSpec, TxnSpec, WriteResult};
@@ -144,8 +145,9 @@ impl Transaction {
         &self,
         key: String,
         #[wasm_bindgen(unchecked_param_type = "Value")] value: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "{ ttlMs?: number } | undefined")] options: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "{ ttlMs?: number }")] options: Option<js_sys::Object>,
     ) -> js_sys::Promise {
+        let options = optional(options);
         let id = self.id;
         let parsed = value_from_js(&value)
             .and_then(|v| Ok((v, convert::opt_u64(&options, "ttlMs")?)));

@@ -458,3 +458,25 @@ pub struct ChangesOptions {
     #[tsify(optional)]
     pub pattern: Option<String>,
 }
+
+/// Option objects list the properties they take, so a misspelt one (`ttlMS`) is an error rather
+/// than silently ignored (serde-wasm-bindgen reads only the fields it knows).
+pub(crate) trait Fields {
+    const FIELDS: &'static [&'static str];
+}
+
+impl Fields for OpenOptions {
+    const FIELDS: &'static [&'static str] = &["path", "durability", "separator", "caseInsensitiveKeys", "maxValueSize", "historyLimit", "eventCapacity", "checkpointEvery", "maxEntries", "maxBytes"];
+}
+
+impl Fields for PutOptions {
+    const FIELDS: &'static [&'static str] = &["ttlMs", "keepTtl", "ifVersion", "metadata"];
+}
+
+impl Fields for BeginOptions {
+    const FIELDS: &'static [&'static str] = &["isolation", "timeoutMs"];
+}
+
+impl Fields for ChangesOptions {
+    const FIELDS: &'static [&'static str] = &["since", "pattern"];
+}

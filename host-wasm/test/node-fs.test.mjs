@@ -21,7 +21,7 @@ function native(...args) {
     : execFileSync('cargo', ['run', '-q', '--locked', '-p', 'statemesh-interop', '--', ...args], {
       cwd: root, encoding: 'utf8',
     });
-  return out.trim().split('\n').map((l) => JSON.parse(l));
+  return out.trim().split('\n').filter((l) => l).map((l) => JSON.parse(l));
 }
 
 test('a directory store survives close and reopen, TTL and metadata included', async () => {
