@@ -31,9 +31,9 @@ pub(crate) fn value_from_js(v: &JsValue) -> Result<Value> {
     }
     if v.is_bigint() {
         let big: js_sys::BigInt = v.clone().unchecked_into();
-        return i64::try_from(big)
-            .map(Value::Integer)
-            .map_err(|_| HostError::Argument("bigint value outside the 64-bit signed range".into()));
+        return i64::try_from(big).map(Value::Integer).map_err(|_| {
+            HostError::Argument("bigint value outside the 64-bit signed range".into())
+        });
     }
     if let Some(bytes) = v.dyn_ref::<js_sys::Uint8Array>() {
         return Ok(Value::Bytes(bytes.to_vec()));
@@ -138,6 +138,8 @@ pub(crate) fn opt_u64(obj: &JsValue, key: &str) -> Result<Option<u64>> {
 pub(crate) fn json_object(v: &JsValue) -> Result<serde_json::Map<String, serde_json::Value>> {
     match serde_wasm_bindgen::from_value::<serde_json::Value>(v.clone())? {
         serde_json::Value::Object(map) => Ok(map),
-        _ => Err(HostError::Argument("metadata must be a plain object".into())),
+        _ => Err(HostError::Argument(
+            "metadata must be a plain object".into(),
+        )),
     }
 }

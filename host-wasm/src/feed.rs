@@ -90,7 +90,8 @@ impl Queue {
     fn push(&mut self, event: &ChangeEvent) {
         if self.closed
             || event.revision <= self.cut
-            || !self.pattern.as_ref().is_none_or(|p| p.matches(&event.key)) {
+            || !self.pattern.as_ref().is_none_or(|p| p.matches(&event.key))
+        {
             return;
         }
         if self.events.len() >= self.capacity {
@@ -159,7 +160,10 @@ impl Subscription {
     }
 
     /// Ends the subscription (called by `for await` when the loop exits early).
-    #[wasm_bindgen(js_name = "return", unchecked_return_type = "Promise<IteratorResult<ChangeEvent, undefined>>")]
+    #[wasm_bindgen(
+        js_name = "return",
+        unchecked_return_type = "Promise<IteratorResult<ChangeEvent, undefined>>"
+    )]
     pub fn return_(&self) -> js_sys::Promise {
         self.close();
         js_sys::Promise::resolve(&done(JsValue::UNDEFINED, true))

@@ -12,7 +12,9 @@ use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
 
 use futures_channel::oneshot;
-use statemesh_core::{ChangeEvent, Engine, EngineError, LogBytes, Storage, StorageError, Timestamp};
+use statemesh_core::{
+    ChangeEvent, Engine, EngineError, LogBytes, Storage, StorageError, Timestamp,
+};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 

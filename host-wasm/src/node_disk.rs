@@ -29,7 +29,12 @@ extern "C" {
     #[wasm_bindgen(method, catch)]
     fn size(this: &NodeFs, fd: f64) -> std::result::Result<f64, JsValue>;
     #[wasm_bindgen(method, catch)]
-    fn write(this: &NodeFs, fd: f64, data: &[u8], position: f64) -> std::result::Result<(), JsValue>;
+    fn write(
+        this: &NodeFs,
+        fd: f64,
+        data: &[u8],
+        position: f64,
+    ) -> std::result::Result<(), JsValue>;
     #[wasm_bindgen(method, catch)]
     fn truncate(this: &NodeFs, fd: f64, len: f64) -> std::result::Result<(), JsValue>;
     #[wasm_bindgen(method, catch)]
@@ -69,8 +74,8 @@ pub(crate) fn open(path: &str) -> Result<Box<dyn Storage>> {
             "`path` stores need Node's file system; in a browser use a memory store".into(),
         ));
     }
-    let storage =
-        FsStorage::open_with_disk(NodeDisk, path, FsOptions::default()).map_err(HostError::Storage)?;
+    let storage = FsStorage::open_with_disk(NodeDisk, path, FsOptions::default())
+        .map_err(HostError::Storage)?;
     Ok(Box::new(storage))
 }
 
@@ -105,9 +110,8 @@ fn with_fs<R>(op: impl FnOnce(&NodeFs) -> std::result::Result<R, JsValue>) -> io
 }
 
 fn text(path: &Path) -> io::Result<&str> {
-    path.to_str().ok_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidInput, "path is not valid UTF-8")
-    })
+    path.to_str()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path is not valid UTF-8"))
 }
 
 /// [`Disk`] over node:fs. Holds nothing: the primitives live in a thread-local, registered by

@@ -9,8 +9,8 @@ use crate::error::{HostError, Result};
 use crate::feed::{Feed, Subscription};
 use crate::host::{self, Persist, Shared, now};
 use crate::types::{
-    self, ChangesOptions, Entry, Metadata, OpenOptions, PutOptions, StoreRecord,
-    Versioned, WriteResult,
+    self, ChangesOptions, Entry, Metadata, OpenOptions, PutOptions, StoreRecord, Versioned,
+    WriteResult,
 };
 
 /// An open statemesh store. Open one with `Store.open()`; call `close()` when done (a store
@@ -81,10 +81,7 @@ fn config(opts: &OpenOptions) -> EngineConfig {
 }
 
 /// Opens a store on `storage`: loads its snapshot and log and replays them.
-pub(crate) async fn open_on(
-    opts: &OpenOptions,
-    mut storage: Box<dyn Storage>,
-) -> Result<Shared> {
+pub(crate) async fn open_on(opts: &OpenOptions, mut storage: Box<dyn Storage>) -> Result<Shared> {
     let recovered = storage.load().await.map_err(HostError::Storage)?;
     let config = config(opts);
     let mut engine = match &recovered.snapshot {
@@ -283,7 +280,8 @@ impl Store {
     pub fn scan(
         &self,
         prefix: String,
-        #[wasm_bindgen(unchecked_param_type = "{ limit?: number, cursor?: string }")] options: Option<js_sys::Object>,
+        #[wasm_bindgen(unchecked_param_type = "{ limit?: number, cursor?: string }")]
+        options: Option<js_sys::Object>,
     ) -> js_sys::Promise {
         let options = optional(options);
         let parsed = (|| -> Result<_> {
@@ -313,7 +311,9 @@ impl Store {
     pub fn iterate(
         &self,
         prefix: String,
-        #[wasm_bindgen(unchecked_param_type = "{ batch?: number }")] options: Option<js_sys::Object>,
+        #[wasm_bindgen(unchecked_param_type = "{ batch?: number }")] options: Option<
+            js_sys::Object,
+        >,
     ) -> std::result::Result<crate::scan::ScanIterator, JsValue> {
         let options = optional(options);
         let batch = convert::opt_u64(&options, "batch")?.unwrap_or(256);
@@ -531,10 +531,7 @@ impl Store {
     /// Removes expired keys now (a timer does it on its own); resolves to how many.
     #[wasm_bindgen(js_name = cleanupExpired, unchecked_return_type = "Promise<number>")]
     pub fn cleanup_expired(&self) -> js_sys::Promise {
-        self.write(
-            |e, now| Ok(e.cleanup_expired(now)),
-            |n| Ok(convert::num(n)),
-        )
+        self.write(|e, now| Ok(e.cleanup_expired(now)), |n| Ok(convert::num(n)))
     }
 
     // ---- transactions ----
@@ -546,7 +543,10 @@ impl Store {
         #[wasm_bindgen(unchecked_param_type = "TxnSpec")] spec: JsValue,
     ) -> js_sys::Promise {
         match crate::txn::txn_from_js(&spec) {
-            Ok(txn) => self.write(move |e, now| e.txn(now, &txn), |r| crate::txn::txn_result_js(&r)),
+            Ok(txn) => self.write(
+                move |e, now| e.txn(now, &txn),
+                |r| crate::txn::txn_result_js(&r),
+            ),
             Err(e) => reject(e),
         }
     }
@@ -570,7 +570,9 @@ impl Store {
     #[wasm_bindgen(js_name = getAt, unchecked_return_type = "Promise<ValueAt | undefined>")]
     pub fn get_at(&self, key: String, revision: f64) -> js_sys::Promise {
         match convert::u64_arg(&JsValue::from_f64(revision), "revision") {
-            Ok(rev) => self.read(move |e, now| types::ValueAt::js(e.get_at(now, &key, rev)?.as_ref())),
+            Ok(rev) => {
+                self.read(move |e, now| types::ValueAt::js(e.get_at(now, &key, rev)?.as_ref()))
+            }
             Err(e) => reject(e),
         }
     }

@@ -1,13 +1,15 @@
 //! Transactions from JavaScript: compare-then-else (`store.txn`) and interactive optimistic
 //! ones (`store.begin()` → `Transaction`).
 
-use statemesh_core::{Compare, CompareOp, CompareTarget, Isolation, Txn, TxnId, TxnOp, TxnOpResult};
+use statemesh_core::{
+    Compare, CompareOp, CompareTarget, Isolation, Txn, TxnId, TxnOp, TxnOpResult,
+};
 use wasm_bindgen::prelude::*;
 
 use crate::convert::{self, value_from_js};
-use crate::store::optional;
 use crate::error::{HostError, Result};
 use crate::host::{self, Shared, now};
+use crate::store::optional;
 use crate::types::{self, BeginOptions, CompareSpec, TxnOpKind, TxnOpSpec, TxnSpec, WriteResult};
 
 /// Default lifetime of an interactive transaction.
@@ -64,7 +66,10 @@ fn txn_op(op: TxnOpSpec) -> Result<TxnOp> {
     Ok(match op.op {
         TxnOpKind::Put => {
             if op.value.is_undefined() {
-                return Err(HostError::Argument(format!("put of {} needs a value", op.key)));
+                return Err(HostError::Argument(format!(
+                    "put of {} needs a value",
+                    op.key
+                )));
             }
             let value = value_from_js(&op.value)?;
             match op.ttl_ms {
@@ -145,12 +150,14 @@ impl Transaction {
         &self,
         key: String,
         #[wasm_bindgen(unchecked_param_type = "Value")] value: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "{ ttlMs?: number }")] options: Option<js_sys::Object>,
+        #[wasm_bindgen(unchecked_param_type = "{ ttlMs?: number }")] options: Option<
+            js_sys::Object,
+        >,
     ) -> js_sys::Promise {
         let options = optional(options);
         let id = self.id;
-        let parsed = value_from_js(&value)
-            .and_then(|v| Ok((v, convert::opt_u64(&options, "ttlMs")?)));
+        let parsed =
+            value_from_js(&value).and_then(|v| Ok((v, convert::opt_u64(&options, "ttlMs")?)));
         let (value, ttl) = match parsed {
             Ok(p) => p,
             Err(e) => return crate::store::reject(e),
@@ -178,7 +185,10 @@ impl Transaction {
     #[wasm_bindgen(unchecked_return_type = "Promise<WriteResult>")]
     pub fn commit(&self) -> js_sys::Promise {
         let id = self.id;
-        let applied = self.shared.borrow_mut().apply(|e, now| e.commit_txn(now, id));
+        let applied = self
+            .shared
+            .borrow_mut()
+            .apply(|e, now| e.commit_txn(now, id));
         let shared = self.shared.clone();
         wasm_bindgen_futures::future_to_promise(async move {
             let (result, queued) = applied?;

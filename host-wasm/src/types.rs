@@ -466,7 +466,18 @@ pub(crate) trait Fields {
 }
 
 impl Fields for OpenOptions {
-    const FIELDS: &'static [&'static str] = &["path", "durability", "separator", "caseInsensitiveKeys", "maxValueSize", "historyLimit", "eventCapacity", "checkpointEvery", "maxEntries", "maxBytes"];
+    const FIELDS: &'static [&'static str] = &[
+        "path",
+        "durability",
+        "separator",
+        "caseInsensitiveKeys",
+        "maxValueSize",
+        "historyLimit",
+        "eventCapacity",
+        "checkpointEvery",
+        "maxEntries",
+        "maxBytes",
+    ];
 }
 
 impl Fields for PutOptions {

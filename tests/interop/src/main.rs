@@ -23,11 +23,16 @@ async fn write(dir: &str) -> Result<(), statemesh::Error> {
     store.put("native:greeting", "hello from rust").await?;
     store.put("native:count", Value::Integer(41)).await?;
     store
-        .put("native:doc", Value::Json(serde_json::json!({"a": [1, 2], "b": null})))
+        .put(
+            "native:doc",
+            Value::Json(serde_json::json!({"a": [1, 2], "b": null})),
+        )
         .await?;
     store.checkpoint().await?;
     store.increment("native:count", 1).await?;
-    store.put("native:bytes", Value::Bytes(vec![0, 1, 2, 255])).await?;
+    store
+        .put("native:bytes", Value::Bytes(vec![0, 1, 2, 255]))
+        .await?;
     let mut meta = serde_json::Map::new();
     meta.insert("owner".into(), "rust".into());
     store
@@ -74,7 +79,10 @@ fn main() -> ExitCode {
         eprintln!("usage: statemesh-interop write|dump DIR");
         return ExitCode::from(2);
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("runtime: {e}");
@@ -85,7 +93,10 @@ fn main() -> ExitCode {
         match cmd.as_str() {
             "write" => write(dir).await,
             "dump" => dump(dir).await,
-            _ => Ok(eprintln!("unknown command {cmd}")),
+            _ => {
+                eprintln!("unknown command {cmd}");
+                Ok(())
+            }
         }
     });
     match result {
