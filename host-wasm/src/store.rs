@@ -102,7 +102,49 @@ pub(crate) async fn open_on(opts: &OpenOptions, mut storage: Box<dyn Storage>) -
     Ok(host::new_shared(engine, feed, Some(persist)))
 }
 
+#[cfg(target_family = "wasm")]
+async fn open_indexed_db(name: &str, relaxed: bool) -> Result<Box<dyn Storage>> {
+    use statemesh_indexeddb::{IdbOptions, IdbStorage};
+    let storage = IdbStorage::open(name, IdbOptions::default().relaxed(relaxed))
+        .await
+        .map_err(HostError::Storage)?;
+    Ok(Box::new(storage))
+}
+
+#[cfg(not(target_family = "wasm"))]
+async fn open_indexed_db(_name: &str, _relaxed: bool) -> Result<Box<dyn Storage>> {
+    Err(HostError::Unsupported(
+        "IndexedDB exists only in wasm builds".into(),
+    ))
+}
+
 impl Store {
+    /// `Store.open` for Rust callers (and tests).
+    pub async fn open_with(opts: OpenOptions) -> Result<Store> {
+        let shared = match (&opts.path, &opts.indexed_db) {
+            (Some(_), Some(_)) => {
+                return Err(HostError::Argument(
+                    "give either `path` (Node) or `indexedDb` (browser), not both".into(),
+                ));
+            }
+            (Some(path), None) => {
+                let storage = crate::node_disk::open(path)?;
+                open_on(&opts, storage).await?
+            }
+            (None, Some(name)) => {
+                let relaxed = opts.relaxed_durability.unwrap_or(false);
+                let storage = open_indexed_db(name, relaxed).await?;
+                open_on(&opts, storage).await?
+            }
+            (None, None) => {
+                let engine = Engine::new(config(&opts))?;
+                let feed = Feed::new(opts.event_capacity.unwrap_or(4096));
+                host::new_shared(engine, feed, None)
+            }
+        };
+        Ok(Store { shared })
+    }
+
     /// Runs a read once every write so far is durable (CP).
     fn read(
         &self,
@@ -142,7 +184,8 @@ impl Store {
 
 #[wasm_bindgen]
 impl Store {
-    /// Opens a store: in memory by default, or (Node) in the directory `options.path`.
+    /// Opens a store: in memory by default, in the directory `options.path` (Node), or in the
+    /// IndexedDB database `options.indexedDb` (browser).
     #[wasm_bindgen(unchecked_return_type = "Promise<Store>")]
     pub fn open(
         #[wasm_bindgen(unchecked_param_type = "OpenOptions")] options: Option<js_sys::Object>,
@@ -152,20 +195,9 @@ impl Store {
             Ok(o) => o,
             Err(e) => return reject(e),
         };
-        wasm_bindgen_futures::future_to_promise(async move {
-            let shared = match &opts.path {
-                Some(path) => {
-                    let storage = crate::node_disk::open(path)?;
-                    open_on(&opts, storage).await?
-                }
-                None => {
-                    let engine = Engine::new(config(&opts)).map_err(HostError::from)?;
-                    let feed = Feed::new(opts.event_capacity.unwrap_or(4096));
-                    host::new_shared(engine, feed, None)
-                }
-            };
-            Ok(Store { shared }.into())
-        })
+        wasm_bindgen_futures::future_to_promise(
+            async move { Ok(Store::open_with(opts).await?.into()) },
+        )
     }
 
     /// An in-memory store holding the state of a `snapshot()`.

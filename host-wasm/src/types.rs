@@ -24,6 +24,13 @@ pub struct OpenOptions {
     /// Node only: a directory holding the store in the native file format (log + snapshots).
     #[tsify(optional)]
     pub path: Option<String>,
+    /// Browser: the IndexedDB database holding the store (one opener at a time, across tabs).
+    #[tsify(optional)]
+    pub indexed_db: Option<String>,
+    /// IndexedDB only: commit with relaxed durability (faster; a power cut may lose the last
+    /// writes, never tear them). Default false (strict).
+    #[tsify(optional)]
+    pub relaxed_durability: Option<bool>,
     /// `"cp"` (default): a write resolves once durable. `"ap"`: at once, persisted right after.
     #[tsify(optional)]
     pub durability: Option<Durability>,
@@ -468,6 +475,8 @@ pub(crate) trait Fields {
 impl Fields for OpenOptions {
     const FIELDS: &'static [&'static str] = &[
         "path",
+        "indexedDb",
+        "relaxedDurability",
         "durability",
         "separator",
         "caseInsensitiveKeys",
