@@ -35,6 +35,13 @@ mkdir -p "$pkg"
 wasm-bindgen --target web --weak-refs "${strip[@]}" --out-dir "$pkg/web" --out-name statemesh_wasm "$wasm"
 wasm-bindgen --target nodejs --weak-refs "${strip[@]}" --out-dir "$pkg/node" --out-name statemesh_wasm "$wasm"
 echo '{ "type": "commonjs" }' > "$pkg/node/package.json"
+# The Node build is CommonJS, but JS snippets of Rust crates (the IndexedDB adapter's idb.js) are
+# ES modules: rewrite their top-level `export function`s as CommonJS exports. (Node never calls
+# them; the module only has to load.)
+find "$pkg/node/snippets" -name '*.js' -print0 2>/dev/null | while IFS= read -r -d '' js; do
+  sed -E -i 's/^export (async )?function ([A-Za-z0-9_]+)/exports.\2 = \2; \1function \2/' "$js"
+  if grep -q '^export ' "$js"; then echo "build.sh: cannot convert $js to CommonJS" >&2; exit 1; fi
+done
 # Every `options` parameter is a trailing optional object (`Option<Object>` in Rust), but a typed
 # parameter (`unchecked_param_type`) loses wasm-bindgen's `?`: put it back.
 for dts in "$pkg/web/statemesh_wasm.d.ts" "$pkg/node/statemesh_wasm.d.ts"; do

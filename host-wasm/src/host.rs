@@ -335,9 +335,16 @@ pub(crate) async fn settle(shared: &Shared, queued: Option<u64>) -> Result<()> {
         return Ok(());
     };
     let (mode, due) = {
-        let state = shared.borrow();
-        match state.persist.as_ref() {
-            Some(p) => (p.mode, p.since_checkpoint >= p.checkpoint_every),
+        let mut state = shared.borrow_mut();
+        match state.persist.as_mut() {
+            Some(p) => {
+                let due = p.since_checkpoint >= p.checkpoint_every;
+                if due {
+                    // Counted from now, so the writes during this checkpoint start no other.
+                    p.since_checkpoint = 0;
+                }
+                (p.mode, due)
+            }
             None => return Ok(()),
         }
     };
@@ -351,7 +358,15 @@ pub(crate) async fn settle(shared: &Shared, queued: Option<u64>) -> Result<()> {
         }
     }
     if due {
-        checkpoint(shared).await?;
+        match mode {
+            Durability::Cp => checkpoint(shared).await?,
+            Durability::Ap => {
+                let shared = shared.clone();
+                wasm_bindgen_futures::spawn_local(async move {
+                    let _ = checkpoint(&shared).await;
+                });
+            }
+        }
     }
     Ok(())
 }
@@ -380,21 +395,40 @@ pub(crate) async fn checkpoint(shared: &Shared) -> Result<()> {
             continue;
         };
         let result = storage.write_snapshot(revision, &snapshot).await;
-        let mut state = shared.borrow_mut();
-        let Some(p) = state.persist.as_mut() else {
-            return Ok(());
-        };
-        p.storage = Some(storage);
+        give_back(shared, storage);
         return match result {
-            Ok(()) => {
-                p.since_checkpoint = 0;
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(e) => {
-                p.poisoned = Some(e.clone());
+                if let Some(p) = shared.borrow_mut().persist.as_mut() {
+                    p.poisoned = Some(e.clone());
+                }
                 Err(HostError::Poisoned(e))
             }
         };
+    }
+}
+
+/// Returns the storage after a checkpoint or sync had it out. Writers that queued records
+/// meanwhile found it busy and wait for a flush: wake them to flush themselves, and flush the
+/// records of AP writes, which nobody waits for.
+fn give_back(shared: &Shared, storage: Box<dyn Storage>) {
+    let pending = {
+        let mut state = shared.borrow_mut();
+        let Some(p) = state.persist.as_mut() else {
+            return;
+        };
+        p.storage = Some(storage);
+        for (_, w) in p.waiters.drain(..) {
+            let _ = w.send(());
+        }
+        !p.queued.is_empty()
+    };
+    if pending {
+        let shared = shared.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            // A failure poisons the store; the next call reports it.
+            let _ = flush(&shared).await;
+        });
     }
 }
 
@@ -417,12 +451,9 @@ pub(crate) async fn sync(shared: &Shared) -> Result<()> {
             continue;
         };
         let result = storage.sync().await;
-        let mut state = shared.borrow_mut();
-        if let Some(p) = state.persist.as_mut() {
-            p.storage = Some(storage);
-            if let Err(e) = &result {
-                p.poisoned = Some(e.clone());
-            }
+        give_back(shared, storage);
+        if let (Err(e), Some(p)) = (&result, shared.borrow_mut().persist.as_mut()) {
+            p.poisoned = Some(e.clone());
         }
         return result.map_err(HostError::Poisoned);
     }

@@ -166,3 +166,24 @@ test('a store written natively opens in Node, and Node can go on writing it', as
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('writes issued while automatic checkpoints run all resolve and all persist', async () => {
+  for (const durability of ['cp', 'ap']) {
+    const dir = tempDir();
+    try {
+      const s = await Store.open({ path: dir, durability, checkpointEvery: 5 });
+      const writes = [];
+      for (let i = 0; i < 60; i++) writes.push(s.put(`many:${String(i).padStart(2, '0')}`, i));
+      const results = await Promise.all(writes);
+      assert.deepEqual(results.map((r) => r.revision), Array.from({ length: 60 }, (_, i) => i + 1));
+      await s.close();
+      assert.ok(readdirSync(dir).some((n) => n.startsWith('snapshot-')), durability);
+      const t = await Store.open({ path: dir });
+      assert.equal((await t.keys('many:*')).length, 60, durability);
+      assert.equal(t.revision, 60);
+      await t.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+});
