@@ -61,6 +61,10 @@ fi
 
 cp "$here/js/browser.js" "$here/js/node.cjs" "$here/js/node.mjs" "$here/js/node-fs.cjs" \
   "$here/js/install.mjs" "$here/js/index.d.ts" "$pkg/"
+# Codec plugins: the loader of adapters/wasmtime/js, unchanged, as `statemesh/plugins`.
+mkdir -p "$pkg/plugins"
+cp "$root/adapters/wasmtime/js/loader.mjs" "$pkg/plugins/loader.mjs"
+cp "$here/js/plugins.d.ts" "$pkg/plugins/loader.d.ts"
 # install.cjs: the same code for require(); its only exports are the two `export` lines.
 {
   echo "'use strict';"

@@ -178,6 +178,7 @@ impl State {
             self.engine.poll_timeout()
         };
         if self.timer.as_ref().map(|t| t.at) == next {
+            self.keep_alive();
             return;
         }
         if let Some(old) = self.timer.take() {
@@ -192,12 +193,26 @@ impl State {
         });
         let delay = now().millis_until(at) as f64;
         let handle = set_timeout(closure.as_ref().unchecked_ref(), delay);
-        unref(&handle);
         self.timer = Some(Timer {
             handle,
             at,
             _closure: closure,
         });
+        self.keep_alive();
+    }
+
+    /// In Node a pending timer keeps the process alive. The expiry timer should only while
+    /// someone listens for the events it produces; otherwise an idle store would hold a script
+    /// open until its last TTL ran out.
+    pub(crate) fn keep_alive(&self) {
+        if let Some(t) = &self.timer {
+            let method = if self.feed.has_subscribers() { "ref" } else { "unref" };
+            if let Ok(f) = js_sys::Reflect::get(&t.handle, &JsValue::from_str(method))
+                && let Some(f) = f.dyn_ref::<js_sys::Function>()
+            {
+                let _ = f.call0(&t.handle);
+            }
+        }
     }
 
     pub(crate) fn close(&mut self) {
@@ -213,15 +228,6 @@ impl State {
             }
         }
         self.feed.close();
-    }
-}
-
-/// In Node a pending timer keeps the process alive; an expiry timer should not.
-fn unref(handle: &JsValue) {
-    if let Ok(f) = js_sys::Reflect::get(handle, &JsValue::from_str("unref"))
-        && let Some(f) = f.dyn_ref::<js_sys::Function>()
-    {
-        let _ = f.call0(handle);
     }
 }
 

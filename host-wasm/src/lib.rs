@@ -5,6 +5,8 @@
 //! `setTimeout`, durable storage behind core's `Storage` trait (Node directories in the native
 //! file format; memory everywhere).
 
+#[cfg(target_family = "wasm")]
+mod codec;
 mod convert;
 mod error;
 mod feed;

@@ -36,6 +36,30 @@ pub(crate) fn optional(options: Option<js_sys::Object>) -> JsValue {
     options.map_or(JsValue::UNDEFINED, JsValue::from)
 }
 
+/// The codec a custom value names, and its bytes.
+fn named_codec<'v>(
+    e: &Engine,
+    key: &str,
+    value: &'v Value,
+) -> Result<(std::sync::Arc<dyn statemesh_core::ValueCodec>, &'v [u8])> {
+    let Value::Custom { codec, data } = value else {
+        return Err(EngineError::WrongType {
+            key: key.to_owned(),
+            expected: "custom",
+            actual: value.kind().name(),
+        }
+        .into());
+    };
+    match e.codecs().named(codec) {
+        Some(c) => Ok((c.clone(), data)),
+        None => Err(EngineError::UnknownCodec {
+            key: key.to_owned(),
+            codec: codec.clone(),
+        }
+        .into()),
+    }
+}
+
 /// `undefined` and `null` as "not given".
 fn given(v: &JsValue) -> bool {
     !(v.is_undefined() || v.is_null())
@@ -91,6 +115,7 @@ pub(crate) async fn open_on(opts: &OpenOptions, mut storage: Box<dyn Storage>) -
     for record in &recovered.records {
         engine.replay_bytes(&record.bytes)?;
     }
+    install_codecs(&mut engine, opts)?;
     let persist = Persist::new(
         storage,
         opts.durability.unwrap_or_default(),
@@ -100,6 +125,28 @@ pub(crate) async fn open_on(opts: &OpenOptions, mut storage: Box<dyn Storage>) -
     );
     let feed = Feed::new(opts.event_capacity.unwrap_or(4096));
     Ok(host::new_shared(engine, feed, Some(persist)))
+}
+
+/// Registers the codec plugins of `opts` (codecs are not part of the state: every open does it).
+#[cfg(target_family = "wasm")]
+fn install_codecs(engine: &mut Engine, opts: &OpenOptions) -> Result<()> {
+    for spec in opts.codecs.iter().flatten() {
+        engine.register_codec(&spec.pattern, crate::codec::JsCodec::new(spec.plugin.clone())?)?;
+    }
+    engine
+        .codecs_mut()
+        .set_strict(opts.strict_codecs.unwrap_or(false));
+    Ok(())
+}
+
+#[cfg(not(target_family = "wasm"))]
+fn install_codecs(_engine: &mut Engine, opts: &OpenOptions) -> Result<()> {
+    match &opts.codecs {
+        Some(c) if !c.is_empty() => Err(HostError::Unsupported(
+            "codec plugins exist only in wasm builds".into(),
+        )),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(target_family = "wasm")]
@@ -137,7 +184,8 @@ impl Store {
                 open_on(&opts, storage).await?
             }
             (None, None) => {
-                let engine = Engine::new(config(&opts))?;
+                let mut engine = Engine::new(config(&opts))?;
+                install_codecs(&mut engine, &opts)?;
                 let feed = Feed::new(opts.event_capacity.unwrap_or(4096));
                 host::new_shared(engine, feed, None)
             }
@@ -534,6 +582,95 @@ impl Store {
         }
     }
 
+    // ---- codec plugins ----
+
+    /// Encodes `input` with the codec plugin that owns `key` and puts the result (the engine
+    /// validates it again, as every custom put).
+    #[wasm_bindgen(js_name = putCustom, unchecked_return_type = "Promise<WriteResult>")]
+    pub fn put_custom(
+        &self,
+        key: String,
+        input: Vec<u8>,
+        #[wasm_bindgen(unchecked_param_type = "PutOptions")] options: Option<js_sys::Object>,
+    ) -> js_sys::Promise {
+        let options = optional(options);
+        let encoded = (|| -> Result<_> {
+            let opts = parse::<PutOptions>(&options)?.into_core();
+            let codec = {
+                let state = self.shared.borrow();
+                let k = state.engine.config().keys.parse(&key).map_err(EngineError::from)?;
+                state.engine.codecs().for_key(&k.to_key_string()).cloned()
+            };
+            let Some(codec) = codec else {
+                return Err(HostError::Argument(format!(
+                    "no codec owns {key}; register one with Store.open({{ codecs }})"
+                )));
+            };
+            let data = codec.encode(&input).map_err(|error| EngineError::Codec {
+                key: key.clone(),
+                error,
+            })?;
+            let value = Value::Custom {
+                codec: codec.name().to_owned(),
+                data,
+            };
+            Ok((value, opts))
+        })();
+        match encoded {
+            Ok((value, opts)) => self.write_result(move |e, now| e.put_with(now, &key, &value, &opts)),
+            Err(e) => reject(e),
+        }
+    }
+
+    /// The input form of `key`'s custom value, decoded by the codec it names.
+    #[wasm_bindgen(js_name = getDecoded, unchecked_return_type = "Promise<Uint8Array | undefined>")]
+    pub fn get_decoded(&self, key: String) -> js_sys::Promise {
+        self.read(move |e, now| match e.get(now, &key)? {
+            None => Ok(JsValue::UNDEFINED),
+            Some(value) => {
+                let (codec, data) = named_codec(e, &key, &value)?;
+                let out = codec.decode(data).map_err(|error| EngineError::Codec { key, error })?;
+                Ok(js_sys::Uint8Array::from(out.as_slice()).into())
+            }
+        })
+    }
+
+    /// A JSON view of `key`'s value: a custom value's `to_json`, a JSON value itself.
+    #[wasm_bindgen(js_name = toJson, unchecked_return_type = "Promise<unknown>")]
+    pub fn to_json(&self, key: String) -> js_sys::Promise {
+        self.read(move |e, now| match e.get(now, &key)? {
+            Some(Value::Json(j)) => convert::to_js(&j),
+            Some(value @ Value::Custom { .. }) => {
+                let (codec, data) = named_codec(e, &key, &value)?;
+                match codec.to_json(data).map_err(|error| EngineError::Codec { key, error })? {
+                    Some(j) => convert::to_js(&j),
+                    None => Ok(JsValue::NULL),
+                }
+            }
+            Some(_) => Ok(JsValue::NULL),
+            None => Ok(JsValue::UNDEFINED),
+        })
+    }
+
+    /// Searchable text of `key`'s value: a string's text, a JSON document's strings, a custom
+    /// value's `to_text`.
+    #[wasm_bindgen(js_name = toText, unchecked_return_type = "Promise<string | null | undefined>")]
+    pub fn to_text(&self, key: String) -> js_sys::Promise {
+        self.read(move |e, now| {
+            let text = match e.get(now, &key)? {
+                None => return Ok(JsValue::UNDEFINED),
+                Some(Value::String(s)) => Some(s),
+                Some(Value::Json(j)) => statemesh_core::codec::json_text(&j),
+                Some(value @ Value::Custom { .. }) => {
+                    let (codec, data) = named_codec(e, &key, &value)?;
+                    codec.to_text(data).map_err(|error| EngineError::Codec { key, error })?
+                }
+                Some(_) => None,
+            };
+            Ok(text.map_or(JsValue::NULL, |t| JsValue::from_str(&t)))
+        })
+    }
+
     // ---- TTL ----
 
     /// Makes `key` expire `ttlMs` milliseconds from now.
@@ -774,6 +911,7 @@ impl Store {
         };
         state.engine.set_capture_events(true);
         let queue = state.feed.subscribe(pattern, backlog, cut);
+        state.keep_alive();
         Ok(Subscription::new(queue))
     }
 }

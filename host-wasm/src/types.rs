@@ -57,6 +57,23 @@ pub struct OpenOptions {
     /// Evict least recently used keys beyond this many bytes.
     #[tsify(optional)]
     pub max_bytes: Option<u64>,
+    /// Codec plugins (from `loadPlugin` in `statemesh/plugins`) owning the keys of a pattern.
+    #[tsify(optional)]
+    pub codecs: Option<Vec<CodecSpec>>,
+    /// Refuse custom values that name no registered codec.
+    #[tsify(optional)]
+    pub strict_codecs: Option<bool>,
+}
+
+/// A codec plugin and the keys it owns (`namespace:glob`); earlier entries win on overlap.
+#[derive(Debug, Deserialize, Tsify)]
+#[serde(deny_unknown_fields)]
+pub struct CodecSpec {
+    pub pattern: String,
+    /// A `Plugin` from `loadPlugin` (`statemesh/plugins`).
+    #[serde(with = "serde_wasm_bindgen::preserve")]
+    #[tsify(type = "{ name: string }")]
+    pub plugin: JsValue,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Tsify)]
@@ -486,6 +503,8 @@ impl Fields for OpenOptions {
         "checkpointEvery",
         "maxEntries",
         "maxBytes",
+        "codecs",
+        "strictCodecs",
     ];
 }
 
