@@ -206,7 +206,11 @@ impl State {
     /// open until its last TTL ran out.
     pub(crate) fn keep_alive(&self) {
         if let Some(t) = &self.timer {
-            let method = if self.feed.has_subscribers() { "ref" } else { "unref" };
+            let method = if self.feed.has_subscribers() {
+                "ref"
+            } else {
+                "unref"
+            };
             if let Ok(f) = js_sys::Reflect::get(&t.handle, &JsValue::from_str(method))
                 && let Some(f) = f.dyn_ref::<js_sys::Function>()
             {

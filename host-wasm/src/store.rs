@@ -131,7 +131,10 @@ pub(crate) async fn open_on(opts: &OpenOptions, mut storage: Box<dyn Storage>) -
 #[cfg(target_family = "wasm")]
 fn install_codecs(engine: &mut Engine, opts: &OpenOptions) -> Result<()> {
     for spec in opts.codecs.iter().flatten() {
-        engine.register_codec(&spec.pattern, crate::codec::JsCodec::new(spec.plugin.clone())?)?;
+        engine.register_codec(
+            &spec.pattern,
+            crate::codec::JsCodec::new(spec.plugin.clone())?,
+        )?;
     }
     engine
         .codecs_mut()
@@ -598,7 +601,12 @@ impl Store {
             let opts = parse::<PutOptions>(&options)?.into_core();
             let codec = {
                 let state = self.shared.borrow();
-                let k = state.engine.config().keys.parse(&key).map_err(EngineError::from)?;
+                let k = state
+                    .engine
+                    .config()
+                    .keys
+                    .parse(&key)
+                    .map_err(EngineError::from)?;
                 state.engine.codecs().for_key(&k.to_key_string()).cloned()
             };
             let Some(codec) = codec else {
@@ -617,7 +625,9 @@ impl Store {
             Ok((value, opts))
         })();
         match encoded {
-            Ok((value, opts)) => self.write_result(move |e, now| e.put_with(now, &key, &value, &opts)),
+            Ok((value, opts)) => {
+                self.write_result(move |e, now| e.put_with(now, &key, &value, &opts))
+            }
             Err(e) => reject(e),
         }
     }
@@ -629,7 +639,9 @@ impl Store {
             None => Ok(JsValue::UNDEFINED),
             Some(value) => {
                 let (codec, data) = named_codec(e, &key, &value)?;
-                let out = codec.decode(data).map_err(|error| EngineError::Codec { key, error })?;
+                let out = codec
+                    .decode(data)
+                    .map_err(|error| EngineError::Codec { key, error })?;
                 Ok(js_sys::Uint8Array::from(out.as_slice()).into())
             }
         })
@@ -642,7 +654,10 @@ impl Store {
             Some(Value::Json(j)) => convert::to_js(&j),
             Some(value @ Value::Custom { .. }) => {
                 let (codec, data) = named_codec(e, &key, &value)?;
-                match codec.to_json(data).map_err(|error| EngineError::Codec { key, error })? {
+                match codec
+                    .to_json(data)
+                    .map_err(|error| EngineError::Codec { key, error })?
+                {
                     Some(j) => convert::to_js(&j),
                     None => Ok(JsValue::NULL),
                 }
@@ -663,7 +678,9 @@ impl Store {
                 Some(Value::Json(j)) => statemesh_core::codec::json_text(&j),
                 Some(value @ Value::Custom { .. }) => {
                     let (codec, data) = named_codec(e, &key, &value)?;
-                    codec.to_text(data).map_err(|error| EngineError::Codec { key, error })?
+                    codec
+                        .to_text(data)
+                        .map_err(|error| EngineError::Codec { key, error })?
                 }
                 Some(_) => None,
             };
