@@ -1,6 +1,13 @@
 #!/usr/bin/env python3
-"""Serves host-wasm/ on loopback, opens bench/index.html in headless Chromium through
-chromedriver (WebDriver over HTTP, standard library only) and prints what the page reports."""
+"""Serves a directory (host-wasm/ by default) on loopback, opens pages one after the other in one
+headless Chromium session through chromedriver (WebDriver over HTTP, standard library only), and
+prints what each page reports. A page reports by setting `window.__results` (an object; with
+`error` when it failed). The session's profile (IndexedDB included) lasts across the pages, so
+a second page can check what the first left behind, as a reload would.
+
+    run.py [--root DIR] [--timeout SECONDS] PAGE [PAGE ...]
+"""
+import argparse
 import json
 import socket
 import subprocess
@@ -28,11 +35,14 @@ def call(base, method, path, body=None):
 
 
 def main():
-    page = sys.argv[1] if len(sys.argv) > 1 else "bench/index.html"
-    timeout = float(sys.argv[2]) if len(sys.argv) > 2 else 600
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--root", default=str(ROOT))
+    parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("pages", nargs="+")
+    args = parser.parse_args()
     http_port, driver_port = free_port(), free_port()
     server = subprocess.Popen([sys.executable, "-m", "http.server", str(http_port), "--bind",
-                               "127.0.0.1", "--directory", str(ROOT)],
+                               "127.0.0.1", "--directory", args.root],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     driver = subprocess.Popen(["chromedriver", f"--port={driver_port}"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -49,22 +59,24 @@ def main():
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]}}}}
         session = call(base, "POST", "/session", caps)["sessionId"]
         s = f"/session/{session}"
-        call(base, "POST", s + "/url", {"url": f"http://127.0.0.1:{http_port}/{page}"})
-        deadline = time.time() + timeout
-        results = None
-        while time.time() < deadline:
-            results = call(base, "POST", s + "/execute/sync",
-                           {"script": "return window.__results ?? null", "args": []})
-            if results is not None:
-                break
-            time.sleep(1)
-        text = call(base, "POST", s + "/execute/sync",
-                    {"script": "return document.getElementById('out').textContent", "args": []})
-        print(text)
-        if results is None or "error" in results:
-            print("the page did not finish", file=sys.stderr)
-            return 1
-        print(json.dumps(results))
+        for page in args.pages:
+            call(base, "POST", s + "/url", {"url": f"http://127.0.0.1:{http_port}/{page}"})
+            deadline = time.time() + args.timeout
+            results = None
+            while time.time() < deadline:
+                results = call(base, "POST", s + "/execute/sync",
+                               {"script": "return window.__results ?? null", "args": []})
+                if results is not None:
+                    break
+                time.sleep(0.5)
+            text = call(base, "POST", s + "/execute/sync", {"script": (
+                "const o = document.getElementById('out');"
+                "return (o ?? document.body).innerText"), "args": []})
+            print(f"--- {page}\n{text}")
+            if results is None or "error" in results:
+                print(f"{page}: the page did not finish or failed: {results}", file=sys.stderr)
+                return 1
+            print(json.dumps(results))
         return 0
     finally:
         if session:

@@ -5,4 +5,4 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 "$here/build.sh" --release
 (cd "$here" && npm ci --no-audit --no-fund --silent)
-python3 "$here/bench/run.py" bench/index.html 900
+python3 "$here/bench/run.py" --timeout 900 bench/index.html

@@ -6,4 +6,4 @@ here="$(cd "$(dirname "$0")/../.." && pwd)"
 : "${STATEMESH_GUEST_DIR:?set STATEMESH_GUEST_DIR to the built guest plugins}"
 mkdir -p "$here/pkg/test-plugins"
 cp "$STATEMESH_GUEST_DIR/geo_point.wasm" "$STATEMESH_GUEST_DIR/hostile.wasm" "$here/pkg/test-plugins/"
-python3 "$here/bench/run.py" test/browser/plugins.html 300
+python3 "$here/bench/run.py" --timeout 300 test/browser/plugins.html
