@@ -1,15 +1,15 @@
 // Codec plugins in Chromium through the built package: the geo.point plugin and the hostile
-// Rust plugin (host-wasm/test/browser/run.sh copies them to pkg/test-plugins/). The same checks
+// Rust plugin (host-wasm/browser-test/run.sh copies them to pkg/test-plugins/). The same checks
 // as test/codecs.test.mjs under Node, here on the browser's WebAssembly engine and IndexedDB.
-import init, { Store } from '../../pkg/browser.js';
-import { loadPlugin, PluginLoadError } from '../../pkg/plugins/loader.mjs';
+import init, { Store } from '../pkg/browser.js';
+import { loadPlugin, PluginLoadError } from '../pkg/plugins/loader.mjs';
 
 const out = document.getElementById('out');
 const lines = [];
 const log = (s) => { lines.push(s); out.textContent = lines.join('\n'); };
 const enc = (s) => new TextEncoder().encode(s);
 const dec = (b) => new TextDecoder().decode(b);
-const fetchBytes = async (name) => new Uint8Array(await (await fetch(`../../pkg/test-plugins/${name}.wasm`)).arrayBuffer());
+const fetchBytes = async (name) => new Uint8Array(await (await fetch(`../pkg/test-plugins/${name}.wasm`)).arrayBuffer());
 const check = (ok, what) => { if (!ok) throw new Error(`check failed: ${what}`); };
 async function rejects(promise, test, what) {
   try { await promise; } catch (e) { check(test(e), `${what}: ${e.code} ${e.message}`); return; }
