@@ -4,7 +4,7 @@ export { Store, Subscription, ScanIterator, Transaction } from './web/statemesh_
 export type {
   Value, OpenOptions, Durability, PutOptions, WriteResult, WriteOp, Metadata, StoreRecord, Entry,
   ScanPage, Versioned, ChangeKind, ChangeEvent, KeyVersion, ValueAt, TxnSpec, CompareSpec,
-  CompareOp, TxnOpSpec, TxnOpKind, TxnResult, BeginOptions, Isolation, ChangesOptions,
+  CompareOp, TxnOpSpec, TxnOpKind, TxnResult, BeginOptions, Isolation, ChangesOptions, CodecSpec,
 } from './web/statemesh_wasm.js';
 
 /** Stable error codes, one per kind of failure. */
