@@ -22,7 +22,7 @@ pub(crate) struct JsCodec {
 
 impl JsCodec {
     /// Wraps a `Plugin` from `loadPlugin`; it must carry its codec name.
-    pub(crate) fn new(plugin: JsValue) -> Result<Arc<dyn ValueCodec>> {
+    pub(crate) fn from_plugin(plugin: JsValue) -> Result<Arc<dyn ValueCodec>> {
         let Some(name) = convert::get(&plugin, "name").as_string() else {
             return Err(HostError::Argument(
                 "a codec plugin must be a Plugin from loadPlugin (statemesh/plugins)".into(),

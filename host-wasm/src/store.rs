@@ -133,7 +133,7 @@ fn install_codecs(engine: &mut Engine, opts: &OpenOptions) -> Result<()> {
     for spec in opts.codecs.iter().flatten() {
         engine.register_codec(
             &spec.pattern,
-            crate::codec::JsCodec::new(spec.plugin.clone())?,
+            crate::codec::JsCodec::from_plugin(spec.plugin.clone())?,
         )?;
     }
     engine
