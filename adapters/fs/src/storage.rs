@@ -88,7 +88,9 @@ pub struct FsStorage<D: Disk = StdDisk> {
     file_unsynced: bool,
     /// Names in the directory changed since it was last fsynced.
     dir_unsynced: bool,
-    last_sync: Instant,
+    /// When the log was last synced; kept only under `SyncPolicy::EveryMillis`, the one policy
+    /// that reads a clock, so the other policies run where `Instant` does not (wasm32).
+    last_sync: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -111,6 +113,11 @@ fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StorageErr
         path,
         message: e.to_string(),
     }
+}
+
+/// The time of a sync, for the one policy that needs it.
+fn sync_clock(options: &FsOptions) -> Option<Instant> {
+    matches!(options.sync, SyncPolicy::EveryMillis(_)).then(Instant::now)
 }
 
 impl FsStorage<StdDisk> {
@@ -150,6 +157,7 @@ impl<D: Disk> FsStorage<D> {
                 disk.remove(&path).map_err(io_err("remove", &path))?;
             }
         }
+        let last_sync = sync_clock(&options);
         Ok(FsStorage {
             disk,
             dir,
@@ -163,7 +171,7 @@ impl<D: Disk> FsStorage<D> {
             active: None,
             file_unsynced: false,
             dir_unsynced: false,
-            last_sync: Instant::now(),
+            last_sync,
         })
     }
 
@@ -459,7 +467,7 @@ impl<D: Disk> FsStorage<D> {
         self.last_revision = prev.max(snapshot_revision);
         self.file_unsynced = false;
         self.dir_unsynced = false;
-        self.last_sync = Instant::now();
+        self.last_sync = sync_clock(&self.options);
         Ok(Recovered {
             snapshot,
             records,
@@ -549,7 +557,9 @@ impl<D: Disk> FsStorage<D> {
         match self.options.sync {
             SyncPolicy::Always => self.sync_now(),
             SyncPolicy::EveryMillis(ms)
-                if self.last_sync.elapsed() >= Duration::from_millis(ms) =>
+                if self
+                    .last_sync
+                    .is_none_or(|t| t.elapsed() >= Duration::from_millis(ms)) =>
             {
                 self.sync_now()
             }
@@ -578,7 +588,7 @@ impl<D: Disk> FsStorage<D> {
                 .map_err(io_err("fsync_dir", &self.dir))?;
             self.dir_unsynced = false;
         }
-        self.last_sync = Instant::now();
+        self.last_sync = sync_clock(&self.options);
         Ok(())
     }
 
@@ -624,7 +634,7 @@ impl<D: Disk> FsStorage<D> {
         self.disk
             .sync_dir(&self.dir)
             .map_err(io_err("fsync_dir", &self.dir))?;
-        self.last_sync = Instant::now();
+        self.last_sync = sync_clock(&self.options);
         Ok(())
     }
 }

@@ -36,9 +36,14 @@ fn io(case: &'static str) -> impl Fn(StorageError) -> Failure {
 
 /// Opens the adapter's storage on fresh, empty data (`fresh = true`) or again on the data the
 /// last handle wrote (`fresh = false`).
+///
+/// Async because some adapters open asynchronously (IndexedDB); native ones just return.
 pub trait Reopen {
     type S: Storage;
-    fn open(&mut self, fresh: bool) -> Result<Self::S, StorageError>;
+    fn open(
+        &mut self,
+        fresh: bool,
+    ) -> impl std::future::Future<Output = Result<Self::S, StorageError>>;
 }
 
 /// Runs every case; returns the failures (empty when the adapter conforms).
@@ -70,7 +75,7 @@ fn records(range: std::ops::Range<u64>) -> Vec<LogBytes> {
 
 async fn empty_storage_loads_nothing<R: Reopen>(a: &mut R) -> Outcome {
     const C: &str = "empty storage loads nothing";
-    let mut s = a.open(true).map_err(io(C))?;
+    let mut s = a.open(true).await.map_err(io(C))?;
     let got = s.load().await.map_err(io(C))?;
     if got.snapshot.is_some() || !got.records.is_empty() {
         return Err(fail(C, format!("{got:?}")));
@@ -80,7 +85,7 @@ async fn empty_storage_loads_nothing<R: Reopen>(a: &mut R) -> Outcome {
 
 async fn appended_records_come_back_in_order_exactly<R: Reopen>(a: &mut R) -> Outcome {
     const C: &str = "appended records come back in order, exactly";
-    let mut s = a.open(true).map_err(io(C))?;
+    let mut s = a.open(true).await.map_err(io(C))?;
     s.load().await.map_err(io(C))?;
     let all = records(1..41);
     for chunk in all.chunks(7) {
@@ -88,7 +93,7 @@ async fn appended_records_come_back_in_order_exactly<R: Reopen>(a: &mut R) -> Ou
     }
     s.sync().await.map_err(io(C))?;
     drop(s);
-    let mut s = a.open(false).map_err(io(C))?;
+    let mut s = a.open(false).await.map_err(io(C))?;
     let got = s.load().await.map_err(io(C))?;
     if got.records != all {
         return Err(fail(
@@ -103,7 +108,7 @@ async fn appended_records_come_back_in_order_exactly<R: Reopen>(a: &mut R) -> Ou
     // Appending after a reopen continues the same log.
     s.append(&records(41..43)).await.map_err(io(C))?;
     drop(s);
-    let mut s = a.open(false).map_err(io(C))?;
+    let mut s = a.open(false).await.map_err(io(C))?;
     let got = s.load().await.map_err(io(C))?;
     if got.records != records(1..43) {
         return Err(fail(
@@ -116,13 +121,13 @@ async fn appended_records_come_back_in_order_exactly<R: Reopen>(a: &mut R) -> Ou
 
 async fn snapshot_keeps_later_records<R: Reopen>(a: &mut R) -> Outcome {
     const C: &str = "a snapshot keeps every later record";
-    let mut s = a.open(true).map_err(io(C))?;
+    let mut s = a.open(true).await.map_err(io(C))?;
     s.load().await.map_err(io(C))?;
     s.append(&records(1..21)).await.map_err(io(C))?;
     s.write_snapshot(15, b"state at 15").await.map_err(io(C))?;
     s.append(&records(21..26)).await.map_err(io(C))?;
     drop(s);
-    let mut s = a.open(false).map_err(io(C))?;
+    let mut s = a.open(false).await.map_err(io(C))?;
     let got = s.load().await.map_err(io(C))?;
     if got.snapshot.as_deref() != Some(&b"state at 15"[..]) {
         return Err(fail(C, format!("snapshot {:?}", got.snapshot)));
@@ -146,14 +151,14 @@ async fn snapshot_keeps_later_records<R: Reopen>(a: &mut R) -> Outcome {
 
 async fn newer_snapshot_replaces_older<R: Reopen>(a: &mut R) -> Outcome {
     const C: &str = "a newer snapshot replaces the older";
-    let mut s = a.open(true).map_err(io(C))?;
+    let mut s = a.open(true).await.map_err(io(C))?;
     s.load().await.map_err(io(C))?;
     s.append(&records(1..6)).await.map_err(io(C))?;
     s.write_snapshot(5, b"five").await.map_err(io(C))?;
     s.append(&records(6..11)).await.map_err(io(C))?;
     s.write_snapshot(10, b"ten").await.map_err(io(C))?;
     drop(s);
-    let mut s = a.open(false).map_err(io(C))?;
+    let mut s = a.open(false).await.map_err(io(C))?;
     let got = s.load().await.map_err(io(C))?;
     if got.snapshot.as_deref() != Some(&b"ten"[..]) || got.records.iter().any(|r| r.revision > 10) {
         return Err(fail(
@@ -166,7 +171,7 @@ async fn newer_snapshot_replaces_older<R: Reopen>(a: &mut R) -> Outcome {
 
 async fn large_and_many_records<R: Reopen>(a: &mut R) -> Outcome {
     const C: &str = "large and many records";
-    let mut s = a.open(true).map_err(io(C))?;
+    let mut s = a.open(true).await.map_err(io(C))?;
     s.load().await.map_err(io(C))?;
     let big = LogBytes {
         revision: 1,
@@ -178,7 +183,7 @@ async fn large_and_many_records<R: Reopen>(a: &mut R) -> Outcome {
         s.append(std::slice::from_ref(r)).await.map_err(io(C))?;
     }
     drop(s);
-    let mut s = a.open(false).map_err(io(C))?;
+    let mut s = a.open(false).await.map_err(io(C))?;
     let got = s.load().await.map_err(io(C))?;
     if got.records.len() != 2001 || got.records[0] != big || got.records[1..] != small[..] {
         return Err(fail(C, format!("{} records back", got.records.len())));
@@ -188,7 +193,7 @@ async fn large_and_many_records<R: Reopen>(a: &mut R) -> Outcome {
 
 async fn engine_state_survives_reopen<R: Reopen>(a: &mut R) -> Outcome {
     const C: &str = "engine state survives a reopen (snapshot + log replay)";
-    let mut s = a.open(true).map_err(io(C))?;
+    let mut s = a.open(true).await.map_err(io(C))?;
     s.load().await.map_err(io(C))?;
     let mut engine = Engine::new(EngineConfig::default()).map_err(|e| fail(C, e.to_string()))?;
     let flush = |engine: &mut Engine| {
@@ -225,7 +230,7 @@ async fn engine_state_survives_reopen<R: Reopen>(a: &mut R) -> Outcome {
         }
     }
     drop(s);
-    let mut s = a.open(false).map_err(io(C))?;
+    let mut s = a.open(false).await.map_err(io(C))?;
     let got = s.load().await.map_err(io(C))?;
     let mut restored = match &got.snapshot {
         Some(b) => {

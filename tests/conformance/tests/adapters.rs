@@ -8,7 +8,7 @@ struct Memory(MemoryStorage);
 
 impl Reopen for Memory {
     type S = MemoryStorage;
-    fn open(&mut self, fresh: bool) -> Result<MemoryStorage, StorageError> {
+    async fn open(&mut self, fresh: bool) -> Result<MemoryStorage, StorageError> {
         if fresh {
             self.0 = MemoryStorage::new();
         }
@@ -23,7 +23,7 @@ struct Files {
 
 impl Reopen for Files {
     type S = FsStorage;
-    fn open(&mut self, fresh: bool) -> Result<FsStorage, StorageError> {
+    async fn open(&mut self, fresh: bool) -> Result<FsStorage, StorageError> {
         if fresh {
             self.n += 1;
         }
@@ -42,7 +42,7 @@ struct Simulated {
 
 impl Reopen for Simulated {
     type S = FsStorage<SimDisk>;
-    fn open(&mut self, fresh: bool) -> Result<FsStorage<SimDisk>, StorageError> {
+    async fn open(&mut self, fresh: bool) -> Result<FsStorage<SimDisk>, StorageError> {
         if fresh {
             self.n += 1;
         }

@@ -1,0 +1,53 @@
+// Codec plugins through the npm package: the loader (statemesh/plugins) and the store's codec
+// registry, with the guest SDK's geo.point and the hostile Rust plugin. STATEMESH_GUEST_DIR is
+// the guest workspace's release output (tests/run builds it).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { Store } from '../pkg/node.mjs';
+import { loadPlugin } from '../pkg/plugins/loader.mjs';
+
+const guestDir = process.env.STATEMESH_GUEST_DIR;
+const skip = !guestDir && 'set STATEMESH_GUEST_DIR to the built guest plugins (tests/run does)';
+const plugin = (name, limits) => loadPlugin(readFileSync(join(guestDir, `${name}.wasm`)), limits);
+const enc = (s) => new TextEncoder().encode(s);
+const dec = (b) => new TextDecoder().decode(b);
+
+test('a plugin codec owns its keys: encode on put, validate, decode, text and JSON views', { skip }, async () => {
+  const geo = await plugin('geo_point');
+  const s = await Store.open({ codecs: [{ pattern: 'places:**', plugin: geo }] });
+  const w = await s.putCustom('places:berlin', enc('52.52, 13.405, Berlin Mitte'));
+  assert.equal(w.op, 'create');
+  assert.equal(dec(await s.getDecoded('places:berlin')), '52.52,13.405,Berlin Mitte');
+  assert.deepEqual(await s.toJson('places:berlin'), { lat: 52.52, lon: 13.405, label: 'Berlin Mitte' });
+  assert.equal(await s.toText('places:berlin'), 'Berlin Mitte 52.52 13.405');
+  assert.deepEqual(await s.get('places:berlin'), { codec: 'geo.point', data: (await s.get('places:berlin')).data });
+  await assert.rejects(s.putCustom('places:nowhere', enc('91,0,Nowhere')), (e) => e.code === 'CODEC' && /latitude/.test(e.message));
+  await assert.rejects(s.putCustom('other:x', enc('1,2,x')), (e) => e.code === 'INVALID_ARGUMENT');
+  assert.equal(await s.exists('places:nowhere'), false, 'a refused put changes nothing');
+  await s.close();
+});
+
+test('a hostile plugin gets clear errors and the store keeps working', { skip }, async () => {
+  const hostile = await plugin('hostile', { memoryBytes: 8 << 20, outputBytes: 1 << 20 });
+  const s = await Store.open({ codecs: [{ pattern: 'evil:**', plugin: hostile }] });
+  for (const [input, pattern] of [
+    ['grow', /memory/], ['panic', /trap|unreachable/i], ['recurse', /stack|trap/i],
+    ['huge:2000000', /output/], ['reject', /rejected on purpose/],
+  ]) {
+    await assert.rejects(s.putCustom(`evil:${input.replace(':', '-')}`, enc(input)),
+      (e) => e.code === 'CODEC' && pattern.test(e.message), input);
+  }
+  await s.putCustom('evil:fine', enc('fine'));
+  assert.equal(dec(await s.getDecoded('evil:fine')), 'fine');
+  await s.put('plain:key', 'still works');
+  assert.equal(await s.get('plain:key'), 'still works');
+  assert.deepEqual(await s.keys('evil:*'), ['evil:fine']);
+  await s.close();
+});
+
+test('a non-plugin in codecs is refused at open', async () => {
+  await assert.rejects(Store.open({ codecs: [{ pattern: 'a:**', plugin: {} }] }), (e) => e.code === 'INVALID_ARGUMENT');
+});
