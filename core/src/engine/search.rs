@@ -15,17 +15,12 @@ use crate::search::{
     ValueIndexDef, VectorHit, VectorIndex, VectorIndexDef,
 };
 use crate::time::Timestamp;
-use crate::value::Value;
+use crate::value::{StoredValue, Value};
 
 impl Engine {
     /// Declares a full-text index and indexes the keys already held that match it.
     pub fn declare_text_index(&mut self, def: TextIndexDef) -> Result<(), EngineError> {
-        let pattern = self.key_pattern(&def.pattern)?;
-        let mut items = Vec::new();
-        self.each_match(self.clock(), &pattern, |ns, path, entry| {
-            items.push((crate::key::join_key(ns, path), entry.value.clone()));
-            Ok(())
-        })?;
+        let (pattern, items) = self.held_matching(&def.pattern)?;
         let index = self.search.add_text(&def, pattern)?;
         for (key, value) in items {
             match value.decode() {
@@ -38,12 +33,7 @@ impl Engine {
 
     /// Declares an exact-value index and files the keys already held that match it.
     pub fn declare_value_index(&mut self, def: ValueIndexDef) -> Result<(), EngineError> {
-        let pattern = self.key_pattern(&def.pattern)?;
-        let mut items = Vec::new();
-        self.each_match(self.clock(), &pattern, |ns, path, entry| {
-            items.push((crate::key::join_key(ns, path), entry.value.clone()));
-            Ok(())
-        })?;
+        let (pattern, items) = self.held_matching(&def.pattern)?;
         let index = self.search.add_value(&def, pattern)?;
         for (key, value) in items {
             if let Ok(v) = value.decode() {
@@ -66,12 +56,7 @@ impl Engine {
         def: VectorIndexDef,
         index: Box<dyn VectorIndex>,
     ) -> Result<(), EngineError> {
-        let pattern = self.key_pattern(&def.pattern)?;
-        let mut items = Vec::new();
-        self.each_match(self.clock(), &pattern, |ns, path, entry| {
-            items.push((crate::key::join_key(ns, path), entry.value.clone()));
-            Ok(())
-        })?;
+        let (pattern, items) = self.held_matching(&def.pattern)?;
         let name = def.name.clone();
         self.search.add_vector(def, pattern, index)?;
         for (key, value) in items {
@@ -80,6 +65,21 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// A declaration's pattern, and the keys already held that match it with their values:
+    /// what a new index starts from.
+    fn held_matching(
+        &self,
+        pattern: &str,
+    ) -> Result<(KeyPattern, Vec<(String, StoredValue)>), EngineError> {
+        let pattern = self.key_pattern(pattern)?;
+        let mut items = Vec::new();
+        self.each_match(self.clock(), &pattern, |ns, path, entry| {
+            items.push((crate::key::join_key(ns, path), entry.value.clone()));
+            Ok(())
+        })?;
+        Ok((pattern, items))
     }
 
     /// Removes a declared index; false when there is none by that name.
