@@ -118,6 +118,27 @@ struct State {
     view: Arc<View>,
 }
 
+impl State {
+    /// A fresh segment id, with every key of the segment located at its document number
+    /// (`None` marks a document that is no longer any key's).
+    fn claim_segment(&mut self, keys: &[Option<Arc<str>>]) -> u64 {
+        let uid = self.next_uid;
+        self.next_uid += 1;
+        for (doc, key) in keys.iter().enumerate() {
+            if let Some(key) = key {
+                self.docs.insert(
+                    key.clone(),
+                    Loc::Segment {
+                        uid,
+                        doc: doc as u32,
+                    },
+                );
+            }
+        }
+        uid
+    }
+}
+
 fn index_error(name: &str, e: impl std::fmt::Display) -> SearchError {
     SearchError::Index {
         index: name.to_owned(),
@@ -378,19 +399,7 @@ impl TextIndex {
             keys.push(Some(key));
         }
         let meta = segment_meta(&writer.finalize().map_err(err)?, &self.name)?;
-        let uid = state.next_uid;
-        state.next_uid += 1;
-        for (doc, key) in keys.iter().enumerate() {
-            if let Some(key) = key {
-                state.docs.insert(
-                    key.clone(),
-                    Loc::Segment {
-                        uid,
-                        doc: doc as u32,
-                    },
-                );
-            }
-        }
+        let uid = state.claim_segment(&keys);
         state.segments.push(Segment {
             uid,
             meta,
@@ -493,19 +502,7 @@ impl TextIndex {
             .iter()
             .flat_map(|s| s.keys.iter().flatten().cloned().map(Some))
             .collect();
-        let uid = state.next_uid;
-        state.next_uid += 1;
-        for (doc, key) in keys.iter().enumerate() {
-            if let Some(key) = key {
-                state.docs.insert(
-                    key.clone(),
-                    Loc::Segment {
-                        uid,
-                        doc: doc as u32,
-                    },
-                );
-            }
-        }
+        let uid = state.claim_segment(&keys);
         let metas: Vec<SegmentMeta> = merged.iter().map(|s| s.meta.clone()).collect();
         self.drop_files(&metas);
         state.segments.insert(
