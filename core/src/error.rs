@@ -112,6 +112,45 @@ pub enum EngineError {
     UnknownCodec { key: String, codec: String },
 }
 
+impl EngineError {
+    /// A stable, machine-readable name for this kind of error (`VERSION_CONFLICT`, ...), the
+    /// same in every host: JavaScript sees it as `err.code`, the JSON-lines protocol as
+    /// `error.code`. Codes never change meaning; new kinds may add codes.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EngineError::Key(_) => "INVALID_KEY",
+            EngineError::Pattern(_) => "INVALID_PATTERN",
+            EngineError::Value(ValueError::TooLarge { .. }) => "VALUE_TOO_LARGE",
+            EngineError::Value(_) => "INVALID_VALUE",
+            EngineError::VersionConflict { .. } => "VERSION_CONFLICT",
+            EngineError::ValueConflict { .. } => "VALUE_CONFLICT",
+            EngineError::WrongType { .. } => "WRONG_TYPE",
+            EngineError::Overflow { .. } => "OVERFLOW",
+            EngineError::InvalidTtl => "INVALID_TTL",
+            EngineError::NoTtl { .. } => "NO_TTL",
+            EngineError::InvalidLimit
+            | EngineError::InvalidCursor(_)
+            | EngineError::InvalidTimeout => "INVALID_ARGUMENT",
+            EngineError::MetadataTooLarge { .. } => "METADATA_TOO_LARGE",
+            EngineError::BatchTooLarge { .. } => "BATCH_TOO_LARGE",
+            EngineError::Corrupt { .. } => "CORRUPT",
+            EngineError::Compacted { .. } => "COMPACTED",
+            EngineError::InvalidPatch(_) => "INVALID_PATCH",
+            EngineError::PatchFailed { .. } => "PATCH_FAILED",
+            EngineError::FutureRevision { .. } => "FUTURE_REVISION",
+            EngineError::TxnConflict { .. } => "TXN_CONFLICT",
+            EngineError::TxnNotFound { .. } => "TXN_NOT_FOUND",
+            EngineError::TxnExpired { .. } => "TXN_EXPIRED",
+            EngineError::TxnPrepared { .. } | EngineError::TxnNotPrepared { .. } => "TXN_STATE",
+            EngineError::Locked { .. } | EngineError::WouldWait { .. } => "KEY_LOCKED",
+            EngineError::Codec { .. }
+            | EngineError::CodecMismatch { .. }
+            | EngineError::UnknownCodec { .. } => "CODEC",
+            _ => "ENGINE",
+        }
+    }
+}
+
 /// Why log records or a snapshot could not be decoded or applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -44,6 +44,27 @@ pub enum Error {
     NoCodec { key: String },
 }
 
+impl Error {
+    /// A stable, machine-readable name for this kind of error, the same across hosts and
+    /// protocols (see [`EngineError::code`]): match on it rather than on message text.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Engine(e) => e.code(),
+            Error::Format(_) => "FORMAT",
+            Error::Config(_) => "INVALID_CONFIG",
+            Error::Storage(StorageError::Locked { .. }) => "STORE_LOCKED",
+            Error::Storage(StorageError::Corrupt { .. }) => "STORAGE_CORRUPT",
+            Error::Storage(StorageError::Unsupported { .. }) => "STORAGE_UNSUPPORTED",
+            Error::Storage(_) => "STORAGE",
+            Error::Poisoned(_) => "POISONED",
+            Error::Closed => "CLOSED",
+            Error::NoRuntime => "NO_RUNTIME",
+            Error::LockTimeout { .. } => "LOCK_TIMEOUT",
+            Error::NoCodec { .. } => "CODEC",
+        }
+    }
+}
+
 /// `Result` with the store's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

@@ -25,6 +25,7 @@ mod feed;
 mod history;
 mod scan_stream;
 mod search;
+pub mod server;
 mod store;
 mod subscription;
 mod timer;

@@ -4,7 +4,7 @@
 
 use std::cell::RefCell;
 
-use statemesh_core::{EngineError, FormatError, KeyError, StorageError, ValueError};
+use statemesh_core::{EngineError, FormatError, KeyError, StorageError};
 use wasm_bindgen::prelude::*;
 
 /// Why a call from JavaScript failed.
@@ -36,7 +36,7 @@ impl HostError {
     /// The stable code JavaScript sees as `err.code`. Codes never change meaning.
     pub fn code(&self) -> &'static str {
         match self {
-            HostError::Engine(e) => engine_code(e),
+            HostError::Engine(e) => e.code(),
             HostError::Format(_) => "FORMAT",
             HostError::Config(_) => "INVALID_CONFIG",
             HostError::Storage(StorageError::Locked { .. }) => "STORE_LOCKED",
@@ -49,40 +49,6 @@ impl HostError {
             HostError::Lagged { .. } => "LAGGED",
             HostError::Unsupported(_) => "UNSUPPORTED",
         }
-    }
-}
-
-fn engine_code(e: &EngineError) -> &'static str {
-    match e {
-        EngineError::Key(_) => "INVALID_KEY",
-        EngineError::Pattern(_) => "INVALID_PATTERN",
-        EngineError::Value(ValueError::TooLarge { .. }) => "VALUE_TOO_LARGE",
-        EngineError::Value(_) => "INVALID_VALUE",
-        EngineError::VersionConflict { .. } => "VERSION_CONFLICT",
-        EngineError::ValueConflict { .. } => "VALUE_CONFLICT",
-        EngineError::WrongType { .. } => "WRONG_TYPE",
-        EngineError::Overflow { .. } => "OVERFLOW",
-        EngineError::InvalidTtl => "INVALID_TTL",
-        EngineError::NoTtl { .. } => "NO_TTL",
-        EngineError::InvalidLimit | EngineError::InvalidCursor(_) | EngineError::InvalidTimeout => {
-            "INVALID_ARGUMENT"
-        }
-        EngineError::MetadataTooLarge { .. } => "METADATA_TOO_LARGE",
-        EngineError::BatchTooLarge { .. } => "BATCH_TOO_LARGE",
-        EngineError::Corrupt { .. } => "CORRUPT",
-        EngineError::Compacted { .. } => "COMPACTED",
-        EngineError::InvalidPatch(_) => "INVALID_PATCH",
-        EngineError::PatchFailed { .. } => "PATCH_FAILED",
-        EngineError::FutureRevision { .. } => "FUTURE_REVISION",
-        EngineError::TxnConflict { .. } => "TXN_CONFLICT",
-        EngineError::TxnNotFound { .. } => "TXN_NOT_FOUND",
-        EngineError::TxnExpired { .. } => "TXN_EXPIRED",
-        EngineError::TxnPrepared { .. } | EngineError::TxnNotPrepared { .. } => "TXN_STATE",
-        EngineError::Locked { .. } | EngineError::WouldWait { .. } => "KEY_LOCKED",
-        EngineError::Codec { .. }
-        | EngineError::CodecMismatch { .. }
-        | EngineError::UnknownCodec { .. } => "CODEC",
-        _ => "ENGINE",
     }
 }
 

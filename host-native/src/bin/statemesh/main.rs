@@ -1,0 +1,123 @@
+//! `statemesh`: the server and the operator's tools.
+//!
+//! `statemesh serve` runs a durable store behind the JSON-lines port (and optionally the
+//! Redis-compatible port). The other commands work on a data directory directly (when no
+//! server holds it) or on a running server (`--server HOST:PORT`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod exit;
+mod ops;
+mod serve;
+
+/// An embeddable state store for sessions, conversation history and agent memory.
+#[derive(Debug, Parser)]
+#[command(name = "statemesh", version, about, propagate_version = true)]
+struct Cli {
+    /// Log filter (tracing's EnvFilter syntax, e.g. `info`, `statemesh=debug`); also from
+    /// RUST_LOG.
+    #[arg(long, global = true, env = "STATEMESH_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where an operator command runs: on a data directory, or on a running server.
+#[derive(Debug, Clone, clap::Args)]
+struct Target {
+    /// Data directory to open directly (fails if a running server holds it: use --server).
+    #[arg(long, default_value = serve::DEFAULT_DATA_DIR, conflicts_with = "server")]
+    data_dir: PathBuf,
+    /// A running server's JSON-lines address, e.g. 127.0.0.1:9000.
+    #[arg(long)]
+    server: Option<String>,
+    /// Auth token for a server that requires one.
+    #[arg(long, env = "STATEMESH_AUTH_TOKEN", hide_env_values = true)]
+    auth_token: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server: a durable store on a data directory behind a JSON-lines TCP port.
+    Serve(serve::ServeArgs),
+    /// Print a key's value.
+    Get(ops::GetArgs),
+    /// Write a key.
+    Set(ops::SetArgs),
+    /// Delete keys.
+    Del(ops::DelArgs),
+    /// List the keys matching a glob pattern.
+    Keys(ops::KeysArgs),
+    /// List keys and values under a prefix, in key order.
+    Scan(ops::ScanArgs),
+    /// Print a key's remaining time to live in milliseconds.
+    Ttl(ops::TtlArgs),
+    /// Load JSON lines ({"key": ..., "value": ...}) from a file or stdin.
+    Import(ops::ImportArgs),
+    /// Write keys matching a pattern as JSON lines to a file or stdout.
+    Export(ops::ExportArgs),
+    /// Write a snapshot now, so recovery replays less log.
+    Snapshot(ops::TargetOnly),
+    /// Write a snapshot and drop the log it covers (same as snapshot; kept for operators used
+    /// to the word).
+    Compact(ops::TargetOnly),
+    /// Print store statistics.
+    Stats(ops::TargetOnly),
+    /// A write/read load generator: prints ops/s and latency percentiles.
+    Bench(ops::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("statemesh: cannot start the async runtime: {e}");
+            return exit::software();
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Get(args) => ops::get(args).await,
+            Command::Set(args) => ops::set(args).await,
+            Command::Del(args) => ops::del(args).await,
+            Command::Keys(args) => ops::keys(args).await,
+            Command::Scan(args) => ops::scan(args).await,
+            Command::Ttl(args) => ops::ttl(args).await,
+            Command::Import(args) => ops::import(args).await,
+            Command::Export(args) => ops::export(args).await,
+            Command::Snapshot(args) | Command::Compact(args) => ops::snapshot(args).await,
+            Command::Stats(args) => ops::stats(args).await,
+            Command::Bench(args) => ops::bench(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("statemesh: {e:#}");
+            exit::code_for(&e)
+        }
+    }
+}
+
+fn init_tracing(filter: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .or_else(|| EnvFilter::try_new(filter).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    // Logs go to stderr so that stdout carries only command output (pipes stay clean).
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
