@@ -38,7 +38,7 @@ pub enum EngineError {
     },
     #[error("increment of {key} overflows a 64-bit integer")]
     Overflow { key: String },
-    #[error("TTL must be at least 1 millisecond")]
+    #[error("TTL must be at least 1 millisecond, and an absolute expiry must be in the future")]
     InvalidTtl,
     #[error("{key} has no TTL to extend")]
     NoTtl { key: String },

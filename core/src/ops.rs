@@ -17,6 +17,10 @@ pub struct PutOptions {
     pub if_version: Option<u64>,
     /// Replace the key's user metadata (a JSON object) in the same write.
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Expire at this absolute time (the store clock's milliseconds) instead of after `ttl_ms`:
+    /// what a restore needs to put back exactly the expiry it exported. A time not after the
+    /// write's `now` is refused with [`crate::EngineError::InvalidTtl`].
+    pub expires_at: Option<crate::Timestamp>,
 }
 
 impl PutOptions {
@@ -26,7 +30,13 @@ impl PutOptions {
         self
     }
 
-    /// Keep the current expiry.
+    /// Expire at `at` (absolute; see the field).
+    pub fn expires_at(mut self, at: crate::Timestamp) -> Self {
+        self.expires_at = Some(at);
+        self
+    }
+
+    /// Keep the key's current expiry.
     pub fn keep_ttl(mut self) -> Self {
         self.keep_ttl = true;
         self

@@ -3,8 +3,8 @@
 //! rarely reaches.
 
 use statemesh_core::{
-    ChangeKind, Engine, EngineConfig, EngineError, FormatError, LogRecord, Timestamp, Value,
-    ValueError, WriteOp,
+    ChangeKind, Engine, EngineConfig, EngineError, FormatError, LogRecord, PutOptions, Timestamp,
+    Value, ValueError, WriteOp,
 };
 
 const T: Timestamp = Timestamp(1_000);
@@ -273,4 +273,42 @@ fn a_snapshot_with_entries_out_of_order_is_refused() {
     ));
     let repeated = [header, &x, &x].concat();
     assert!(Engine::restore(EngineConfig::default(), &repeated).is_err());
+}
+
+#[test]
+fn an_absolute_expiry_is_kept_exactly_and_must_be_in_the_future() {
+    let mut e = engine();
+    let at = Timestamp(T.0 + 5_000);
+    e.put_with(
+        T,
+        "r:k",
+        &Value::from("v"),
+        &PutOptions::default().expires_at(at),
+    )
+    .unwrap();
+    assert_eq!(
+        e.get_record(T, "r:k").unwrap().unwrap().meta.expires_at,
+        Some(at)
+    );
+    // It wins over a relative TTL given with it.
+    let opts = PutOptions::default().ttl_ms(10).expires_at(at);
+    e.put_with(T, "r:k2", &Value::from("v"), &opts).unwrap();
+    assert_eq!(
+        e.get_record(T, "r:k2").unwrap().unwrap().meta.expires_at,
+        Some(at)
+    );
+    // Now or earlier is refused and writes nothing.
+    for past in [T, Timestamp(T.0 - 1)] {
+        let opts = PutOptions::default().expires_at(past);
+        assert_eq!(
+            e.put_with(T, "r:late", &Value::from("v"), &opts),
+            Err(EngineError::InvalidTtl)
+        );
+    }
+    assert_eq!(e.get(T, "r:late").unwrap(), None);
+    assert_eq!(
+        e.get(Timestamp(at.0 - 1), "r:k").unwrap(),
+        Some(Value::from("v"))
+    );
+    assert_eq!(e.get(at, "r:k").unwrap(), None);
 }

@@ -752,6 +752,12 @@ impl Store {
         self.inner.state.read().engine.len()
     }
 
+    /// Namespaces that hold at least one key, in order.
+    pub fn namespaces(&self) -> Vec<String> {
+        let state = self.inner.state.read();
+        state.engine.namespaces().map(str::to_owned).collect()
+    }
+
     /// True when the store holds no key.
     pub fn is_empty(&self) -> bool {
         self.inner.state.read().engine.is_empty()

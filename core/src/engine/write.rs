@@ -66,6 +66,9 @@ impl Engine {
             .map(|m| self.encode_metadata(m))
             .transpose()?;
         let now = self.begin(now);
+        if opts.expires_at.is_some_and(|at| at <= now) {
+            return Err(EngineError::InvalidTtl);
+        }
         let old = self.current(&key);
         if let Some(expected) = opts.if_version {
             let actual = old.map_or(0, |e| e.version);
@@ -77,10 +80,11 @@ impl Engine {
                 });
             }
         }
-        let expires_at = match (opts.ttl_ms, opts.keep_ttl) {
-            (Some(ttl), _) => Some(now.saturating_add_millis(ttl)),
-            (None, true) => old.and_then(|e| e.expires_at),
-            (None, false) => None,
+        let expires_at = match (opts.expires_at, opts.ttl_ms, opts.keep_ttl) {
+            (Some(at), _, _) => Some(at),
+            (None, Some(ttl), _) => Some(now.saturating_add_millis(ttl)),
+            (None, None, true) => old.and_then(|e| e.expires_at),
+            (None, None, false) => None,
         };
         let mut batch = self.batch(now);
         let mut entry = self.next_entry(&batch, old, stored, expires_at);

@@ -9,9 +9,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod backend;
 mod exit;
+mod json_value;
+mod load;
 mod ops;
 mod serve;
+mod transfer;
 
 /// An embeddable state store for sessions, conversation history and agent memory.
 #[derive(Debug, Parser)]
@@ -102,7 +106,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("statemesh: {e:#}");
+            eprintln!("statemesh: {}", exit::describe(&e));
             exit::code_for(&e)
         }
     }

@@ -1,9 +1,14 @@
 //! The operator commands: get, set, del, keys, scan, ttl, import, export, snapshot, stats, bench.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use statemesh::Value;
+
 use crate::Target;
+use crate::backend::{Access, Backend};
+use crate::exit;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct TargetOnly {
@@ -80,9 +85,9 @@ pub(crate) struct ImportArgs {
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ExportArgs {
-    /// Keys to export (a glob pattern).
-    #[arg(default_value = "**")]
-    pub(crate) pattern: String,
+    /// Keys to export (a glob pattern, e.g. `sessions:**`); default: every key in every
+    /// namespace.
+    pub(crate) pattern: Option<String>,
     /// File to write (default stdout).
     #[arg(long, short)]
     pub(crate) out: Option<PathBuf>,
@@ -111,40 +116,172 @@ pub(crate) struct BenchArgs {
     pub(crate) target: Target,
 }
 
-fn later() -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not built yet")
+pub(crate) async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
+    let backend = Backend::open(&args.target, Access::Read).await?;
+    let value = backend.get(&args.key).await;
+    backend.close().await?;
+    let Some(value) = value? else {
+        return Ok(exit::not_found());
+    };
+    let mut out = std::io::stdout().lock();
+    write_value(&mut out, &value)?;
+    out.write_all(b"\n")?;
+    Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) async fn get(_args: GetArgs) -> anyhow::Result<ExitCode> {
-    later()
+pub(crate) async fn set(args: SetArgs) -> anyhow::Result<ExitCode> {
+    let value = if args.json {
+        let json: serde_json::Value = serde_json::from_str(&args.value)
+            .map_err(|e| anyhow::anyhow!("--json: the value is not JSON: {e}"))?;
+        json_to_value(json)
+    } else {
+        Value::String(args.value)
+    };
+    let backend = Backend::open(&args.target, Access::Write).await?;
+    let written = backend.put(&args.key, value, args.ttl_ms).await;
+    backend.close().await?;
+    let written = written?;
+    writeln!(
+        std::io::stdout(),
+        "version {} revision {}",
+        written.version,
+        written.revision
+    )?;
+    Ok(ExitCode::SUCCESS)
 }
-pub(crate) async fn set(_args: SetArgs) -> anyhow::Result<ExitCode> {
-    later()
+
+pub(crate) async fn del(args: DelArgs) -> anyhow::Result<ExitCode> {
+    let backend = Backend::open(&args.target, Access::Read).await?;
+    let mut deleted = 0u64;
+    let mut failure = None;
+    for key in &args.keys {
+        match backend.delete(key).await {
+            Ok(w) => deleted += w.affected,
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    backend.close().await?;
+    if let Some(e) = failure {
+        return Err(e.into());
+    }
+    writeln!(std::io::stdout(), "{deleted}")?;
+    Ok(ExitCode::SUCCESS)
 }
-pub(crate) async fn del(_args: DelArgs) -> anyhow::Result<ExitCode> {
-    later()
+
+pub(crate) async fn keys(args: KeysArgs) -> anyhow::Result<ExitCode> {
+    let backend = Backend::open(&args.target, Access::Read).await?;
+    let keys = backend.keys(&args.pattern).await;
+    backend.close().await?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for key in keys? {
+        writeln!(out, "{key}")?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
 }
-pub(crate) async fn keys(_args: KeysArgs) -> anyhow::Result<ExitCode> {
-    later()
+
+pub(crate) async fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
+    let backend = Backend::open(&args.target, Access::Read).await?;
+    let page = backend.scan(&args.prefix, args.limit.max(1), None).await;
+    backend.close().await?;
+    let page = page?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for (key, value) in &page.items {
+        write!(out, "{key}\t")?;
+        write_value(&mut out, value)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    if page.next.is_some() {
+        eprintln!("(more keys follow; raise --limit to see them)");
+    }
+    Ok(ExitCode::SUCCESS)
 }
-pub(crate) async fn scan(_args: ScanArgs) -> anyhow::Result<ExitCode> {
-    later()
+
+pub(crate) async fn ttl(args: TtlArgs) -> anyhow::Result<ExitCode> {
+    let backend = Backend::open(&args.target, Access::Read).await?;
+    let ttl = backend.get_ttl(&args.key).await;
+    backend.close().await?;
+    let Some(ttl) = ttl? else {
+        return Ok(exit::not_found());
+    };
+    let mut out = std::io::stdout().lock();
+    match ttl {
+        statemesh::Ttl::Expires { remaining_ms, .. } => writeln!(out, "{remaining_ms}")?,
+        _ => writeln!(out, "none")?,
+    }
+    Ok(ExitCode::SUCCESS)
 }
-pub(crate) async fn ttl(_args: TtlArgs) -> anyhow::Result<ExitCode> {
-    later()
+
+pub(crate) async fn snapshot(args: TargetOnly) -> anyhow::Result<ExitCode> {
+    let backend = Backend::open(&args.target, Access::Read).await?;
+    let done = backend.checkpoint().await;
+    let stats = backend.stats().await;
+    backend.close().await?;
+    done?;
+    let stats = stats?;
+    writeln!(
+        std::io::stdout(),
+        "snapshot written at revision {} ({} keys)",
+        stats.revision,
+        stats.keys
+    )?;
+    Ok(ExitCode::SUCCESS)
 }
-pub(crate) async fn import(_args: ImportArgs) -> anyhow::Result<ExitCode> {
-    later()
+
+pub(crate) async fn stats(args: TargetOnly) -> anyhow::Result<ExitCode> {
+    let backend = Backend::open(&args.target, Access::Read).await?;
+    let stats = backend.stats().await;
+    backend.close().await?;
+    let stats = stats?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "keys {}", stats.keys)?;
+    writeln!(out, "revision {}", stats.revision)?;
+    Ok(ExitCode::SUCCESS)
 }
-pub(crate) async fn export(_args: ExportArgs) -> anyhow::Result<ExitCode> {
-    later()
+
+pub(crate) async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
+    crate::transfer::import(args).await
 }
-pub(crate) async fn snapshot(_args: TargetOnly) -> anyhow::Result<ExitCode> {
-    later()
+
+pub(crate) async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
+    crate::transfer::export(args).await
 }
-pub(crate) async fn stats(_args: TargetOnly) -> anyhow::Result<ExitCode> {
-    later()
+
+pub(crate) async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    crate::load::run(args).await
 }
-pub(crate) async fn bench(_args: BenchArgs) -> anyhow::Result<ExitCode> {
-    later()
+
+/// A value as `get` and `scan` print it: text as is, numbers and booleans as text, JSON as
+/// compact JSON, bytes (and the byte payloads of other kinds) raw.
+fn write_value(out: &mut impl Write, value: &Value) -> std::io::Result<()> {
+    match value {
+        Value::String(s) => out.write_all(s.as_bytes()),
+        Value::Integer(i) => write!(out, "{i}"),
+        Value::Float(f) => write!(out, "{f}"),
+        Value::Bool(b) => write!(out, "{b}"),
+        Value::Json(j) => serde_json::to_writer(&mut *out, j).map_err(std::io::Error::other),
+        Value::Bytes(b) => out.write_all(b),
+        Value::Document { data, .. }
+        | Value::Serialized { data, .. }
+        | Value::Custom { data, .. } => out.write_all(data),
+        _ => out.write_all(b"<a value of a kind this tool cannot print>"),
+    }
+}
+
+/// `set --json`: JSON scalars become the store's scalar kinds; arrays and objects documents.
+fn json_to_value(json: serde_json::Value) -> Value {
+    match json {
+        serde_json::Value::String(s) => Value::String(s),
+        serde_json::Value::Bool(b) => Value::Bool(b),
+        serde_json::Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => Value::Integer(i),
+            (None, Some(f)) => Value::Float(f),
+            (None, None) => Value::Json(serde_json::Value::Number(n)),
+        },
+        other => Value::Json(other),
+    }
 }

@@ -1,0 +1,253 @@
+//! The `statemesh` binary's operator commands, run as a user runs them: output, exit codes,
+//! and import/export round trips on a real data directory.
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn statemesh(dir: &Path, args: &[&str]) -> Output {
+    statemesh_with_input(dir, args, None)
+}
+
+fn statemesh_with_input(dir: &Path, args: &[&str], input: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_statemesh"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = input {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap()
+}
+
+#[test]
+fn set_get_keys_ttl_del_and_their_exit_codes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+
+    // Reading a directory that does not exist creates nothing and says so.
+    let missing = statemesh(&dir, &["get", "a"]);
+    assert_eq!(code(&missing), 66);
+    assert!(!dir.exists());
+
+    assert_eq!(code(&statemesh(&dir, &["set", "sessions:u.1", "hello"])), 0);
+    assert_eq!(
+        code(&statemesh(
+            &dir,
+            &[
+                "set",
+                "--json",
+                "sessions:u.2",
+                r#"{"n":[1,2]}"#,
+                "--ttl-ms",
+                "600000"
+            ]
+        )),
+        0
+    );
+    assert_eq!(code(&statemesh(&dir, &["set", "--json", "c:n", "41"])), 0);
+
+    let got = statemesh(&dir, &["get", "sessions:u.1"]);
+    assert_eq!((code(&got), stdout(&got).as_str()), (0, "hello\n"));
+    let got = statemesh(&dir, &["get", "sessions:u.2"]);
+    assert_eq!(stdout(&got), "{\"n\":[1,2]}\n");
+    let absent = statemesh(&dir, &["get", "sessions:u.3"]);
+    assert_eq!((code(&absent), stdout(&absent).as_str()), (1, ""));
+
+    let keys = statemesh(&dir, &["keys", "sessions:**"]);
+    assert_eq!(stdout(&keys), "sessions:u.1\nsessions:u.2\n");
+    let scan = statemesh(&dir, &["scan", "sessions:u."]);
+    assert_eq!(
+        stdout(&scan),
+        "sessions:u.1\thello\nsessions:u.2\t{\"n\":[1,2]}\n"
+    );
+
+    let ttl = statemesh(&dir, &["ttl", "sessions:u.2"]);
+    let ms: u64 = stdout(&ttl).trim().parse().unwrap();
+    assert!(ms > 500_000 && ms <= 600_000, "{ms}");
+    assert_eq!(stdout(&statemesh(&dir, &["ttl", "sessions:u.1"])), "none\n");
+    assert_eq!(code(&statemesh(&dir, &["ttl", "nope:x"])), 1);
+
+    // Two keys named, one exists: one deleted.
+    let del = statemesh(&dir, &["del", "sessions:u.1", "sessions:u.9"]);
+    assert_eq!((code(&del), stdout(&del).as_str()), (0, "1\n"));
+    assert_eq!(code(&statemesh(&dir, &["get", "sessions:u.1"])), 1);
+
+    let bad = statemesh(&dir, &["get", "bad*key"]);
+    assert_eq!(code(&bad), 65);
+    let err = String::from_utf8(bad.stderr).unwrap();
+    assert!(err.contains("invalid key"), "{err}");
+    // The cause is not repeated after its own message.
+    assert_eq!(err.matches("not allowed").count(), 1, "{err}");
+
+    let stats = stdout(&statemesh(&dir, &["stats"]));
+    assert!(stats.contains("keys 2\n"), "{stats}");
+    let snap = statemesh(&dir, &["snapshot"]);
+    assert_eq!(code(&snap), 0, "{}", String::from_utf8_lossy(&snap.stderr));
+    assert_eq!(stdout(&statemesh(&dir, &["get", "c:n"])), "41\n");
+}
+
+#[test]
+fn export_then_import_keeps_every_kind_ttl_and_metadata() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let lines = [
+        r#"{"key":"t:s","value":"text"}"#,
+        r#"{"key":"t:i","value":-7}"#,
+        r#"{"key":"t:f","value":2.5}"#,
+        r#"{"key":"t:b","value":true}"#,
+        r#"{"key":"t:j","value":{"deep":[null,{"x":1}]}}"#,
+        r#"{"key":"t:tagged","value":{"$json":{"$bytes":"not bytes"}}}"#,
+        r#"{"key":"t:raw","value":{"$bytes":"AAEC/w=="}}"#,
+        r#"{"expires_at":99999999999999,"key":"t:ttl","value":"later"}"#,
+        r#"{"key":"t:meta","metadata":{"owner":"ann"},"value":"m"}"#,
+        r#"{"expires_at":1,"key":"t:gone","value":"expired long ago"}"#,
+    ];
+    let input = lines.join("\n") + "\n";
+    let imported = statemesh_with_input(&a, &["import"], Some(&input));
+    assert_eq!(
+        (code(&imported), stdout(&imported).as_str()),
+        (0, "imported 9 keys\n"),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+
+    let exported = stdout(&statemesh(&a, &["export"]));
+    let mut expected: Vec<&str> = lines[..9].to_vec();
+    expected.sort_by_key(|l| {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        v["key"].as_str().unwrap().to_owned()
+    });
+    let got: Vec<&str> = exported.lines().collect();
+    assert_eq!(got.len(), 9, "{exported}");
+    for (got, want) in got.iter().zip(&expected) {
+        let got: serde_json::Value = serde_json::from_str(got).unwrap();
+        let want: serde_json::Value = serde_json::from_str(want).unwrap();
+        assert_eq!(got, want);
+    }
+
+    // Into a second directory through a file: the same export again.
+    let file = tmp.path().join("dump.jsonl");
+    assert_eq!(
+        code(&statemesh(&a, &["export", "--out", file.to_str().unwrap()])),
+        0
+    );
+    assert_eq!(code(&statemesh(&b, &["import", file.to_str().unwrap()])), 0);
+    assert_eq!(stdout(&statemesh(&b, &["export"])), exported);
+    assert_eq!(
+        stdout(&statemesh(&b, &["export", "t:{s,i}"]))
+            .lines()
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn a_bad_import_line_stops_the_import_after_the_lines_before_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    let input = "{\"key\":\"a:1\",\"value\":1}\n\n{\"key\":\"a:2\",\"value\":2}\nnot json\n{\"key\":\"a:3\",\"value\":3}\n";
+    let out = statemesh_with_input(&dir, &["import"], Some(input));
+    assert_eq!(code(&out), 65);
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("line 4") && err.contains("imported before it: 2"),
+        "{err}"
+    );
+    assert_eq!(stdout(&statemesh(&dir, &["keys", "a:*"])), "a:1\na:2\n");
+
+    for (line, why) in [
+        (r#"{"key":"a:x"}"#, "\"value\" is missing"),
+        (r#"{"key":"a:x","value":1,"colour":"red"}"#, "unknown field"),
+        (r#"{"key":"a:x","value":{"$bytes":"%%%"}}"#, "base64"),
+        (r#"{"key":"a:x","value":{"$nope":1}}"#, "unknown tag"),
+        (
+            r#"{"key":"a:x","value":1,"expires_at":"soon"}"#,
+            "expires_at",
+        ),
+        (r#"["key","value"]"#, "expected an object"),
+    ] {
+        let out = statemesh_with_input(&dir, &["import"], Some(line));
+        assert_eq!(code(&out), 65, "{line}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains(why), "{line}: {err}");
+    }
+    // An invalid key is refused by the store, with the same exit code.
+    let out = statemesh_with_input(&dir, &["import"], Some(r#"{"key":"a:*","value":1}"#));
+    assert_eq!(code(&out), 65);
+}
+
+#[test]
+fn a_data_directory_held_by_a_server_is_refused_with_exit_74() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("held");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_statemesh"))
+        .args(["serve", "--port", "0", "--data-dir"])
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.starts_with("listening json="), "{line}");
+    let out = statemesh(&dir, &["get", "a"]);
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert_eq!(code(&out), 74, "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn bench_prints_throughput_and_percentiles() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("bench");
+    let out = statemesh(
+        &dir,
+        &[
+            "bench",
+            "--ops",
+            "2000",
+            "--clients",
+            "4",
+            "--keyspace",
+            "100",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let text = stdout(&out);
+    assert!(text.starts_with("2000 ops, 4 clients"), "{text}");
+    let counts: u64 = text
+        .lines()
+        .filter(|l| l.starts_with("put ") || l.starts_with("get "))
+        .map(|l| l.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(counts, 2000, "{text}");
+    assert_eq!(code(&statemesh(&dir, &["bench", "--clients", "0"])), 65);
+}
