@@ -146,6 +146,17 @@ impl EngineError {
             EngineError::Codec { .. }
             | EngineError::CodecMismatch { .. }
             | EngineError::UnknownCodec { .. } => "CODEC",
+            EngineError::Search(e) => match e {
+                SearchError::UnknownIndex { .. } => "UNKNOWN_INDEX",
+                SearchError::DuplicateIndex { .. } => "DUPLICATE_INDEX",
+                SearchError::InvalidDeclaration { .. } => "INVALID_DECLARATION",
+                SearchError::MalformedQuery { .. } => "MALFORMED_QUERY",
+                SearchError::DimensionMismatch { .. } => "DIMENSION_MISMATCH",
+                SearchError::InvalidVector { .. } => "INVALID_VECTOR",
+                SearchError::InvalidLimit { .. } => "INVALID_ARGUMENT",
+                SearchError::KeyOutsideIndex { .. } => "KEY_OUTSIDE_INDEX",
+                _ => "SEARCH",
+            },
             _ => "ENGINE",
         }
     }

@@ -13,6 +13,7 @@ mod feed;
 mod host;
 mod node_disk;
 mod scan;
+pub mod search;
 mod store;
 mod txn;
 pub mod types;

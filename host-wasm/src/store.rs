@@ -197,7 +197,7 @@ impl Store {
     }
 
     /// Runs a read once every write so far is durable (CP).
-    fn read(
+    pub(crate) fn read(
         &self,
         op: impl FnOnce(&Engine, Timestamp) -> Result<JsValue> + 'static,
     ) -> js_sys::Promise {
@@ -210,7 +210,7 @@ impl Store {
     }
 
     /// Applies a write now and resolves once it is durable (CP) or at once (AP, memory).
-    fn write<R: 'static>(
+    pub(crate) fn write<R: 'static>(
         &self,
         op: impl FnOnce(&mut Engine, Timestamp) -> Result<R, EngineError> + 'static,
         out: impl FnOnce(R) -> Result<JsValue> + 'static,
