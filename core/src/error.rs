@@ -155,9 +155,8 @@ impl EngineError {
                 SearchError::InvalidVector { .. } => "INVALID_VECTOR",
                 SearchError::InvalidLimit { .. } => "INVALID_ARGUMENT",
                 SearchError::KeyOutsideIndex { .. } => "KEY_OUTSIDE_INDEX",
-                _ => "SEARCH",
+                SearchError::Index { .. } => "SEARCH",
             },
-            _ => "ENGINE",
         }
     }
 }
