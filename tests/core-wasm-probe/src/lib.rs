@@ -7,6 +7,7 @@
 use statemesh_core::search::{TextIndexDef, ValueIndexDef, VectorIndexDef};
 use statemesh_core::{Engine, EngineConfig, Metric, Patch, PutOptions, Timestamp, Value};
 
+pub mod bench;
 mod rng;
 
 /// Runs the workload and returns XXH3-64 of the final snapshot and every log record, or 0 when
