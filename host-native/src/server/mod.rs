@@ -7,7 +7,7 @@
 //! Each protocol module only turns one connection's bytes into store calls.
 
 mod config;
-mod jsonl;
+pub(crate) mod jsonl;
 mod resp;
 
 use std::net::SocketAddr;
