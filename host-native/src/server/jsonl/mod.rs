@@ -11,7 +11,7 @@
 mod args;
 mod conn;
 mod events;
-mod framing;
+pub(crate) mod framing;
 mod ops;
 mod outbox;
 mod search;
