@@ -88,6 +88,7 @@ pub(crate) struct Raw {
 impl Raw {
     pub(crate) async fn connect(addr: &str) -> Raw {
         let stream = TcpStream::connect(addr).await.expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
         let (r, w) = stream.into_split();
         Raw {
             reader: BufReader::new(r),
@@ -96,8 +97,10 @@ impl Raw {
     }
 
     pub(crate) async fn send_line(&mut self, line: &str) {
-        self.writer.write_all(line.as_bytes()).await.expect("write");
-        self.writer.write_all(b"\n").await.expect("write");
+        let mut bytes = Vec::with_capacity(line.len() + 1);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.push(b'\n');
+        self.writer.write_all(&bytes).await.expect("write");
     }
 
     /// The next line as JSON; `None` at end of stream. Fails the test after 10 s.

@@ -103,6 +103,10 @@ pub(crate) async fn serve_connection(stream: TcpStream, session: Session) -> std
             }
             Some(Ok(Line::Complete)) => {}
         }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            line.clear();
+            continue; // Blank lines (keep-alives, a stray `\r\n`) are not requests.
+        }
         let parsed = parse(&line);
         line.clear();
         let (id, op, args) = match parsed {
@@ -143,9 +147,20 @@ pub(crate) async fn serve_connection(stream: TcpStream, session: Session) -> std
     let _ = tokio::time::timeout(grace, in_flight.acquire_many(MAX_IN_FLIGHT)).await;
     conn.end();
     outbox.close();
-    match tokio::time::timeout(Duration::from_secs(5), writer).await {
+    // Give a slow reader time to take what is queued (the reason for a close comes last),
+    // but not a shutting-down server: it has its own grace period.
+    let drain = if *shutdown.borrow() {
+        Duration::from_secs(1)
+    } else {
+        STALLED_WRITE
+    };
+    let mut writer = writer;
+    match tokio::time::timeout(drain, &mut writer).await {
         Ok(Ok(result)) => result,
-        _ => Ok(()),
+        _ => {
+            writer.abort();
+            Ok(())
+        }
     }
 }
 
