@@ -15,7 +15,11 @@ const ROUNDS: u64 = 7;
 
 /// One writer: puts `chaos:w{w}.k{n}` = n (and bumps a counter key) until the connection
 /// breaks; returns what was acknowledged.
-async fn write_until_killed(addr: String, writer: usize, start: i64) -> (HashMap<String, i64>, Option<(String, i64)>) {
+async fn write_until_killed(
+    addr: String,
+    writer: usize,
+    start: i64,
+) -> (HashMap<String, i64>, Option<(String, i64)>) {
     let mut acked = HashMap::new();
     let mut counter = None;
     let Ok(client) = Client::connect(&addr).await else {
@@ -73,7 +77,11 @@ async fn acknowledged_writes_survive_repeated_sigkill() {
     for chunk in keys.chunks(500) {
         let values = client.multi_get(chunk).await.expect("multi_get");
         for (key, value) in chunk.iter().zip(values) {
-            assert_eq!(value, Some(Value::from(acked[*key])), "acknowledged {key} lost");
+            assert_eq!(
+                value,
+                Some(Value::from(acked[*key])),
+                "acknowledged {key} lost"
+            );
         }
     }
     for (key, n) in &hot {

@@ -199,11 +199,11 @@ async fn read_loop(socket: OwnedReadHalf, shared: Arc<Shared>) {
 
 /// Routes one line from the server; returns a reason when the connection is over.
 fn dispatch(shared: &Shared, mut message: Map<String, Json>) -> Option<String> {
-    if let Some(sub) = message.get("sub").and_then(Json::as_u64) {
-        if !message.contains_key("id") {
-            deliver_event(shared, sub, message);
-            return None;
-        }
+    if let Some(sub) = message.get("sub").and_then(Json::as_u64)
+        && !message.contains_key("id")
+    {
+        deliver_event(shared, sub, message);
+        return None;
     }
     let Some(id) = message.get("id").and_then(Json::as_u64) else {
         // A connection-level error (id null): the server closes after it.
@@ -222,10 +222,8 @@ fn dispatch(shared: &Shared, mut message: Map<String, Json>) -> Option<String> {
             let _ = done.send(result);
         }
         Pending::Subscribe(done, sink) => {
-            if let Ok(sub) = result.as_ref().map(|r| r.get("sub").and_then(Json::as_u64)) {
-                if let Some(sub) = sub {
-                    shared.subs.lock().insert(sub, sink);
-                }
+            if let Ok(Some(sub)) = result.as_ref().map(|r| r.get("sub").and_then(Json::as_u64)) {
+                shared.subs.lock().insert(sub, sink);
             }
             let _ = done.send(result);
         }

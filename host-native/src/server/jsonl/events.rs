@@ -14,7 +14,8 @@ use crate::{ChangeStream, Since, Subscription, SubscriptionError};
 /// Where a subscription's events come from: live only, or history first and then live.
 enum Source {
     Live(Subscription),
-    Resumed(ChangeStream),
+    // Boxed: a stream is twice a subscription's size, and there is one per subscriber.
+    Resumed(Box<ChangeStream>),
 }
 
 impl Source {
@@ -30,10 +31,10 @@ impl Source {
 pub(crate) fn subscribe(conn: &Arc<Conn>, id: &Json, a: &Args) -> OpResult<Reply> {
     let pattern = a.opt_str("pattern")?;
     let source = match (a.opt_u64("since")?, pattern) {
-        (Some(revision), _) => Source::Resumed(
+        (Some(revision), _) => Source::Resumed(Box::new(
             conn.store
                 .stream_changes(Since::Revision(revision), pattern)?,
-        ),
+        )),
         (None, Some(p)) => Source::Live(conn.store.subscribe_pattern(p)?),
         (None, None) => Source::Live(conn.store.subscribe()?),
     };
