@@ -370,3 +370,52 @@ async fn pipelined_requests_take_effect_in_order() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_ops_patch_and_read_back_in_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &["--in-memory"]);
+    let mut c = Raw::connect(&server.addr).await;
+    let r = c
+        .call(json!({"id": 1, "op": "put", "key": "doc:a", "value": {"n": 1, "tags": ["x"]}}))
+        .await;
+    let first = r["result"]["revision"].as_u64().expect("revision");
+    let r = c
+        .call(json!({"id": 2, "op": "patch", "key": "doc:a", "merge": {"n": 2}}))
+        .await;
+    assert_eq!(r["result"]["op"], "update", "{r}");
+    let r = c
+        .call(json!({"id": 3, "op": "patch", "key": "doc:a", "ops": [{"op": "add", "path": "/tags/-", "value": "y"}]}))
+        .await;
+    assert_eq!(r["ok"], true, "{r}");
+    let r = c.call(json!({"id": 4, "op": "get", "key": "doc:a"})).await;
+    assert_eq!(r["result"], json!({"n": 2, "tags": ["x", "y"]}));
+    let r = c
+        .call(json!({"id": 5, "op": "patch", "key": "doc:a"}))
+        .await;
+    assert_eq!(code(&r), Some("BAD_ARGUMENT"));
+    let r = c
+        .call(json!({"id": 6, "op": "patch", "key": "doc:a", "ops": [{"op": "nope"}]}))
+        .await;
+    assert_eq!(code(&r), Some("INVALID_PATCH"));
+
+    let r = c
+        .call(json!({"id": 7, "op": "get_at", "key": "doc:a", "revision": first}))
+        .await;
+    assert_eq!(r["result"]["value"], json!({"n": 1, "tags": ["x"]}));
+    assert_eq!(r["result"]["version"], 1);
+    let r = c
+        .call(json!({"id": 8, "op": "key_history", "key": "doc:a"}))
+        .await;
+    let versions = r["result"].as_array().expect("list");
+    assert_eq!(versions.len(), 3);
+    assert_eq!(versions[0]["kind"], "create");
+    let r = c
+        .call(json!({"id": 9, "op": "compact", "revision": first}))
+        .await;
+    assert_eq!(r["result"], true);
+    let r = c
+        .call(json!({"id": 10, "op": "get_at", "key": "doc:a", "revision": first}))
+        .await;
+    assert_eq!(code(&r), Some("COMPACTED"));
+}

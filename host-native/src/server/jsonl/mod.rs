@@ -12,6 +12,7 @@ mod args;
 mod conn;
 mod events;
 pub(crate) mod framing;
+mod history;
 mod ops;
 mod outbox;
 mod search;

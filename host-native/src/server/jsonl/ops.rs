@@ -10,7 +10,7 @@ use statemesh_core::{Cursor, Isolation, Language, Metric, PutOptions, Value};
 use super::args::{Args, OpError, OpResult};
 use super::conn::{Conn, MAX_PER_CONNECTION, SharedTxn, error_line, ok_line};
 use super::wire::{self, WireValue};
-use super::{events, search};
+use super::{events, history, search};
 
 /// What an operation produced.
 pub(crate) enum Reply {
@@ -225,6 +225,8 @@ async fn run(conn: &Arc<Conn>, id: &Json, op: &str, mut a: Args) -> OpResult<Rep
         | "search_by_value"
         | "add_vector"
         | "vector_search" => search::run(store, op, a).await,
+        // ---- history ----
+        "patch" | "get_at" | "key_history" | "compact" => history::run(store, op, a).await,
         // ---- change feed ----
         "subscribe" => events::subscribe(conn, id, &a),
         "unsubscribe" => reply(&events::unsubscribe(conn, a.u64("sub")?)),
