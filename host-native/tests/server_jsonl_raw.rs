@@ -419,3 +419,29 @@ async fn history_ops_patch_and_read_back_in_time() {
         .await;
     assert_eq!(code(&r), Some("COMPACTED"), "{r}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_idle_and_subscribed_clients_exits_promptly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[]);
+    let mut idle = Raw::connect(&server.addr).await;
+    let mut subscribed = Raw::connect(&server.addr).await;
+    subscribed.call(json!({"id": 1, "op": "subscribe"})).await;
+    idle.call(json!({"id": 1, "op": "put", "key": "a:b", "value": 1}))
+        .await;
+    let event = subscribed.recv().await.expect("the put's event");
+    assert_eq!(event["event"]["key"], "a:b");
+    let started = std::time::Instant::now();
+    let status = tokio::task::spawn_blocking(move || server.terminate())
+        .await
+        .expect("join");
+    assert!(status.success(), "{status:?}");
+    // Well inside the 10 s grace: open connections do not hold a shutdown up.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(subscribed.drain(Duration::from_secs(5)).await.is_empty());
+    assert!(idle.drain(Duration::from_secs(5)).await.is_empty());
+}

@@ -21,6 +21,9 @@ use crate::{ChangeEvent, SubscriptionError};
 /// Largest response line the client accepts (a `keys` of a big store is one line).
 const MAX_RESPONSE_BYTES: usize = 1 << 30;
 
+/// How long `connect` waits for the server to accept.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Events a subscription buffers before it is cut off as lagging.
 pub(crate) const SUBSCRIPTION_BUFFER: usize = 4096;
 
@@ -65,8 +68,10 @@ impl Drop for Connection {
 
 impl Connection {
     pub(crate) async fn open(addr: &str) -> Result<Connection> {
-        let stream = TcpStream::connect(addr)
+        // An address that drops packets would otherwise hang for the OS's minutes-long timeout.
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
             .await
+            .map_err(|_| Error::Connection(format!("{addr}: no answer in {CONNECT_TIMEOUT:?}")))?
             .map_err(|e| Error::Connection(format!("{addr}: {e}")))?;
         let _ = stream.set_nodelay(true);
         let (read_half, write_half) = stream.into_split();
