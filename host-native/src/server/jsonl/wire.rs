@@ -207,14 +207,24 @@ pub(crate) fn write_op_from_name(name: &str) -> Option<WriteOp> {
     })
 }
 
-pub(crate) fn write_result(r: &WriteResult) -> Json {
-    serde_json::json!({
-        "op": write_op_name(r.op),
-        "affected": r.affected,
-        "version": r.version,
-        "revision": r.revision,
-        "latency_us": u64::try_from(r.latency.as_micros()).unwrap_or(u64::MAX),
-    })
+/// A write result on the wire; a struct rather than a JSON tree, since every write sends one.
+#[derive(serde::Serialize)]
+pub(crate) struct WireWrite {
+    op: &'static str,
+    affected: u64,
+    version: u64,
+    revision: u64,
+    latency_us: u64,
+}
+
+pub(crate) fn write_result(r: &WriteResult) -> WireWrite {
+    WireWrite {
+        op: write_op_name(r.op),
+        affected: r.affected,
+        version: r.version,
+        revision: r.revision,
+        latency_us: u64::try_from(r.latency.as_micros()).unwrap_or(u64::MAX),
+    }
 }
 
 pub(crate) fn ttl(ttl: &Ttl) -> Json {
