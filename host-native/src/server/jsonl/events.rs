@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
+use serde::Serialize;
 use serde_json::{Value as Json, json};
-use statemesh_core::ChangeEvent;
+use statemesh_core::{ChangeEvent, StoredValue, Value};
 
 use super::args::{Args, OpError, OpResult};
 use super::conn::{Conn, MAX_PER_CONNECTION, ok_line};
@@ -103,37 +104,58 @@ async fn forward(conn: Arc<Conn>, sub: u64, mut source: Source, first: Vec<u8>) 
 }
 
 fn event_line(sub: u64, event: &ChangeEvent) -> Vec<u8> {
-    let mut line = json!({"sub": sub, "event": event_json(event)})
-        .to_string()
-        .into_bytes();
+    #[derive(Serialize)]
+    struct Line<'a> {
+        sub: u64,
+        event: WireEvent<'a>,
+    }
+    let mut line = Vec::with_capacity(128);
+    let _ = serde_json::to_writer(
+        &mut line,
+        &Line {
+            sub,
+            event: WireEvent::new(event),
+        },
+    );
     line.push(b'\n');
     line
 }
 
 /// A change event on the wire; `old` / `new` are values in their wire form, absent when none.
-pub(crate) fn event_json(e: &ChangeEvent) -> Json {
-    let value = |stored: &Option<statemesh_core::StoredValue>| {
-        stored
-            .as_ref()
-            .and_then(|s| s.decode().ok())
-            .and_then(|v| serde_json::to_value(WireValue(&v)).ok())
-    };
-    let mut event = json!({
-        "revision": e.revision,
-        "at": e.at.as_millis(),
-        "key": e.key,
-        "kind": wire::change_kind_name(e.kind),
-        "version": e.version,
-        "old_version": e.old_version,
-        "old_mod_revision": e.old_mod_revision,
-    });
-    if let Some(map) = event.as_object_mut() {
-        if let Some(old) = value(&e.old) {
-            map.insert("old".into(), old);
-        }
-        if let Some(new) = value(&e.new) {
-            map.insert("new".into(), new);
+#[derive(Serialize)]
+pub(crate) struct WireEvent<'a> {
+    revision: u64,
+    at: u64,
+    key: &'a str,
+    kind: &'static str,
+    version: u64,
+    old_version: u64,
+    old_mod_revision: u64,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "wire_value")]
+    old: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "wire_value")]
+    new: Option<Value>,
+}
+
+impl WireEvent<'_> {
+    pub(crate) fn new(e: &ChangeEvent) -> WireEvent<'_> {
+        // A value that cannot be decoded (a codec plugin's bytes without the plugin) is left
+        // out rather than failing the whole feed.
+        let decode = |stored: &Option<StoredValue>| stored.as_ref().and_then(|s| s.decode().ok());
+        WireEvent {
+            revision: e.revision,
+            at: e.at.as_millis(),
+            key: &e.key,
+            kind: wire::change_kind_name(e.kind),
+            version: e.version,
+            old_version: e.old_version,
+            old_mod_revision: e.old_mod_revision,
+            old: decode(&e.old),
+            new: decode(&e.new),
         }
     }
-    event
+}
+
+fn wire_value<S: serde::Serializer>(value: &Option<Value>, s: S) -> Result<S::Ok, S::Error> {
+    value.as_ref().map(WireValue).serialize(s)
 }

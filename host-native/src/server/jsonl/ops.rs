@@ -72,19 +72,29 @@ async fn run(conn: &Arc<Conn>, id: &Json, op: &str, mut a: Args) -> OpResult<Rep
         // ---- reads ----
         "get" => opt_value(store.get(a.str("key")?).await?),
         "get_with_version" => {
+            #[derive(Serialize)]
+            struct Versioned<'a> {
+                value: WireValue<'a>,
+                version: u64,
+            }
             let found = store.get_with_version(a.str("key")?).await?;
-            reply(&found.as_ref().map(|(v, version)| {
-                json!({"value": serde_json::to_value(WireValue(v)).unwrap_or(Json::Null), "version": version})
+            reply(&found.as_ref().map(|(v, version)| Versioned {
+                value: WireValue(v),
+                version: *version,
             }))
         }
         "get_record" => {
+            #[derive(Serialize)]
+            struct Full<'a> {
+                key: &'a str,
+                value: WireValue<'a>,
+                meta: Json,
+            }
             let found = store.get_record(a.str("key")?).await?;
-            reply(&found.as_ref().map(|r| {
-                json!({
-                    "key": r.key,
-                    "value": serde_json::to_value(WireValue(&r.value)).unwrap_or(Json::Null),
-                    "meta": wire::metadata(&r.meta),
-                })
+            reply(&found.as_ref().map(|r| Full {
+                key: &r.key,
+                value: WireValue(&r.value),
+                meta: wire::metadata(&r.meta),
             }))
         }
         "get_metadata" => {
@@ -111,10 +121,15 @@ async fn run(conn: &Arc<Conn>, id: &Json, op: &str, mut a: Args) -> OpResult<Rep
             let cursor = a.opt_str("cursor")?.map(Cursor::decode).transpose()?;
             let limit = a.usize_or("limit", 100)?;
             let page = store.scan(a.str("prefix")?, limit, cursor.as_ref()).await?;
-            reply(&json!({
-                "items": serde_json::to_value(pairs(&page.items)).map_err(|e| OpError::new("UNSUPPORTED_VALUE", e.to_string()))?,
-                "next": page.next.as_ref().map(Cursor::encode),
-            }))
+            #[derive(Serialize)]
+            struct Page<'a> {
+                items: Vec<(&'a str, WireValue<'a>)>,
+                next: Option<String>,
+            }
+            reply(&Page {
+                items: pairs(&page.items),
+                next: page.next.as_ref().map(Cursor::encode),
+            })
         }
         // ---- writes ----
         "put" => {
@@ -233,7 +248,12 @@ async fn run(conn: &Arc<Conn>, id: &Json, op: &str, mut a: Args) -> OpResult<Rep
         "changes" => {
             let limit = a.usize_or("limit", 1000)?;
             let changes = store.changes_since(a.u64("since")?, limit).await?;
-            reply(&changes.iter().map(events::event_json).collect::<Vec<_>>())
+            reply(
+                &changes
+                    .iter()
+                    .map(events::WireEvent::new)
+                    .collect::<Vec<_>>(),
+            )
         }
         // ---- state and lifecycle ----
         "stats" => reply(&json!({
