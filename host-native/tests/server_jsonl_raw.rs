@@ -170,6 +170,22 @@ async fn bad_input_gets_an_error_and_the_connection_stays_usable() {
     c.send_line("").await;
     let r = c.call(json!({"id": "after", "op": "ping"})).await;
     assert_eq!(r["result"], "pong");
+    // Absurd sizes are refused or capped, never allocated.
+    let huge = u64::MAX;
+    for request in [
+        json!({"id": 1, "op": "scan", "prefix": "a:", "limit": huge}),
+        json!({"id": 1, "op": "changes", "since": 0, "limit": huge}),
+        json!({"id": 1, "op": "begin", "timeout_ms": huge}),
+        json!({"id": 1, "op": "put", "key": "a:t", "value": 1, "ttl_ms": huge}),
+        json!({"id": 1, "op": "declare_vector_index", "name": "v", "pattern": "v:*", "dimension": huge}),
+        json!({"id": 1, "op": "increment", "key": "a:i", "delta": i64::MAX}),
+        json!({"id": 1, "op": "increment", "key": "a:i", "delta": 1}),
+    ] {
+        let r = c.call(request.clone()).await;
+        assert!(r["ok"].is_boolean(), "{request} -> {r}");
+    }
+    let r = c.call(json!({"id": "alive", "op": "ping"})).await;
+    assert_eq!(r["result"], "pong");
     // A wrong-type store error keeps the store's code.
     c.call(json!({"id": 1, "op": "put", "key": "a:s", "value": "text"}))
         .await;
@@ -444,4 +460,32 @@ async fn sigterm_with_idle_and_subscribed_clients_exits_promptly() {
     );
     assert!(subscribed.drain(Duration::from_secs(5)).await.is_empty());
     assert!(idle.drain(Duration::from_secs(5)).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_transaction_ops_apply_before_the_commit_behind_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[]);
+    let mut c = Raw::connect(&server.addr).await;
+    let r = c.call(json!({"id": 0, "op": "begin"})).await;
+    let txn = r["result"]["txn"].clone();
+    let mut batch = String::new();
+    for i in 0..300 {
+        let put = json!({"id": i + 1, "op": "txn_put", "txn": txn, "key": format!("tp:k{i}"), "value": i});
+        batch.push_str(&put.to_string());
+        batch.push('\n');
+    }
+    batch.push_str(&json!({"id": "commit", "op": "commit", "txn": txn}).to_string());
+    batch.push('\n');
+    c.writer.write_all(batch.as_bytes()).await.expect("write");
+    let mut commit = None;
+    for _ in 0..301 {
+        let r = c.recv().await.expect("response");
+        assert_eq!(r["ok"], true, "{r}");
+        if r["id"] == "commit" {
+            commit = Some(r);
+        }
+    }
+    let commit = commit.expect("the commit answered");
+    assert_eq!(commit["result"]["affected"], 300, "{commit}");
 }

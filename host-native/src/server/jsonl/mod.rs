@@ -119,7 +119,14 @@ pub(crate) async fn serve_connection(stream: TcpStream, session: Session) -> std
                 continue;
             }
         };
-        let mut request = Box::pin(ops::handle(conn.clone(), id, op, args));
+        // Unconstrained: tokio's cooperative budget must not make a request "wait" before it
+        // has been applied (a transaction's lock, say), or a later request could overtake it.
+        let mut request = Box::pin(tokio::task::unconstrained(ops::handle(
+            conn.clone(),
+            id,
+            op,
+            args,
+        )));
         // Run it here until it first waits: that applies a write before the next line is read.
         let polled = poll_once(request.as_mut());
         match polled {
