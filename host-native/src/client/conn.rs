@@ -93,21 +93,17 @@ impl Connection {
     }
 
     /// Sends `op` with `args` and waits for its result.
-    pub(crate) async fn call(&self, op: &str, args: Map<String, Json>) -> Result<Json> {
+    pub(crate) async fn call(&self, op: &str, args: Args) -> Result<Json> {
         self.request(op, args, None).await
     }
 
     /// Sends a subscribe; events start flowing into `sink` right after its response.
-    pub(crate) async fn subscribe(&self, args: Map<String, Json>, sink: SubSink) -> Result<Json> {
+    pub(crate) async fn subscribe(&self, args: Args, sink: SubSink) -> Result<Json> {
         self.request("subscribe", args, Some(sink)).await
     }
 
-    async fn request(
-        &self,
-        op: &str,
-        args: Map<String, Json>,
-        sink: Option<SubSink>,
-    ) -> Result<Json> {
+    async fn request(&self, op: &str, args: Args, sink: Option<SubSink>) -> Result<Json> {
+        let args = args.finish()?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (done, answer) = oneshot::channel();
         let pending = match sink {
@@ -134,7 +130,10 @@ impl Connection {
     }
 
     /// Sends a request whose answer nobody waits for (rollback or unsubscribe on drop).
-    pub(crate) fn send_and_forget(&self, op: &str, args: Map<String, Json>) {
+    pub(crate) fn send_and_forget(&self, op: &str, args: Args) {
+        let Ok(args) = args.finish() else {
+            return;
+        };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let _ = self.tx.send(request_line(id, op, args));
     }
@@ -144,18 +143,60 @@ impl Connection {
     }
 }
 
-fn request_line(id: u64, op: &str, args: Map<String, Json>) -> Vec<u8> {
-    let mut line = Vec::with_capacity(64);
+/// A request's arguments, serialized as they are added (`,"name":value` each), so values go
+/// straight to bytes without an intermediate JSON tree.
+#[derive(Default)]
+pub(crate) struct Args {
+    bytes: Vec<u8>,
+    /// The first value that could not be serialized; the request fails with it.
+    error: Option<String>,
+}
+
+impl Args {
+    pub(crate) fn new() -> Args {
+        Args {
+            bytes: Vec::with_capacity(64),
+            error: None,
+        }
+    }
+
+    /// Adds an argument.
+    pub(crate) fn with(mut self, name: &str, value: &(impl serde::Serialize + ?Sized)) -> Args {
+        if self.error.is_some() {
+            return self;
+        }
+        self.bytes.push(b',');
+        let written = serde_json::to_writer(&mut self.bytes, name).and_then(|()| {
+            self.bytes.push(b':');
+            serde_json::to_writer(&mut self.bytes, value)
+        });
+        if let Err(e) = written {
+            self.error = Some(e.to_string());
+        }
+        self
+    }
+
+    fn finish(self) -> Result<Vec<u8>> {
+        match self.error {
+            Some(e) => Err(Error::Protocol(format!("cannot send the request: {e}"))),
+            None => Ok(self.bytes),
+        }
+    }
+}
+
+impl From<Map<String, Json>> for Args {
+    fn from(map: Map<String, Json>) -> Args {
+        map.iter().fold(Args::new(), |a, (k, v)| a.with(k, v))
+    }
+}
+
+fn request_line(id: u64, op: &str, args: Vec<u8>) -> Vec<u8> {
+    let mut line = Vec::with_capacity(args.len() + op.len() + 32);
     line.extend_from_slice(b"{\"id\":");
     line.extend_from_slice(id.to_string().as_bytes());
     line.extend_from_slice(b",\"op\":");
     let _ = serde_json::to_writer(&mut line, op);
-    for (name, value) in &args {
-        line.push(b',');
-        let _ = serde_json::to_writer(&mut line, name);
-        line.push(b':');
-        let _ = serde_json::to_writer(&mut line, value);
-    }
+    line.extend_from_slice(&args);
     line.extend_from_slice(b"}\n");
     line
 }

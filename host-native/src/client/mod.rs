@@ -74,8 +74,8 @@ impl Client {
         Ok(client)
     }
 
-    pub(crate) async fn call(&self, op: &str, args: Map<String, Json>) -> Result<Json> {
-        self.conn.call(op, args).await
+    pub(crate) async fn call(&self, op: &str, args: impl Into<conn::Args>) -> Result<Json> {
+        self.conn.call(op, args.into()).await
     }
 
     /// Round trip to the server.

@@ -6,8 +6,10 @@ use statemesh_core::search::{
 };
 use statemesh_core::{Cursor, Language, Metric, PutOptions, ScanPage, Ttl, Value, WriteResult};
 
+use super::conn::Args;
 use super::{Client, args, decode, wire};
 use crate::error::{Error, Result};
+use crate::server::jsonl::wire::WireValue;
 
 fn key(key: &str) -> Map<String, Json> {
     args([("key", key.into())])
@@ -18,15 +20,15 @@ fn list<K: AsRef<str>>(keys: &[K]) -> Json {
 }
 
 impl Client {
-    async fn write(&self, op: &str, a: Map<String, Json>) -> Result<WriteResult> {
+    async fn write(&self, op: &str, a: impl Into<Args>) -> Result<WriteResult> {
         decode::write_result(&self.call(op, a).await?)
     }
 
     // ---- reads ----
 
     /// The value of `key`, or `None` when it does not exist or has expired.
-    pub async fn get(&self, key_: &str) -> Result<Option<Value>> {
-        decode::opt_value(self.call("get", key(key_)).await?)
+    pub async fn get(&self, key: &str) -> Result<Option<Value>> {
+        decode::opt_value(self.call("get", Args::new().with("key", key)).await?)
     }
 
     /// The value and its version, for a later [`Client::put_if_version`].
@@ -88,22 +90,26 @@ impl Client {
     // ---- writes ----
 
     /// Creates or replaces `key`; clears any TTL.
-    pub async fn put(&self, key_: &str, value: impl Into<Value>) -> Result<WriteResult> {
-        let mut a = key(key_);
-        a.insert("value".into(), wire(&value.into())?);
+    pub async fn put(&self, key: &str, value: impl Into<Value>) -> Result<WriteResult> {
+        let value = value.into();
+        let a = Args::new()
+            .with("key", key)
+            .with("value", &WireValue(&value));
         self.write("put", a).await
     }
 
     /// Creates or replaces `key`, expiring it after `ttl_ms` milliseconds.
     pub async fn put_with_ttl(
         &self,
-        key_: &str,
+        key: &str,
         value: impl Into<Value>,
         ttl_ms: u64,
     ) -> Result<WriteResult> {
-        let mut a = key(key_);
-        a.insert("value".into(), wire(&value.into())?);
-        a.insert("ttl_ms".into(), ttl_ms.into());
+        let value = value.into();
+        let a = Args::new()
+            .with("key", key)
+            .with("value", &WireValue(&value))
+            .with("ttl_ms", &ttl_ms);
         self.write("put", a).await
     }
 
@@ -145,8 +151,8 @@ impl Client {
     }
 
     /// Deletes `key`; `affected` is 0 when it did not exist.
-    pub async fn delete(&self, key_: &str) -> Result<WriteResult> {
-        self.write("delete", key(key_)).await
+    pub async fn delete(&self, key: &str) -> Result<WriteResult> {
+        self.write("delete", Args::new().with("key", key)).await
     }
 
     /// Replaces the value only if it equals `expected` (`None`: only if absent).
@@ -165,9 +171,8 @@ impl Client {
     }
 
     /// Adds `delta` to an integer (a missing key counts as 0); returns the new value.
-    pub async fn increment(&self, key_: &str, delta: i64) -> Result<(i64, WriteResult)> {
-        let mut a = key(key_);
-        a.insert("delta".into(), delta.into());
+    pub async fn increment(&self, key: &str, delta: i64) -> Result<(i64, WriteResult)> {
+        let a = Args::new().with("key", key).with("delta", &delta);
         let r = self.call("increment", a).await?;
         let value = r
             .get("value")

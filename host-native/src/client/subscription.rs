@@ -84,7 +84,7 @@ impl Client {
             tx,
             lagged: lagged.clone(),
         };
-        let r = self.conn.subscribe(a, sink).await?;
+        let r = self.conn.subscribe(a.into(), sink).await?;
         Ok(RemoteSubscription {
             client: self.clone(),
             sub: decode::u64_field(&r, "sub")?,
@@ -148,6 +148,6 @@ impl Drop for RemoteSubscription {
         self.client.conn.forget_subscription(self.sub);
         self.client
             .conn
-            .send_and_forget("unsubscribe", args([("sub", self.sub.into())]));
+            .send_and_forget("unsubscribe", args([("sub", self.sub.into())]).into());
     }
 }

@@ -124,7 +124,7 @@ impl Drop for RemoteTransaction {
         if !self.finished {
             self.client
                 .conn
-                .send_and_forget("rollback", args([self.id_arg()]));
+                .send_and_forget("rollback", args([self.id_arg()]).into());
         }
     }
 }
