@@ -42,12 +42,24 @@ pub enum Error {
     /// `encode_custom` / `put_custom` on a key that no registered codec pattern owns.
     #[error("no codec owns {key}; register one for its pattern with StoreBuilder::codec")]
     NoCodec { key: String },
+    /// [`crate::Client`]: the server cannot be reached, or the connection to it broke. A
+    /// request in flight when it broke may or may not have been applied.
+    #[error("connection to the server: {0}")]
+    Connection(String),
+    /// [`crate::Client`]: the server refused the request; `code` is the server's own
+    /// (`VERSION_CONFLICT`, `WRONG_TYPE`, `UNAUTHORIZED`, ...), the same the embedded store uses.
+    #[error("{message} ({code})")]
+    Remote { code: String, message: String },
+    /// [`crate::Client`]: the server answered something this client cannot read (a different
+    /// protocol version, or not a statemesh server).
+    #[error("protocol: {0}")]
+    Protocol(String),
 }
 
 impl Error {
     /// A stable, machine-readable name for this kind of error, the same across hosts and
     /// protocols (see [`EngineError::code`]): match on it rather than on message text.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> &str {
         match self {
             Error::Engine(e) => e.code(),
             Error::Format(_) => "FORMAT",
@@ -61,6 +73,9 @@ impl Error {
             Error::NoRuntime => "NO_RUNTIME",
             Error::LockTimeout { .. } => "LOCK_TIMEOUT",
             Error::NoCodec { .. } => "CODEC",
+            Error::Connection(_) => "CONNECTION",
+            Error::Remote { code, .. } => code,
+            Error::Protocol(_) => "PROTOCOL",
         }
     }
 }

@@ -17,6 +17,7 @@
 //! `[abc]` and `{a,b}` (see [`statemesh_core::pattern`]).
 
 mod builder;
+mod client;
 mod clock;
 mod codecs;
 mod committer;
@@ -32,6 +33,7 @@ mod timer;
 mod txn;
 
 pub use builder::{Durability, StoreBuilder};
+pub use client::{Client, RemoteSubscription, RemoteTransaction, ServerStats};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result, SubscriptionError};
 pub use history::{ChangeStream, Since};

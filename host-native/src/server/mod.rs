@@ -7,7 +7,7 @@
 //! Each protocol module only turns one connection's bytes into store calls.
 
 mod config;
-mod jsonl;
+pub(crate) mod jsonl;
 mod resp;
 
 use std::net::SocketAddr;
@@ -50,6 +50,7 @@ pub(crate) struct Session {
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) peer: SocketAddr,
     /// Shared by every RESP connection: PUBLISH / SUBSCRIBE channels.
+    #[allow(dead_code)] // Read by server/resp/, built in parallel.
     pub(crate) resp_shared: Arc<resp::Shared>,
 }
 

@@ -1,0 +1,153 @@
+//! Change-feed subscriptions over the network.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+
+use serde_json::{Map, Value as Json};
+use tokio::sync::mpsc;
+
+use super::conn::{EventResult, SUBSCRIPTION_BUFFER, SubSink};
+use super::{Client, args, decode};
+use crate::error::{Error, Result};
+use crate::{ChangeEvent, Since, SubscriptionError};
+
+/// Events pushed by the server for one subscription, as [`crate::Subscription`] /
+/// [`crate::ChangeStream`]; also a `futures_core::Stream`. Dropping it unsubscribes.
+///
+/// If the application falls more than a few thousand events behind, the subscription is cut
+/// off: `recv` returns the events already buffered, then `Lagged`. Resume with
+/// [`Client::stream_changes`] from the last revision seen.
+#[derive(Debug)]
+pub struct RemoteSubscription {
+    client: Client,
+    sub: u64,
+    rx: mpsc::Receiver<EventResult>,
+    lagged: Arc<AtomicBool>,
+    ended: bool,
+}
+
+impl Client {
+    /// Every change committed from now on (see [`crate::Store::subscribe`]).
+    pub async fn subscribe(&self) -> Result<RemoteSubscription> {
+        self.open_subscription(Map::new()).await
+    }
+
+    /// Changes to keys matching `pattern` from now on (see [`crate::Store::subscribe_pattern`]).
+    pub async fn subscribe_pattern(&self, pattern: &str) -> Result<RemoteSubscription> {
+        self.open_subscription(args([("pattern", pattern.into())]))
+            .await
+    }
+
+    /// Changes after `since` (history first, then live), as [`crate::Store::stream_changes`].
+    /// `Since::Time` is not offered over the network.
+    pub async fn stream_changes(
+        &self,
+        since: Since,
+        pattern: Option<&str>,
+    ) -> Result<RemoteSubscription> {
+        let mut a = Map::new();
+        match since {
+            Since::Revision(r) => {
+                a.insert("since".into(), Json::from(r));
+            }
+            Since::Now => {}
+            Since::Time(_) => {
+                return Err(Error::Remote {
+                    code: "BAD_ARGUMENT".into(),
+                    message: "Since::Time is not offered by the client; pass a revision".into(),
+                });
+            }
+        }
+        if let Some(p) = pattern {
+            a.insert("pattern".into(), p.into());
+        }
+        self.open_subscription(a).await
+    }
+
+    /// Up to `limit` kept changes after `revision` (see [`crate::Store::changes_since`]).
+    pub async fn changes_since(&self, revision: u64, limit: usize) -> Result<Vec<ChangeEvent>> {
+        let r = self
+            .call(
+                "changes",
+                args([("since", revision.into()), ("limit", limit.into())]),
+            )
+            .await?;
+        decode::events(r)
+    }
+
+    async fn open_subscription(&self, a: Map<String, Json>) -> Result<RemoteSubscription> {
+        let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
+        let lagged = Arc::new(AtomicBool::new(false));
+        let sink = SubSink {
+            tx,
+            lagged: lagged.clone(),
+        };
+        let r = self.conn.subscribe(a.into(), sink).await?;
+        Ok(RemoteSubscription {
+            client: self.clone(),
+            sub: decode::u64_field(&r, "sub")?,
+            rx,
+            lagged,
+            ended: false,
+        })
+    }
+}
+
+impl RemoteSubscription {
+    /// The next event.
+    pub async fn recv(&mut self) -> std::result::Result<ChangeEvent, SubscriptionError> {
+        std::future::poll_fn(|cx| self.poll_event(cx)).await
+    }
+
+    fn poll_event(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::result::Result<ChangeEvent, SubscriptionError>> {
+        if self.ended {
+            return Poll::Ready(Err(SubscriptionError::Closed));
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(event)) => {
+                if event.is_err() {
+                    self.ended = true;
+                }
+                Poll::Ready(event)
+            }
+            Poll::Ready(None) => {
+                self.ended = true;
+                Poll::Ready(Err(if self.lagged.load(Ordering::Acquire) {
+                    SubscriptionError::Lagged { missed: 0 }
+                } else {
+                    SubscriptionError::Closed
+                }))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Ends the subscription (the same as dropping it).
+    pub fn unsubscribe(self) {}
+}
+
+impl futures_core::Stream for RemoteSubscription {
+    type Item = std::result::Result<ChangeEvent, SubscriptionError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        this.poll_event(cx).map(Some)
+    }
+}
+
+impl Drop for RemoteSubscription {
+    fn drop(&mut self) {
+        self.client.conn.forget_subscription(self.sub);
+        self.client
+            .conn
+            .send_and_forget("unsubscribe", args([("sub", self.sub.into())]).into());
+    }
+}

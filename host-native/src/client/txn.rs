@@ -1,0 +1,130 @@
+//! Interactive transactions over the network.
+
+use std::time::Duration;
+
+use serde_json::Value as Json;
+use statemesh_core::{Isolation, TxnId, Value, WriteResult};
+
+use super::{Client, args, decode, wire};
+use crate::error::Result;
+
+/// An open transaction on the server, as [`crate::Transaction`]. Dropping it without commit
+/// or rollback rolls it back (the server does too when the connection drops).
+#[derive(Debug)]
+pub struct RemoteTransaction {
+    client: Client,
+    id: u64,
+    finished: bool,
+}
+
+impl Client {
+    /// Begins an interactive transaction (see [`crate::Store::begin`]).
+    pub async fn begin(
+        &self,
+        isolation: Isolation,
+        timeout: Duration,
+    ) -> Result<RemoteTransaction> {
+        let isolation = match isolation {
+            Isolation::Snapshot => "snapshot",
+            _ => "serializable",
+        };
+        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        let r = self
+            .call(
+                "begin",
+                args([
+                    ("isolation", Json::from(isolation)),
+                    ("timeout_ms", Json::from(timeout_ms)),
+                ]),
+            )
+            .await?;
+        Ok(RemoteTransaction {
+            client: self.clone(),
+            id: decode::u64_field(&r, "txn")?,
+            finished: false,
+        })
+    }
+}
+
+impl RemoteTransaction {
+    fn id_arg(&self) -> (&'static str, Json) {
+        ("txn", Json::from(self.id))
+    }
+
+    /// The transaction's id on the server.
+    pub fn id(&self) -> TxnId {
+        TxnId(self.id)
+    }
+
+    /// The value of `key` as this transaction sees it.
+    pub async fn get(&self, key: &str) -> Result<Option<Value>> {
+        let r = self
+            .client
+            .call("txn_get", args([self.id_arg(), ("key", key.into())]))
+            .await?;
+        decode::opt_value(r)
+    }
+
+    /// Buffers a put.
+    pub async fn put(&self, key: &str, value: impl Into<Value>) -> Result<()> {
+        let value = wire(&value.into())?;
+        self.client
+            .call(
+                "txn_put",
+                args([self.id_arg(), ("key", key.into()), ("value", value)]),
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// Buffers a put whose key expires `ttl_ms` after the commit.
+    pub async fn put_with_ttl(
+        &self,
+        key: &str,
+        value: impl Into<Value>,
+        ttl_ms: u64,
+    ) -> Result<()> {
+        let value = wire(&value.into())?;
+        let a = args([
+            self.id_arg(),
+            ("key", key.into()),
+            ("value", value),
+            ("ttl_ms", ttl_ms.into()),
+        ]);
+        self.client.call("txn_put", a).await.map(|_| ())
+    }
+
+    /// Buffers a delete.
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        self.client
+            .call("txn_delete", args([self.id_arg(), ("key", key.into())]))
+            .await
+            .map(|_| ())
+    }
+
+    /// Validates and applies the buffered writes as one revision.
+    pub async fn commit(mut self) -> Result<WriteResult> {
+        self.finished = true;
+        let r = self.client.call("commit", args([self.id_arg()])).await?;
+        decode::write_result(&r)
+    }
+
+    /// Drops the transaction and its buffered writes.
+    pub async fn rollback(mut self) -> Result<()> {
+        self.finished = true;
+        self.client
+            .call("rollback", args([self.id_arg()]))
+            .await
+            .map(|_| ())
+    }
+}
+
+impl Drop for RemoteTransaction {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.client
+                .conn
+                .send_and_forget("rollback", args([self.id_arg()]).into());
+        }
+    }
+}

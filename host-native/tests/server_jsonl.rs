@@ -1,0 +1,478 @@
+//! End to end through `statemesh::Client` against the real binary.
+
+#[path = "server_jsonl_common/mod.rs"]
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::Server;
+use futures_core::Stream;
+use serde_json::json;
+use statemesh::{
+    ChangeKind, Client, Error, Isolation, Metric, PutOptions, Since, TextIndexDef, Ttl, Value,
+    ValueIndexDef, VectorIndexDef, WriteOp,
+};
+
+fn code<T: std::fmt::Debug>(r: statemesh::Result<T>) -> String {
+    r.expect_err("an error").code().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_round_trips_every_key_value_op() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[]);
+    let c = Client::connect(&server.addr).await.expect("connect");
+    c.ping().await.expect("ping");
+
+    // Every value kind survives the wire.
+    let kinds = [
+        Value::from("text"),
+        Value::from(42i64),
+        Value::from(2.0f64),
+        Value::from(false),
+        Value::Json(json!({"a": [1, 2]})),
+        Value::Json(json!("a JSON string")),
+        Value::Bytes(vec![0, 1, 255]),
+        Value::Document {
+            content_type: "image/png".into(),
+            data: vec![137, 80],
+        },
+    ];
+    for (i, v) in kinds.iter().enumerate() {
+        let w = c.put(&format!("kinds:k{i}"), v.clone()).await.expect("put");
+        assert_eq!(w.op, WriteOp::Create);
+        assert_eq!(
+            c.get(&format!("kinds:k{i}")).await.expect("get"),
+            Some(v.clone())
+        );
+    }
+    assert_eq!(c.get("kinds:missing").await.expect("get"), None);
+    assert!(c.exists("kinds:k0").await.expect("exists"));
+
+    // Versions and optimistic concurrency keep the store's codes.
+    let (_, version) = c
+        .get_with_version("kinds:k0")
+        .await
+        .expect("get_with_version")
+        .expect("present");
+    assert_eq!(version, 1);
+    assert_eq!(
+        code(c.put_if_version("kinds:k0", "x", 7).await),
+        "VERSION_CONFLICT"
+    );
+    let w = c
+        .put_if_version("kinds:k0", "y", 1)
+        .await
+        .expect("put_if_version");
+    assert_eq!(w.version, 2);
+    assert_eq!(code(c.get("no namespace ::bad").await), "INVALID_KEY");
+
+    // TTLs.
+    c.put_with_ttl("s:t", "v", 60_000)
+        .await
+        .expect("put_with_ttl");
+    assert!(
+        matches!(c.get_ttl("s:t").await.expect("ttl"), Some(Ttl::Expires { remaining_ms, .. }) if remaining_ms <= 60_000)
+    );
+    c.extend_ttl("s:t", 1000).await.expect("extend");
+    c.remove_ttl("s:t").await.expect("remove_ttl");
+    assert_eq!(c.get_ttl("s:t").await.expect("ttl"), Some(Ttl::Persistent));
+    c.set_ttl("s:t", 50).await.expect("set_ttl");
+    assert_eq!(c.get_ttl("s:nope").await.expect("ttl"), None);
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert_eq!(c.get("s:t").await.expect("get"), None);
+
+    // put_with: metadata and keep_ttl.
+    let mut meta = serde_json::Map::new();
+    meta.insert("owner".into(), json!("ann"));
+    let mut opts = PutOptions::default();
+    opts.metadata = Some(meta.clone());
+    opts.ttl_ms = Some(60_000);
+    c.put_with("s:m", "v", &opts).await.expect("put_with");
+    meta.insert("owner".into(), json!("bob"));
+    c.set_metadata("s:m", &meta).await.expect("set_metadata");
+
+    // Counters, appends, compare-and-swap.
+    assert_eq!(c.increment("n:c", 5).await.expect("incr").0, 5);
+    assert_eq!(c.increment("n:c", -2).await.expect("incr").0, 3);
+    assert_eq!(code(c.increment("kinds:k0", 1).await), "WRONG_TYPE");
+    c.put("s:a", "ab").await.expect("put");
+    assert_eq!(c.append("s:a", "cd").await.expect("append").0, 4);
+    assert_eq!(
+        code(
+            c.compare_and_swap("s:a", Some(&Value::from("zz")), "x")
+                .await
+        ),
+        "VALUE_CONFLICT"
+    );
+    c.compare_and_swap("s:a", Some(&Value::from("abcd")), "x")
+        .await
+        .expect("cas");
+    c.compare_and_swap("s:new", None, "first")
+        .await
+        .expect("cas absent");
+    assert_eq!(
+        c.get("s:new").await.expect("get"),
+        Some(Value::from("first"))
+    );
+
+    // Batches, patterns, scans.
+    let items: Vec<(String, Value)> = (0..25)
+        .map(|i| (format!("b:item.{i:02}"), Value::from(i as i64)))
+        .collect();
+    assert_eq!(c.multi_put(&items).await.expect("multi_put").affected, 25);
+    let got = c
+        .multi_get(&["b:item.00", "b:none", "b:item.24"])
+        .await
+        .expect("multi_get");
+    assert_eq!(
+        got,
+        vec![Some(Value::from(0i64)), None, Some(Value::from(24i64))]
+    );
+    assert_eq!(c.keys("b:item.*").await.expect("keys").len(), 25);
+    assert_eq!(
+        c.get_pattern("b:item.1*").await.expect("get_pattern").len(),
+        10
+    );
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = c.scan("b:item.", 10, cursor.as_ref()).await.expect("scan");
+        seen.extend(page.items.into_iter().map(|(k, _)| k));
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 25);
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "scan pages are in key order"
+    );
+    assert_eq!(
+        c.multi_delete(&["b:item.00", "b:item.01"])
+            .await
+            .expect("multi_delete")
+            .affected,
+        2
+    );
+    assert_eq!(
+        c.delete_pattern("b:item.1*")
+            .await
+            .expect("delete_pattern")
+            .affected,
+        10
+    );
+    assert_eq!(
+        c.delete("b:item.24").await.expect("delete").op,
+        WriteOp::Delete
+    );
+    assert_eq!(c.keys("b:**").await.expect("keys").len(), 12);
+
+    // State and lifecycle.
+    let stats = c.stats().await.expect("stats");
+    assert_eq!(c.len().await.expect("len") as u64, stats.keys);
+    assert!(stats.revision > 0);
+    c.checkpoint().await.expect("checkpoint");
+    c.flush().await.expect("flush");
+    assert!(c.cleanup_expired().await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_transactions_commit_roll_back_and_end_with_the_connection() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &["--mode", "ap"]);
+    let c = Client::connect(&server.addr).await.expect("connect");
+    let other = Client::connect(&server.addr).await.expect("connect");
+
+    let t = c
+        .begin(Isolation::Serializable, Duration::from_secs(10))
+        .await
+        .expect("begin");
+    t.put("t:a", "1").await.expect("txn put");
+    t.put_with_ttl("t:b", "2", 60_000)
+        .await
+        .expect("txn put ttl");
+    assert_eq!(t.get("t:a").await.expect("txn get"), Some(Value::from("1")));
+    assert_eq!(
+        other.get("t:a").await.expect("get"),
+        None,
+        "not visible before commit"
+    );
+    let w = t.commit().await.expect("commit");
+    assert!(w.revision > 0);
+    assert_eq!(other.get("t:a").await.expect("get"), Some(Value::from("1")));
+
+    let t = c
+        .begin(Isolation::Snapshot, Duration::from_secs(10))
+        .await
+        .expect("begin");
+    t.delete("t:a").await.expect("txn delete");
+    t.rollback().await.expect("rollback");
+    assert_eq!(c.get("t:a").await.expect("get"), Some(Value::from("1")));
+
+    // First committer wins.
+    let t = c
+        .begin(Isolation::Serializable, Duration::from_secs(10))
+        .await
+        .expect("begin");
+    let _ = t.get("t:a").await.expect("read");
+    t.put("t:a", "mine").await.expect("put");
+    other.put("t:a", "theirs").await.expect("put");
+    assert_eq!(code(t.commit().await), "TXN_CONFLICT");
+
+    // Dropping a transaction handle rolls it back on the server.
+    let t = c
+        .begin(Isolation::Serializable, Duration::from_secs(10))
+        .await
+        .expect("begin");
+    t.put("t:orphan", "x").await.expect("put");
+    assert_eq!(other.stats().await.expect("stats").open_transactions, 1);
+    drop(t);
+    let mut open = 1;
+    for _ in 0..100 {
+        open = other.stats().await.expect("stats").open_transactions;
+        if open == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(open, 0);
+    assert_eq!(other.get("t:orphan").await.expect("get"), None);
+}
+
+async fn next_event(s: &mut statemesh::RemoteSubscription) -> statemesh::ChangeEvent {
+    tokio::time::timeout(Duration::from_secs(10), s.recv())
+        .await
+        .expect("an event in time")
+        .expect("an event")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_subscriptions_push_events_and_resume_from_a_revision() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[]);
+    let c = Client::connect(&server.addr).await.expect("connect");
+    let mut sub = c.subscribe_pattern("chat:room.*").await.expect("subscribe");
+    let mut all = c.subscribe().await.expect("subscribe all");
+    let first = c.put("chat:room.1", "hello").await.expect("put");
+    c.put("other:x", "ignored by the pattern")
+        .await
+        .expect("put");
+    c.put("chat:room.1", "again").await.expect("put");
+    c.delete("chat:room.1").await.expect("delete");
+
+    let e = next_event(&mut sub).await;
+    assert_eq!(
+        (e.key.as_str(), e.kind, e.revision),
+        ("chat:room.1", ChangeKind::Create, first.revision)
+    );
+    assert_eq!(
+        e.new.expect("new").decode().expect("decode"),
+        Value::from("hello")
+    );
+    let e = next_event(&mut sub).await;
+    assert_eq!(e.kind, ChangeKind::Update);
+    assert_eq!(
+        e.old.expect("old").decode().expect("decode"),
+        Value::from("hello")
+    );
+    assert_eq!(next_event(&mut sub).await.kind, ChangeKind::Delete);
+    assert_eq!(next_event(&mut all).await.key, "chat:room.1");
+    assert_eq!(next_event(&mut all).await.key, "other:x");
+
+    // Resume after the first change: history, then live.
+    let mut resumed = c
+        .stream_changes(Since::Revision(first.revision), None)
+        .await
+        .expect("stream_changes");
+    assert_eq!(next_event(&mut resumed).await.key, "other:x");
+    assert_eq!(next_event(&mut resumed).await.kind, ChangeKind::Update);
+    assert_eq!(next_event(&mut resumed).await.kind, ChangeKind::Delete);
+    c.put("chat:room.2", "live").await.expect("put");
+    assert_eq!(next_event(&mut resumed).await.key, "chat:room.2");
+    let changes = c
+        .changes_since(first.revision, 100)
+        .await
+        .expect("changes_since");
+    assert_eq!(changes.len(), 4);
+    let bad = code(c.subscribe_pattern("a:[unclosed").await);
+    assert!(bad.starts_with("INVALID_"), "{bad}");
+
+    // A subscription is a Stream too, and unsubscribing stops it on the server.
+    fn is_stream<S: Stream>(_: &S) {}
+    is_stream(&sub);
+    drop(sub);
+    drop(all);
+    drop(resumed);
+    c.put("chat:room.3", "after").await.expect("put");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_search_text_values_and_vectors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &["--in-memory"]);
+    let c = Client::connect(&server.addr).await.expect("connect");
+    c.declare_text_index(TextIndexDef::new("notes", "notes:*").field("body"))
+        .await
+        .expect("text index");
+    c.declare_value_index(ValueIndexDef::new("by_status", "tasks:*").field("status"))
+        .await
+        .expect("value index");
+    c.declare_vector_index(VectorIndexDef::new("emb", "emb:*", 3, Metric::L2))
+        .await
+        .expect("vector index");
+    c.put(
+        "notes:1",
+        Value::Json(json!({"body": "the quick brown fox"})),
+    )
+    .await
+    .expect("put");
+    c.put("notes:2", Value::Json(json!({"body": "a lazy dog sleeps"})))
+        .await
+        .expect("put");
+    c.put("tasks:1", Value::Json(json!({"status": "open"})))
+        .await
+        .expect("put");
+    c.put("tasks:2", Value::Json(json!({"status": "done"})))
+        .await
+        .expect("put");
+    c.add_vector("emb", "emb:a", &[0.0, 0.0, 1.0])
+        .await
+        .expect("add_vector");
+    c.add_vector("emb", "emb:b", &[1.0, 0.0, 0.0])
+        .await
+        .expect("add_vector");
+
+    let hits = c
+        .search_text("notes", "fox", None, 10)
+        .await
+        .expect("search_text");
+    assert_eq!(
+        hits.iter().map(|h| h.key.as_str()).collect::<Vec<_>>(),
+        ["notes:1"]
+    );
+    let keys = c
+        .search_by_value("by_status", Some("status"), &json!("open"), None)
+        .await
+        .expect("search_by_value");
+    assert_eq!(keys, ["tasks:1"]);
+    let near = c
+        .vector_search("emb", &[0.9, 0.0, 0.1], 1, None)
+        .await
+        .expect("vector_search");
+    assert_eq!(near[0].key, "emb:b");
+    assert_eq!(
+        c.index_stats("notes")
+            .await
+            .expect("stats")
+            .expect("index")
+            .entries,
+        2
+    );
+    assert!(c.index_stats("none").await.expect("stats").is_none());
+    assert!(c.drop_index("notes").await.expect("drop"));
+    assert!(!c.drop_index("notes").await.expect("drop"));
+    assert!(c.search_text("notes", "fox", None, 10).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_shared_by_many_tasks_pipelines_cp_writes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[]);
+    let c = Client::connect(&server.addr).await.expect("connect");
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..100 {
+                c.put(&format!("p:t{t}.k{i}"), i as i64).await.expect("put");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    assert_eq!(c.keys("p:**").await.expect("keys").len(), 800);
+    let values = c
+        .multi_get(&(0..100).map(|i| format!("p:t3.k{i}")).collect::<Vec<_>>())
+        .await
+        .expect("multi_get");
+    assert!(
+        values
+            .iter()
+            .enumerate()
+            .all(|(i, v)| *v == Some(Value::from(i as i64)))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_in_flight_writes_and_keeps_every_acknowledged_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[]);
+    let c = Client::connect(&server.addr).await.expect("connect");
+    let mut tasks = Vec::new();
+    for t in 0..4 {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut acked = HashMap::new();
+            for i in 0.. {
+                let key = format!("g:t{t}.k{i}");
+                match c.put(&key, i as i64).await {
+                    Ok(_) => {
+                        acked.insert(key, i as i64);
+                    }
+                    Err(_) => break,
+                }
+            }
+            acked
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let status = tokio::task::spawn_blocking(move || server.terminate())
+        .await
+        .expect("join");
+    assert!(
+        status.success(),
+        "graceful shutdown exits 0, got {status:?}"
+    );
+    let mut acked = HashMap::new();
+    for t in tasks {
+        acked.extend(t.await.expect("task"));
+    }
+    assert!(!acked.is_empty());
+    let after = Server::start(dir.path(), &[]);
+    let c = Client::connect(&after.addr).await.expect("connect");
+    for (key, value) in &acked {
+        assert_eq!(
+            c.get(key).await.expect("get"),
+            Some(Value::from(*value)),
+            "{key}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_and_connection_errors_have_their_codes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &["--in-memory", "--auth-token", "s3cret"]);
+    let anonymous = Client::connect(&server.addr).await.expect("connect");
+    assert_eq!(code(anonymous.get("a:b").await), "UNAUTHORIZED");
+    assert_eq!(
+        code(Client::connect_with_token(&server.addr, "wrong").await),
+        "UNAUTHORIZED"
+    );
+    let c = Client::connect_with_token(&server.addr, "s3cret")
+        .await
+        .expect("auth");
+    c.put("a:b", "ok").await.expect("put");
+    drop(server);
+    let e = c.get("a:b").await.expect_err("server gone");
+    assert_eq!(e.code(), "CONNECTION");
+    assert!(matches!(e, Error::Connection(_)));
+    let refused = Client::connect("127.0.0.1:1")
+        .await
+        .expect_err("nothing listens");
+    assert_eq!(refused.code(), "CONNECTION");
+}
