@@ -69,8 +69,9 @@ impl Entry {
     }
 }
 
-/// System and user metadata of a key.
-#[derive(Debug, Clone, PartialEq)]
+/// System and user metadata of a key. `Default` exists so that code outside core (a remote
+/// client decoding a reply) can build one field by field.
+#[derive(Debug, Clone, PartialEq, Default)]
 #[non_exhaustive]
 pub struct Metadata {
     pub created_at: Timestamp,

@@ -81,6 +81,24 @@ impl ValueKind {
         })
     }
 
+    /// Every kind, in byte order.
+    pub const ALL: [ValueKind; 9] = [
+        ValueKind::String,
+        ValueKind::Integer,
+        ValueKind::Float,
+        ValueKind::Bool,
+        ValueKind::Json,
+        ValueKind::Bytes,
+        ValueKind::Document,
+        ValueKind::Serialized,
+        ValueKind::Custom,
+    ];
+
+    /// The kind whose [`ValueKind::name`] is `name`.
+    pub fn from_name(name: &str) -> Option<ValueKind> {
+        ValueKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
     /// A short lower-case name, used in errors.
     pub const fn name(self) -> &'static str {
         match self {
@@ -586,6 +604,15 @@ fn split_name(p: &[u8]) -> Result<(&str, &[u8]), ValueError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kind_names_round_trip() {
+        for kind in ValueKind::ALL {
+            assert_eq!(ValueKind::from_name(kind.name()), Some(kind));
+            assert_eq!(ValueKind::from_byte(kind as u8), Ok(kind));
+        }
+        assert_eq!(ValueKind::from_name("String"), None);
+    }
 
     fn roundtrip(v: Value, json: JsonEncoding) -> Value {
         StoredValue::encode(&v, json, 1 << 20)

@@ -183,7 +183,7 @@ fn a_bad_import_line_stops_the_import_after_the_lines_before_it() {
         (r#"{"key":"a:x"}"#, "\"value\" is missing"),
         (r#"{"key":"a:x","value":1,"colour":"red"}"#, "unknown field"),
         (r#"{"key":"a:x","value":{"$bytes":"%%%"}}"#, "base64"),
-        (r#"{"key":"a:x","value":{"$nope":1}}"#, "unknown tag"),
+        (r#"{"key":"a:x","value":{"$nope":1}}"#, "unknown value tag"),
         (
             r#"{"key":"a:x","value":1,"expires_at":"soon"}"#,
             "expires_at",
@@ -250,4 +250,183 @@ fn bench_prints_throughput_and_percentiles() {
         .sum();
     assert_eq!(counts, 2000, "{text}");
     assert_eq!(code(&statemesh(&dir, &["bench", "--clients", "0"])), 65);
+}
+
+/// A server on a fresh directory; killed when dropped.
+struct Server {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(dir: &Path, extra: &[&str]) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_statemesh"))
+        .args(["serve", "--port", "0", "--data-dir"])
+        .arg(dir)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening json=")
+        .unwrap()
+        .to_owned();
+    Server { child, addr }
+}
+
+fn remote(addr: &str, args: &[&str], input: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_statemesh"))
+        .args(args)
+        .args(["--server", addr])
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = input {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn every_operator_command_works_against_a_running_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = serve(&tmp.path().join("srv"), &[]);
+    let addr = server.addr.as_str();
+
+    assert_eq!(code(&remote(addr, &["set", "s:a", "one"], None)), 0);
+    assert_eq!(
+        code(&remote(
+            addr,
+            &["set", "--json", "s:b", "[1,2]", "--ttl-ms", "600000"],
+            None
+        )),
+        0
+    );
+    assert_eq!(stdout(&remote(addr, &["get", "s:a"], None)), "one\n");
+    assert_eq!(code(&remote(addr, &["get", "s:zz"], None)), 1);
+    assert_eq!(stdout(&remote(addr, &["keys", "s:*"], None)), "s:a\ns:b\n");
+    assert_eq!(
+        stdout(&remote(addr, &["scan", "s:"], None)),
+        "s:a\tone\ns:b\t[1,2]\n"
+    );
+    let ms: u64 = stdout(&remote(addr, &["ttl", "s:b"], None))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(ms > 500_000, "{ms}");
+
+    // Import over the network, then export it back with TTL and metadata intact.
+    let lines = "{\"key\":\"t:x\",\"value\":{\"$bytes\":\"AQI=\"}}\n\
+                 {\"expires_at\":99999999999999,\"key\":\"t:y\",\"metadata\":{\"m\":1},\"value\":\"y\"}\n";
+    let imported = remote(addr, &["import"], Some(lines));
+    assert_eq!(
+        stdout(&imported),
+        "imported 2 keys\n",
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    let exported = stdout(&remote(addr, &["export", "t:*"], None));
+    assert_eq!(
+        exported,
+        "{\"key\":\"t:x\",\"value\":{\"$bytes\":\"AQI=\"}}\n\
+         {\"expires_at\":99999999999999,\"key\":\"t:y\",\"metadata\":{\"m\":1},\"value\":\"y\"}\n"
+    );
+    let everything = stdout(&remote(addr, &["export"], None));
+    assert_eq!(everything.lines().count(), 4, "{everything}");
+
+    assert_eq!(stdout(&remote(addr, &["del", "s:a", "s:b"], None)), "2\n");
+    assert!(stdout(&remote(addr, &["stats"], None)).contains("keys 2\n"));
+    assert_eq!(code(&remote(addr, &["snapshot"], None)), 0);
+
+    let bench = remote(
+        addr,
+        &[
+            "bench",
+            "--ops",
+            "500",
+            "--clients",
+            "8",
+            "--keyspace",
+            "50",
+        ],
+        None,
+    );
+    assert_eq!(
+        code(&bench),
+        0,
+        "{}",
+        String::from_utf8_lossy(&bench.stderr)
+    );
+    assert!(stdout(&bench).starts_with("500 ops, 8 clients"));
+}
+
+#[test]
+fn remote_failures_have_their_exit_codes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = serve(&tmp.path().join("srv"), &["--auth-token", "sesame"]);
+    let denied = remote(&server.addr, &["get", "a:b"], None);
+    assert_eq!(
+        code(&denied),
+        77,
+        "{}",
+        String::from_utf8_lossy(&denied.stderr)
+    );
+    let mut with_token = Command::new(env!("CARGO_BIN_EXE_statemesh"))
+        .args([
+            "set",
+            "a:b",
+            "v",
+            "--server",
+            &server.addr,
+            "--auth-token",
+            "sesame",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        code(&with_token),
+        0,
+        "{}",
+        String::from_utf8_lossy(&with_token.stderr)
+    );
+    with_token = Command::new(env!("CARGO_BIN_EXE_statemesh"))
+        .args(["get", "a:b", "--server", &server.addr])
+        .env("STATEMESH_AUTH_TOKEN", "sesame")
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&with_token), "v\n");
+    drop(server);
+
+    // Nobody listens there any more.
+    let gone = remote(
+        &tmp.path().join("x").display().to_string(),
+        &["get", "a:b"],
+        None,
+    );
+    assert_eq!(code(&gone), 69, "{}", String::from_utf8_lossy(&gone.stderr));
 }

@@ -19,7 +19,7 @@ mod vector;
 
 pub(crate) use extract::{Scalar, vector_bytes};
 pub use indexes::{IndexStats, Indexes};
-pub use names::{LANGUAGES, language_from_name, metric_from_name};
+pub use names::{LANGUAGES, language_from_name, language_name, metric_from_name, metric_name};
 pub use tantivy::tokenizer::Language;
 pub use vector::{
     ExactVectorIndex, Metric, Neighbor, VectorIndex, VectorSpec, dot, l2_squared, neighbor_order,

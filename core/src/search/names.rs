@@ -33,6 +33,23 @@ pub fn language_from_name(name: &str) -> Option<Language> {
         .map(|&(_, l)| l)
 }
 
+/// The name of a language, as [`language_from_name`] takes it.
+pub fn language_name(language: Language) -> &'static str {
+    LANGUAGES
+        .iter()
+        .find(|&&(_, l)| l == language)
+        .map_or("english", |&(n, _)| n)
+}
+
+/// The name of a metric, as [`metric_from_name`] takes it.
+pub fn metric_name(metric: Metric) -> &'static str {
+    match metric {
+        Metric::Cosine => "cosine",
+        Metric::L2 => "l2",
+        Metric::Dot => "dot",
+    }
+}
+
 /// A metric by name: `cosine`, `l2` or `dot` (case-insensitive).
 pub fn metric_from_name(name: &str) -> Option<Metric> {
     [
@@ -57,10 +74,14 @@ mod tests {
         assert_eq!(metric_from_name("L2"), Some(Metric::L2));
         assert_eq!(metric_from_name("cosine"), Some(Metric::Cosine));
         assert_eq!(metric_from_name("manhattan"), None);
-        // Every name is unique and lower case.
-        for (i, (a, _)) in LANGUAGES.iter().enumerate() {
-            assert_eq!(*a, a.to_ascii_lowercase());
-            assert!(LANGUAGES[i + 1..].iter().all(|(b, _)| b != a));
+        // Every name is unique, lower case, and names its language both ways.
+        for (i, &(a, language)) in LANGUAGES.iter().enumerate() {
+            assert_eq!(a, a.to_ascii_lowercase());
+            assert!(LANGUAGES[i + 1..].iter().all(|(b, _)| *b != a));
+            assert_eq!(language_name(language), a);
+        }
+        for metric in [Metric::Cosine, Metric::L2, Metric::Dot] {
+            assert_eq!(metric_from_name(metric_name(metric)), Some(metric));
         }
     }
 }

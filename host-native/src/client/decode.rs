@@ -5,7 +5,8 @@ use std::time::Duration;
 use serde_json::{Map, Value as Json};
 use statemesh_core::search::{TextHit, VectorHit};
 use statemesh_core::{
-    ChangeEvent, Cursor, JsonEncoding, ScanPage, StoredValue, Timestamp, Ttl, Value, WriteResult,
+    ChangeEvent, Cursor, JsonEncoding, Metadata, ScanPage, StoredValue, Timestamp, Ttl, Value,
+    ValueKind, WriteResult,
 };
 
 use crate::SubscriptionError;
@@ -91,6 +92,48 @@ pub(crate) fn ttl(json: &Json) -> Result<Option<Ttl>> {
         at: Timestamp::from_millis(u64_field(json, "expires_at")?),
         remaining_ms: u64_field(json, "remaining_ms")?,
     }))
+}
+
+/// The server's metadata object (`wire::metadata`).
+pub(crate) fn metadata(json: Json) -> Result<Metadata> {
+    let time = |name: &str| u64_field(&json, name).map(Timestamp::from_millis);
+    let mut meta = Metadata::default();
+    meta.created_at = time("created_at")?;
+    meta.updated_at = time("updated_at")?;
+    meta.expires_at = match json.get("expires_at") {
+        None | Some(Json::Null) => None,
+        Some(at) => Some(Timestamp::from_millis(as_u64(at)?)),
+    };
+    meta.version = u64_field(&json, "version")?;
+    meta.create_revision = u64_field(&json, "create_revision")?;
+    meta.mod_revision = u64_field(&json, "mod_revision")?;
+    meta.checksum = json
+        .get("checksum")
+        .and_then(Json::as_str)
+        .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+        .ok_or_else(|| protocol("checksum"))?;
+    meta.size = usize::try_from(u64_field(&json, "size")?).map_err(|_| protocol("size"))?;
+    meta.kind = json
+        .get("kind")
+        .and_then(Json::as_str)
+        .and_then(ValueKind::from_name);
+    meta.content_type = json
+        .get("content_type")
+        .and_then(Json::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    meta.user = match json.get("user") {
+        Some(Json::Object(user)) => user.clone(),
+        _ => Map::new(),
+    };
+    Ok(meta)
+}
+
+pub(crate) fn string(json: Json) -> Result<String> {
+    match json {
+        Json::String(s) => Ok(s),
+        _ => Err(protocol("string")),
+    }
 }
 
 pub(crate) fn strings(json: Json) -> Result<Vec<String>> {

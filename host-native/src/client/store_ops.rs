@@ -4,7 +4,7 @@ use serde_json::{Map, Value as Json};
 use statemesh_core::search::{
     IndexStats, TextHit, TextIndexDef, ValueIndexDef, VectorHit, VectorIndexDef,
 };
-use statemesh_core::{Cursor, Language, Metric, PutOptions, ScanPage, Ttl, Value, WriteResult};
+use statemesh_core::{Cursor, Metadata, PutOptions, Record, ScanPage, Ttl, Value, WriteResult};
 
 use super::conn::Args;
 use super::{Client, args, decode, wire};
@@ -55,6 +55,33 @@ impl Client {
     /// Values of several keys, in the order asked.
     pub async fn multi_get<K: AsRef<str>>(&self, keys: &[K]) -> Result<Vec<Option<Value>>> {
         decode::values(self.call("multi_get", args([("keys", list(keys))])).await?)
+    }
+
+    /// The value of `key` with its system and user metadata.
+    pub async fn get_record(&self, key_: &str) -> Result<Option<Record>> {
+        let mut r = self.call("get_record", key(key_)).await?;
+        if r.is_null() {
+            return Ok(None);
+        }
+        let take = |r: &mut Json, name: &str| r.get_mut(name).map(Json::take).unwrap_or(Json::Null);
+        let value = decode::value(take(&mut r, "value"))?;
+        let meta = decode::metadata(take(&mut r, "meta"))?;
+        let key = decode::string(take(&mut r, "key"))?;
+        Ok(Some(Record { key, value, meta }))
+    }
+
+    /// The metadata of `key` without its value.
+    pub async fn get_metadata(&self, key_: &str) -> Result<Option<Metadata>> {
+        let r = self.call("get_metadata", key(key_)).await?;
+        if r.is_null() {
+            return Ok(None);
+        }
+        decode::metadata(r).map(Some)
+    }
+
+    /// Namespaces that hold at least one key, in order.
+    pub async fn namespaces(&self) -> Result<Vec<String>> {
+        decode::strings(self.call("namespaces", Map::new()).await?)
     }
 
     /// Keys matching a pattern such as `app:config.*`.
@@ -137,6 +164,9 @@ impl Client {
         a.insert("value".into(), wire(&value.into())?);
         if let Some(ttl) = opts.ttl_ms {
             a.insert("ttl_ms".into(), ttl.into());
+        }
+        if let Some(at) = opts.expires_at {
+            a.insert("expires_at".into(), at.as_millis().into());
         }
         if opts.keep_ttl {
             a.insert("keep_ttl".into(), true.into());
@@ -268,7 +298,12 @@ impl Client {
             ("name", def.name.into()),
             ("pattern", def.pattern.into()),
             ("fields", def.fields.into()),
-            ("language", language_name(def.language)?.into()),
+            (
+                "language",
+                def.language
+                    .map_or("none", statemesh_core::search::language_name)
+                    .into(),
+            ),
         ]);
         self.call("declare_text_index", a).await.map(|_| ())
     }
@@ -285,16 +320,7 @@ impl Client {
 
     /// Declares a vector index now.
     pub async fn declare_vector_index(&self, def: VectorIndexDef) -> Result<()> {
-        let metric = match def.spec.metric {
-            Metric::Cosine => "cosine",
-            Metric::L2 => "l2",
-            Metric::Dot => "dot",
-            _ => {
-                return Err(Error::Protocol(
-                    "a metric the protocol does not name".into(),
-                ));
-            }
-        };
+        let metric = statemesh_core::search::metric_name(def.spec.metric);
         let mut a = args([
             ("name", def.name.into()),
             ("pattern", def.pattern.into()),
@@ -392,23 +418,4 @@ impl Client {
         ]);
         self.write("add_vector", a).await
     }
-}
-
-fn language_name(language: Option<Language>) -> Result<&'static str> {
-    Ok(match language {
-        None => "none",
-        Some(Language::English) => "english",
-        Some(Language::French) => "french",
-        Some(Language::German) => "german",
-        Some(Language::Spanish) => "spanish",
-        Some(Language::Italian) => "italian",
-        Some(Language::Portuguese) => "portuguese",
-        Some(Language::Dutch) => "dutch",
-        Some(Language::Russian) => "russian",
-        Some(other) => {
-            return Err(Error::Protocol(format!(
-                "language {other:?} is not offered over the network"
-            )));
-        }
-    })
 }

@@ -19,6 +19,18 @@ use tokio::sync::{Semaphore, watch};
 
 pub use config::{ServerConfig, ServerError};
 
+/// A value in the JSON form the JSON-lines protocol and `statemesh export` use (docs/protocol.md,
+/// "Values"): plain JSON for strings, numbers, booleans and documents, a one-key `$` tag for the
+/// rest. Fails only for a kind that has no JSON form.
+pub fn value_to_json(value: &crate::Value) -> Result<serde_json::Value, String> {
+    serde_json::to_value(jsonl::wire::WireValue(value)).map_err(|e| e.to_string())
+}
+
+/// The inverse of [`value_to_json`]: what `statemesh import` and the server accept.
+pub fn value_from_json(json: serde_json::Value) -> Result<crate::Value, String> {
+    jsonl::wire::value_from_json(json)
+}
+
 use crate::Store;
 
 /// Which protocol a listener speaks.

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::Context;
-use statemesh::{Cursor, PutOptions, Record, ScanPage, Store, Ttl, Value, WriteResult};
+use statemesh::{Client, Cursor, PutOptions, Record, ScanPage, Store, Ttl, Value, WriteResult};
 
 use crate::Target;
 
@@ -14,6 +14,7 @@ pub(crate) const IMPORT_BATCH: usize = 5_000;
 
 pub(crate) enum Backend {
     Local(Store),
+    Remote(Client),
 }
 
 /// Whether the command may create the data directory (writes) or needs it to exist (reads).
@@ -25,15 +26,22 @@ pub(crate) enum Access {
 
 impl Backend {
     pub(crate) async fn open(target: &Target, access: Access) -> anyhow::Result<Backend> {
-        if let Some(server) = &target.server {
-            anyhow::bail!("--server {server}: remote operator commands are not built yet");
+        match &target.server {
+            Some(addr) => {
+                let client = match &target.auth_token {
+                    Some(token) => Client::connect_with_token(addr, token).await,
+                    None => Client::connect(addr).await,
+                };
+                Ok(Backend::Remote(client?))
+            }
+            None => open_local(&target.data_dir, access).await,
         }
-        open_local(&target.data_dir, access).await
     }
 
     pub(crate) async fn get(&self, key: &str) -> statemesh::Result<Option<Value>> {
         match self {
             Backend::Local(s) => s.get(key).await,
+            Backend::Remote(c) => c.get(key).await,
         }
     }
 
@@ -46,18 +54,22 @@ impl Backend {
         match (self, ttl_ms) {
             (Backend::Local(s), None) => s.put(key, value).await,
             (Backend::Local(s), Some(ttl)) => s.put_with_ttl(key, value, ttl).await,
+            (Backend::Remote(c), None) => c.put(key, value).await,
+            (Backend::Remote(c), Some(ttl)) => c.put_with_ttl(key, value, ttl).await,
         }
     }
 
     pub(crate) async fn delete(&self, key: &str) -> statemesh::Result<WriteResult> {
         match self {
             Backend::Local(s) => s.delete(key).await,
+            Backend::Remote(c) => c.delete(key).await,
         }
     }
 
     pub(crate) async fn keys(&self, pattern: &str) -> statemesh::Result<Vec<String>> {
         match self {
             Backend::Local(s) => s.keys(pattern).await,
+            Backend::Remote(c) => c.keys(pattern).await,
         }
     }
 
@@ -69,12 +81,14 @@ impl Backend {
     ) -> statemesh::Result<ScanPage> {
         match self {
             Backend::Local(s) => s.scan(prefix, limit, cursor).await,
+            Backend::Remote(c) => c.scan(prefix, limit, cursor).await,
         }
     }
 
     pub(crate) async fn get_ttl(&self, key: &str) -> statemesh::Result<Option<Ttl>> {
         match self {
             Backend::Local(s) => s.get_ttl(key).await,
+            Backend::Remote(c) => c.get_ttl(key).await,
         }
     }
 
@@ -82,6 +96,7 @@ impl Backend {
     pub(crate) async fn import(&self, items: Vec<(String, Value)>) -> statemesh::Result<u64> {
         match self {
             Backend::Local(s) => s.import(items, IMPORT_BATCH).await,
+            Backend::Remote(c) => Ok(c.multi_put(&items).await?.affected),
         }
     }
 
@@ -93,12 +108,14 @@ impl Backend {
     ) -> statemesh::Result<WriteResult> {
         match self {
             Backend::Local(s) => s.put_with(key, value, &options).await,
+            Backend::Remote(c) => c.put_with(key, value, &options).await,
         }
     }
 
     pub(crate) async fn namespaces(&self) -> statemesh::Result<Vec<String>> {
         match self {
             Backend::Local(s) => Ok(s.namespaces()),
+            Backend::Remote(c) => c.namespaces().await,
         }
     }
 
@@ -112,12 +129,30 @@ impl Backend {
                 }
                 Ok(out)
             }
+            // One task per key, so the requests are pipelined over the one connection instead
+            // of each waiting for the previous reply.
+            Backend::Remote(c) => {
+                let mut tasks = tokio::task::JoinSet::new();
+                for (i, key) in keys.iter().enumerate() {
+                    let (c, key) = (c.clone(), key.clone());
+                    tasks.spawn(async move { (i, c.get_record(&key).await) });
+                }
+                let mut out = vec![None; keys.len()];
+                while let Some(joined) = tasks.join_next().await {
+                    let (i, record) = joined.map_err(|e| {
+                        statemesh::Error::Connection(format!("a request task failed: {e}"))
+                    })?;
+                    out[i] = record?;
+                }
+                Ok(out)
+            }
         }
     }
 
     pub(crate) async fn checkpoint(&self) -> statemesh::Result<()> {
         match self {
             Backend::Local(s) => s.checkpoint().await,
+            Backend::Remote(c) => c.checkpoint().await,
         }
     }
 
@@ -128,6 +163,13 @@ impl Backend {
                 keys: s.len() as u64,
                 revision: s.revision(),
             }),
+            Backend::Remote(c) => {
+                let stats = c.stats().await?;
+                Ok(Stats {
+                    keys: stats.keys,
+                    revision: stats.revision,
+                })
+            }
         }
     }
 
@@ -139,6 +181,7 @@ impl Backend {
                 s.close().await;
                 flushed
             }
+            Backend::Remote(_) => Ok(()),
         }
     }
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use statemesh::Value;
 
+use crate::Target;
 use crate::backend::{Access, Backend};
 use crate::ops::BenchArgs;
 
@@ -26,7 +27,31 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             "--clients and --keyspace must be at least 1, --read-percent at most 100",
         ));
     }
-    let backend = Arc::new(Backend::open(&args.target, Access::Write).await?);
+    // Without a target, a throwaway directory: a benchmark should not write into real data.
+    let scratch = match (&args.data_dir, &args.server) {
+        (None, None) => {
+            Some(std::env::temp_dir().join(format!("statemesh-bench-{}", std::process::id())))
+        }
+        _ => None,
+    };
+    let target = Target {
+        data_dir: args
+            .data_dir
+            .clone()
+            .or_else(|| scratch.clone())
+            .unwrap_or_default(),
+        server: args.server.clone(),
+        auth_token: args.auth_token.clone(),
+    };
+    let result = load(&args, &target).await;
+    if let Some(dir) = scratch {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    result
+}
+
+async fn load(args: &BenchArgs, target: &Target) -> anyhow::Result<ExitCode> {
+    let backend = Arc::new(Backend::open(target, Access::Write).await?);
     let value = Value::Bytes(vec![b'x'; args.value_size]);
     // Reads of keys nobody wrote measure misses: write the keyspace first.
     if args.read_percent > 0 {
@@ -88,7 +113,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         return Err(e);
     }
     closed?;
-    print_table(&args, elapsed, &mut all)?;
+    print_table(args, elapsed, &mut all)?;
     Ok(ExitCode::SUCCESS)
 }
 

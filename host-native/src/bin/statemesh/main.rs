@@ -11,7 +11,6 @@ use clap::{Parser, Subcommand};
 
 mod backend;
 mod exit;
-mod json_value;
 mod load;
 mod ops;
 mod serve;

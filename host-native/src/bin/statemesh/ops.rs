@@ -112,8 +112,15 @@ pub(crate) struct BenchArgs {
     /// Share of operations that are reads, in percent.
     #[arg(long, default_value_t = 50)]
     pub(crate) read_percent: u8,
-    #[command(flatten)]
-    pub(crate) target: Target,
+    /// Data directory to load (keys `bench:key.*` are written into it). Default: a fresh
+    /// temporary directory, removed afterwards.
+    #[arg(long, conflicts_with = "server")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// A running server to load instead (keys `bench:key.*` are written on it).
+    #[arg(long)]
+    pub(crate) server: Option<String>,
+    #[arg(long, env = "STATEMESH_AUTH_TOKEN", hide_env_values = true)]
+    pub(crate) auth_token: Option<String>,
 }
 
 pub(crate) async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {

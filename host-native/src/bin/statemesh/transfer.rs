@@ -1,6 +1,6 @@
 //! `import` and `export`: JSON lines, one key per line:
 //! `{"key": "ns:path", "value": <value>, "expires_at": <unix ms>?, "metadata": {...}?}`
-//! (value encoding in [`crate::json_value`]). A progress bar shows on a terminal, never in a pipe.
+//! (values as in the JSON-lines protocol: `statemesh::server::value_to_json`). A progress bar shows on a terminal, never in a pipe.
 
 use std::io::{BufRead, BufWriter, IsTerminal, Write};
 use std::process::ExitCode;
@@ -12,7 +12,6 @@ use statemesh::{PutOptions, Value};
 
 use crate::backend::{Access, Backend, IMPORT_BATCH};
 use crate::exit::Failure;
-use crate::json_value;
 use crate::ops::{ExportArgs, ImportArgs};
 
 /// Keys fetched per round when exporting.
@@ -113,7 +112,8 @@ fn parse_line(line: &str, now_ms: u64) -> Result<Option<Item>, String> {
         Some(Json::String(k)) => k,
         _ => return Err("\"key\" must be a string".into()),
     };
-    let value = json_value::from_json(obj.remove("value").ok_or("\"value\" is missing")?)?;
+    let value =
+        statemesh::server::value_from_json(obj.remove("value").ok_or("\"value\" is missing")?)?;
     let mut options = PutOptions::default();
     let mut special = false;
     match obj.remove("expires_at") {
@@ -184,7 +184,7 @@ async fn export_to(backend: &Backend, args: &ExportArgs) -> anyhow::Result<u64> 
         for chunk in keys.chunks(EXPORT_BATCH) {
             for record in backend.records(chunk).await?.into_iter().flatten() {
                 let mut line = Map::new();
-                let value = json_value::to_json(&record.value)
+                let value = statemesh::server::value_to_json(&record.value)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", record.key))?;
                 line.insert("key".into(), Json::String(record.key));
                 line.insert("value".into(), value);

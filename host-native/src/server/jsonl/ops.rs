@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{Map, Value as Json, json};
-use statemesh_core::{Cursor, Isolation, Language, Metric, PutOptions, Value};
+use statemesh_core::{Cursor, Isolation, Language, Metric, PutOptions, Timestamp, Value};
 
 use super::args::{Args, OpError, OpResult};
 use super::conn::{Conn, MAX_PER_CONNECTION, SharedTxn, error_line, ok_line};
@@ -116,6 +116,7 @@ async fn run(conn: &Arc<Conn>, id: &Json, op: &str, mut a: Args) -> OpResult<Rep
             )
         }
         "keys" => reply(&store.keys(a.str("pattern")?).await?),
+        "namespaces" => reply(&store.namespaces()),
         "get_pattern" => reply(&pairs(&store.get_pattern(a.str("pattern")?).await?)),
         "scan" => {
             let cursor = a.opt_str("cursor")?.map(Cursor::decode).transpose()?;
@@ -136,6 +137,7 @@ async fn run(conn: &Arc<Conn>, id: &Json, op: &str, mut a: Args) -> OpResult<Rep
             let value = a.value("value")?;
             let mut opts = PutOptions::default();
             opts.ttl_ms = a.opt_u64("ttl_ms")?;
+            opts.expires_at = a.opt_u64("expires_at")?.map(Timestamp::from_millis);
             opts.keep_ttl = a.bool("keep_ttl")?;
             opts.if_version = a.opt_u64("if_version")?;
             opts.metadata = a.object("metadata")?;
@@ -328,34 +330,21 @@ async fn take_txn(conn: &Conn, a: &Args) -> OpResult<crate::Transaction> {
 }
 
 pub(crate) fn parse_metric(name: &str) -> OpResult<Metric> {
-    Ok(match name {
-        "cosine" => Metric::Cosine,
-        "l2" => Metric::L2,
-        "dot" => Metric::Dot,
-        other => {
-            return Err(OpError::bad_argument(format!(
-                "metric must be \"cosine\", \"l2\" or \"dot\", not {other:?}"
-            )));
-        }
+    statemesh_core::search::metric_from_name(name).ok_or_else(|| {
+        OpError::bad_argument(format!(
+            "metric must be \"cosine\", \"l2\" or \"dot\", not {name:?}"
+        ))
     })
 }
 
-/// A text index's language; absent means English, like `TextIndexDef::new`.
+/// A text index's language; absent means English, like `TextIndexDef::new`, and `"none"` no
+/// stemming or stop words.
 pub(crate) fn parse_language(name: Option<&str>) -> OpResult<Option<Language>> {
-    Ok(match name {
-        None | Some("english") => Some(Language::English),
-        Some("none") => None,
-        Some("french") => Some(Language::French),
-        Some("german") => Some(Language::German),
-        Some("spanish") => Some(Language::Spanish),
-        Some("italian") => Some(Language::Italian),
-        Some("portuguese") => Some(Language::Portuguese),
-        Some("dutch") => Some(Language::Dutch),
-        Some("russian") => Some(Language::Russian),
-        Some(other) => {
-            return Err(OpError::bad_argument(format!(
-                "unsupported language {other:?}"
-            )));
-        }
-    })
+    match name {
+        None => Ok(Some(Language::English)),
+        Some("none") => Ok(None),
+        Some(name) => statemesh_core::search::language_from_name(name)
+            .map(Some)
+            .ok_or_else(|| OpError::bad_argument(format!("unsupported language {name:?}"))),
+    }
 }
