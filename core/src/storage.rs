@@ -68,6 +68,20 @@ pub enum StorageError {
     Unsupported { file: String, reason: String },
 }
 
+impl StorageError {
+    /// The stable code hosts report for this failure (see [`crate::EngineError::code`]).
+    pub fn code(&self) -> &'static str {
+        match self {
+            StorageError::Locked { .. } => "STORE_LOCKED",
+            StorageError::Corrupt { .. } => "STORAGE_CORRUPT",
+            StorageError::Unsupported { .. } => "STORAGE_UNSUPPORTED",
+            StorageError::Io { .. } | StorageError::Poisoned | StorageError::Invalid { .. } => {
+                "STORAGE"
+            }
+        }
+    }
+}
+
 /// Durable storage for one store. See the module documentation for the contract.
 #[cfg_attr(target_family = "wasm", async_trait::async_trait(?Send))]
 #[cfg_attr(not(target_family = "wasm"), async_trait::async_trait)]
