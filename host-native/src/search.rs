@@ -139,6 +139,15 @@ impl Store {
         self.inner().with_engine(|e, _| e.drop_index(name))
     }
 
+    /// Sets how hard vector index `name` searches (HNSW's `ef`, default
+    /// [`HnswParams::ef_search`](statemesh_hnsw::HnswParams)): more finds more of the true
+    /// nearest neighbours, slower. Exact indexes ignore it.
+    pub fn set_vector_search_effort(&self, name: &str, effort: usize) -> Result<()> {
+        Ok(self
+            .inner()
+            .with_engine(|e, _| e.set_vector_search_effort(name, effort))?)
+    }
+
     /// Sizes of the index `name`.
     pub fn index_stats(&self, name: &str) -> Result<Option<IndexStats>> {
         self.read_engine(|e| e.index_stats(name))

@@ -2,9 +2,10 @@
 //!
 //! `STATEMESH_BENCH_VECTORS` vectors (default 100,000) of 128 dimensions from 100 Gaussian
 //! clusters, 1,000 queries from the same clusters, top 10, L2. Both graphs are built by serial
-//! inserts with M 16 and ef_construction 200, and searched with the same ef. Recall is against
-//! the exact index. Then 10% of the keys are deleted and 10% get new vectors, and recall and
-//! QPS are measured again (tombstones hidden by the filter until a rebuild). Prints a table.
+//! inserts with M 16 and ef_construction 200, and searched with the same ef, at 64, 128 and
+//! 256. Recall is against the exact index. Then 10% of the keys are deleted and 10% get new
+//! vectors, and recall and QPS are measured again (tombstones hidden by the filter until a
+//! rebuild). Prints a table.
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 use std::time::{Duration, Instant};
@@ -20,6 +21,8 @@ use statemesh_hnsw::{HnswIndex, HnswParams};
 const DIM: usize = 128;
 const QUERIES: usize = 1_000;
 const K: usize = 10;
+/// Search breadths measured, the same for both sides.
+const EFS: [usize; 3] = [64, 128, 256];
 
 fn gaussian(rng: &mut StdRng) -> f32 {
     // Box-Muller.
@@ -125,34 +128,36 @@ fn main() {
         (got, QUERIES as f64 / start.elapsed().as_secs_f64())
     };
     // Queries alternate between the two sides, so load from other processes hits both alike.
-    let ef = params.ef_search;
-    let (mut raw_time, mut ours_time) = (Duration::ZERO, Duration::ZERO);
-    let (mut raw_got, mut got) = (Vec::new(), Vec::new());
-    for q in &queries {
-        let t = Instant::now();
-        let r: Vec<u64> = raw.search(q, K, ef).iter().map(|n| n.d_id as u64).collect();
-        raw_time += t.elapsed();
-        let t = Instant::now();
-        let o: Vec<u64> = engine
-            .vector_search(now, "v", q, K, None)
-            .unwrap()
-            .iter()
-            .map(|h| key_id(&h.key))
-            .collect();
-        ours_time += t.elapsed();
-        raw_got.push(r);
-        got.push(o);
+    for ef in EFS {
+        engine.set_vector_search_effort("v", ef).unwrap();
+        let (mut raw_time, mut ours_time) = (Duration::ZERO, Duration::ZERO);
+        let (mut raw_got, mut got) = (Vec::new(), Vec::new());
+        for q in &queries {
+            let t = Instant::now();
+            let r: Vec<u64> = raw.search(q, K, ef).iter().map(|n| n.d_id as u64).collect();
+            raw_time += t.elapsed();
+            let t = Instant::now();
+            let o: Vec<u64> = engine
+                .vector_search(now, "v", q, K, None)
+                .unwrap()
+                .iter()
+                .map(|h| key_id(&h.key))
+                .collect();
+            ours_time += t.elapsed();
+            raw_got.push(r);
+            got.push(o);
+        }
+        let raw_qps = QUERIES as f64 / raw_time.as_secs_f64();
+        let qps = QUERIES as f64 / ours_time.as_secs_f64();
+        println!(
+            "| {ef} | {:.3} | {:.0} | {:.3} | {:.0} | {:.2}x |",
+            recall(&truth, &got),
+            qps,
+            recall(&truth, &raw_got),
+            raw_qps,
+            qps / raw_qps
+        );
     }
-    let raw_qps = QUERIES as f64 / raw_time.as_secs_f64();
-    let qps = QUERIES as f64 / ours_time.as_secs_f64();
-    println!(
-        "| {ef} | {:.3} | {:.0} | {:.3} | {:.0} | {:.2}x |",
-        recall(&truth, &got),
-        qps,
-        recall(&truth, &raw_got),
-        raw_qps,
-        qps / raw_qps
-    );
 
     // Churn: delete 10%, give another 10% new vectors.
     let fresh = clustered(n / 10, &centres, &mut rng);
@@ -170,11 +175,13 @@ fn main() {
         .iter()
         .map(|q| exact.search(q, K, None).iter().map(|n| n.id).collect())
         .collect();
-    let (got, qps) = measure_ours(&engine);
-    println!(
-        "after deleting 10% and updating 10%: engine recall@10 {:.3}, {:.0} QPS (ef {}, tombstones filtered)",
-        recall(&truth, &got),
-        qps,
-        params.ef_search
-    );
+    for ef in EFS {
+        engine.set_vector_search_effort("v", ef).unwrap();
+        let (got, qps) = measure_ours(&engine);
+        println!(
+            "after deleting 10% and updating 10%: engine recall@10 {:.3}, {:.0} QPS (ef {ef}, tombstones filtered)",
+            recall(&truth, &got),
+            qps,
+        );
+    }
 }

@@ -220,6 +220,10 @@ impl VectorIndex for HnswIndex {
     fn len(&self) -> usize {
         self.live.len()
     }
+
+    fn set_search_effort(&mut self, effort: usize) {
+        self.set_ef_search(effort);
+    }
 }
 
 #[cfg(test)]

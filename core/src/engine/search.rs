@@ -67,6 +67,18 @@ impl Engine {
         Ok(())
     }
 
+    /// Sets how hard the vector index `index` searches (HNSW's `ef`; at least 1): more finds
+    /// more of the true nearest neighbours, slower. A no-op for exact indexes.
+    pub fn set_vector_search_effort(
+        &mut self,
+        index: &str,
+        effort: usize,
+    ) -> Result<(), EngineError> {
+        let declared = self.search.vector_mut(index)?;
+        declared.index.index.set_search_effort(effort.max(1));
+        Ok(())
+    }
+
     /// A declaration's pattern, and the keys already held that match it with their values:
     /// what a new index starts from.
     fn held_matching(

@@ -260,6 +260,12 @@ impl Indexes {
         self.vector.get(name).ok_or_else(|| unknown("vector", name))
     }
 
+    pub(crate) fn vector_mut(&mut self, name: &str) -> Result<&mut Declared<Vectors>, SearchError> {
+        self.vector
+            .get_mut(name)
+            .ok_or_else(|| unknown("vector", name))
+    }
+
     /// Sizes of the index `name`.
     pub fn stats(&self, name: &str) -> Option<IndexStats> {
         if let Some(d) = self.text.get(name) {

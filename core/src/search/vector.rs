@@ -118,6 +118,9 @@ pub trait VectorIndex: Send + Sync + std::fmt::Debug {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// How hard an approximate index searches (HNSW's `ef`): recall against speed. Exact
+    /// indexes have nothing to tune and ignore it.
+    fn set_search_effort(&mut self, _effort: usize) {}
 }
 
 /// Orders neighbours nearest first, ties by id: the order every index returns.
