@@ -181,5 +181,12 @@ async fn hnsw_recall_stays_high_after_deleting_and_updating_a_fifth() {
     }
     let recall = found as f64 / total as f64;
     assert!(recall >= 0.95, "recall@10 {recall}");
+    store.set_vector_search_effort("v", 128).unwrap();
+    assert!(matches!(
+        store.set_vector_search_effort("nope", 128),
+        Err(statemesh::Error::Engine(statemesh::EngineError::Search(
+            statemesh::SearchError::UnknownIndex { .. }
+        )))
+    ));
     store.close().await;
 }
