@@ -6,8 +6,8 @@ use std::sync::atomic::Ordering;
 
 use super::exec::Conn;
 use super::num::parse_i64;
-use super::table::{Args, Cmd};
 use super::reply;
+use super::table::{Args, Cmd};
 
 /// What INFO reports as the Redis version: the Redis 7.0 command set this port follows.
 const REDIS_VERSION: &str = "7.0.0";
@@ -178,7 +178,10 @@ impl Conn {
         ];
         let found: Vec<&(&str, String)> = settings
             .iter()
-            .filter(|(name, _)| args.from(2).any(|p| super::glob::matches(p, name.as_bytes())))
+            .filter(|(name, _)| {
+                args.from(2)
+                    .any(|p| super::glob::matches(p, name.as_bytes()))
+            })
             .collect();
         reply::array(out, found.len() * 2);
         for (name, value) in found {
@@ -211,11 +214,7 @@ impl Conn {
             text.push_str(&body);
         };
         if wants("server") {
-            let port = self
-                .session
-                .config
-                .resp_addr
-                .map_or(0, |a| a.port());
+            let port = self.session.config.resp_addr.map_or(0, |a| a.port());
             section(
                 "Server",
                 format!(
@@ -271,7 +270,10 @@ fn command(args: Args<'_>, out: &mut Vec<u8>) {
         }
         return;
     }
-    match String::from_utf8_lossy(args.get(1)).to_ascii_lowercase().as_str() {
+    match String::from_utf8_lossy(args.get(1))
+        .to_ascii_lowercase()
+        .as_str()
+    {
         "count" => reply::int(out, i64::try_from(Cmd::ALL.len()).unwrap_or(0)),
         "list" => {
             reply::array(out, Cmd::ALL.len());

@@ -9,11 +9,11 @@ use statemesh_core::{
     Engine, EngineError, PutOptions, StoredValue, Timestamp, Ttl, Value, ValueKind, WriteOp,
 };
 
+use super::Shared;
 use super::keyspace;
 use super::num::parse_i64;
 use super::reply;
 use super::table::{Args, Cmd};
-use super::Shared;
 
 /// Runs a read-only command.
 pub(super) fn read(
@@ -44,7 +44,14 @@ pub(super) fn read(
             Ok(Ok(Some(Ttl::Expires { remaining_ms, .. }))) => {
                 let ms = i64::try_from(remaining_ms).unwrap_or(i64::MAX);
                 // Redis rounds TTL to the nearest second.
-                reply::int(out, if cmd == Cmd::Ttl { (ms + 500) / 1000 } else { ms });
+                reply::int(
+                    out,
+                    if cmd == Cmd::Ttl {
+                        (ms + 500) / 1000
+                    } else {
+                        ms
+                    },
+                );
             }
             Ok(Ok(Some(_))) => reply::int(out, -1),
             Ok(Err(err)) => engine_error(out, &err),
@@ -62,7 +69,10 @@ pub(super) fn read(
         Cmd::MGet => {
             reply::array(out, args.len() - 1);
             for k in args.from(1) {
-                match key(k).ok().and_then(|k| e.get_stored(now, k).ok().flatten()) {
+                match key(k)
+                    .ok()
+                    .and_then(|k| e.get_stored(now, k).ok().flatten())
+                {
                     Some(v) => value_bulk(out, &v),
                     None => reply::nil(out),
                 }
@@ -77,13 +87,7 @@ pub(super) fn read(
 }
 
 /// Runs a command that may write.
-pub(super) fn write(
-    e: &mut Engine,
-    now: Timestamp,
-    cmd: Cmd,
-    args: Args<'_>,
-    out: &mut Vec<u8>,
-) {
+pub(super) fn write(e: &mut Engine, now: Timestamp, cmd: Cmd, args: Args<'_>, out: &mut Vec<u8>) {
     let result = match cmd {
         Cmd::Set => set(e, now, args, out),
         Cmd::GetDel => with_key(args.get(1), |k| {
@@ -151,8 +155,7 @@ pub(super) fn write(
             }
         }
         Cmd::FlushDb | Cmd::FlushAll => {
-            if args.len() > 2 || (args.len() == 2 && !args.is(1, "async") && !args.is(1, "sync"))
-            {
+            if args.len() > 2 || (args.len() == 2 && !args.is(1, "async") && !args.is(1, "sync")) {
                 reply::syntax(out);
                 return;
             }
@@ -222,7 +225,11 @@ fn set(e: &mut Engine, now: Timestamp, args: Args<'_>, out: &mut Vec<u8>) -> Res
                 }
             };
             let now_ms = i64::try_from(now.as_millis()).unwrap_or(i64::MAX);
-            let left = if absolute { ms.saturating_sub(now_ms) } else { ms };
+            let left = if absolute {
+                ms.saturating_sub(now_ms)
+            } else {
+                ms
+            };
             if !absolute && now_ms.checked_add(ms).is_none() {
                 reply::error(out, "ERR invalid expire time in 'set' command");
                 return Ok(());
@@ -300,7 +307,10 @@ fn expire(
         return Ok(());
     }
     if gt && lt {
-        reply::error(out, "ERR GT and LT options at the same time are not compatible");
+        reply::error(
+            out,
+            "ERR GT and LT options at the same time are not compatible",
+        );
         return Ok(());
     }
     let Some(n) = parse_i64(args.get(2)) else {
@@ -309,7 +319,10 @@ fn expire(
     };
     let unit = if cmd == Cmd::Expire { 1000 } else { 1 };
     let now_ms = i64::try_from(now.as_millis()).unwrap_or(i64::MAX);
-    let Some(ms) = n.checked_mul(unit).filter(|ms| now_ms.checked_add(*ms).is_some()) else {
+    let Some(ms) = n
+        .checked_mul(unit)
+        .filter(|ms| now_ms.checked_add(*ms).is_some())
+    else {
         reply::error(
             out,
             &format!("ERR invalid expire time in '{}' command", cmd.name()),
@@ -386,7 +399,12 @@ fn incr(
 
 /// APPEND: strings and bytes grow in place (the engine's append); an integer turns into the
 /// string of its digits first, as it would in Redis; other kinds are WRONGTYPE.
-fn append(e: &mut Engine, now: Timestamp, args: Args<'_>, out: &mut Vec<u8>) -> Result<(), CmdError> {
+fn append(
+    e: &mut Engine,
+    now: Timestamp,
+    args: Args<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(), CmdError> {
     let suffix = args.get(2);
     with_key(args.get(1), |k| {
         let old = e.get_stored(now, k)?;
@@ -400,7 +418,12 @@ fn append(e: &mut Engine, now: Timestamp, args: Args<'_>, out: &mut Vec<u8>) -> 
                 let mut joined = old.as_ref().map(render).transpose()?.unwrap_or_default();
                 joined.extend_from_slice(suffix);
                 let len = joined.len();
-                e.put_with(now, k, &bytes_value(joined), &PutOptions::default().keep_ttl())?;
+                e.put_with(
+                    now,
+                    k,
+                    &bytes_value(joined),
+                    &PutOptions::default().keep_ttl(),
+                )?;
                 len
             }
             (Some(_), _) => {
@@ -489,7 +512,13 @@ fn render(v: &StoredValue) -> Result<Vec<u8>, EngineError> {
         Value::Bytes(b) => b,
         Value::Integer(n) => n.to_string().into_bytes(),
         Value::Float(f) => f.to_string().into_bytes(),
-        Value::Bool(b) => if b { b"true".to_vec() } else { b"false".to_vec() },
+        Value::Bool(b) => {
+            if b {
+                b"true".to_vec()
+            } else {
+                b"false".to_vec()
+            }
+        }
         Value::Json(j) => j.to_string().into_bytes(),
         Value::Document { data, .. }
         | Value::Serialized { data, .. }

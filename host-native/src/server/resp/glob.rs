@@ -110,7 +110,12 @@ mod tests {
             (b"[abc", b"a"),
         ];
         for (p, t) in yes {
-            assert!(matches(p, t), "{:?} ~ {:?}", String::from_utf8_lossy(p), String::from_utf8_lossy(t));
+            assert!(
+                matches(p, t),
+                "{:?} ~ {:?}",
+                String::from_utf8_lossy(p),
+                String::from_utf8_lossy(t)
+            );
         }
         let no: &[(&[u8], &[u8])] = &[
             (b"h?llo", b"hllo"),
@@ -122,7 +127,12 @@ mod tests {
             (b"abc", b"ab"),
         ];
         for (p, t) in no {
-            assert!(!matches(p, t), "{:?} !~ {:?}", String::from_utf8_lossy(p), String::from_utf8_lossy(t));
+            assert!(
+                !matches(p, t),
+                "{:?} !~ {:?}",
+                String::from_utf8_lossy(p),
+                String::from_utf8_lossy(t)
+            );
         }
     }
 

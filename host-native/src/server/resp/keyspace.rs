@@ -161,7 +161,10 @@ pub(super) fn scan(e: &Engine, now: Timestamp, args: Args<'_>, out: &mut Vec<u8>
             Err(err) => return engine_error(out, &err),
         };
         examined += page.items.len();
-        let last = page.items.last().map(|(k, _)| split_namespace(k).1.to_owned());
+        let last = page
+            .items
+            .last()
+            .map(|(k, _)| split_namespace(k).1.to_owned());
         for (k, _) in page.items {
             let name = redis_name(&k);
             if only_strings && pattern.is_none_or(|p| glob::matches(p, name.as_bytes())) {

@@ -17,6 +17,7 @@ mod pubsub;
 mod reply;
 mod table;
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -90,91 +91,124 @@ pub(crate) async fn serve_connection(
         id,
     };
     let mut shutdown = session.shutdown.clone();
+    if *shutdown.borrow_and_update() {
+        return Ok(());
+    }
     let idle = session.config.idle_timeout;
     let max_request = session.config.max_request_bytes;
     let mut conn = Conn::new(session, shared, id);
     let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK);
-    let mut args = Vec::with_capacity(8);
+    let mut batch = Batch::default();
+    // One timer for the idle timeout, pushed back only when it fires early: arming a timer
+    // around every read would cost more than the read on a busy connection.
+    let mut last_active = Instant::now();
+    let idle_timer = tokio::time::sleep(idle.unwrap_or(Duration::from_secs(86_400)));
+    tokio::pin!(idle_timer);
     loop {
-        // Run every complete request in the buffer, in order.
-        let mut start = 0;
-        loop {
-            match parse::parse_request(&buf, start, max_request, &mut args) {
-                Ok(Some(end)) => {
-                    start = end;
-                    if args.is_empty() {
-                        continue;
-                    }
-                    let flow = conn
-                        .dispatch(table::Args::new(&buf, &args), &mut out)
-                        .await;
-                    if flow == Flow::Close {
-                        send(&mut stream, &mut out, idle).await?;
-                        return Ok(());
-                    }
-                    if out.len() >= WRITE_HIGH_WATER {
-                        send(&mut stream, &mut out, idle).await?;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    reply::error(&mut out, &format!("ERR Protocol error: {e}"));
-                    send(&mut stream, &mut out, idle).await?;
-                    tracing::debug!(peer = %conn.peer(), error = %e, "protocol error; closing");
-                    return Ok(());
-                }
-            }
-        }
-        buf.drain(..start);
-        send(&mut stream, &mut out, idle).await?;
-        if *shutdown.borrow() {
+        // Parse every complete request in the buffer, then run them in order.
+        let (end, broken) = batch.parse(&buf, max_request);
+        let flow = conn.run(&buf, &batch, &mut out, &mut stream, idle).await?;
+        if flow == Flow::Close {
+            send(&mut stream, &mut out, idle).await?;
             return Ok(());
         }
+        if let Some(e) = broken {
+            reply::error(&mut out, &format!("ERR Protocol error: {e}"));
+            send(&mut stream, &mut out, idle).await?;
+            tracing::debug!(peer = %conn.peer(), error = %e, "protocol error; closing");
+            return Ok(());
+        }
+        buf.drain(..end);
+        conn.report_commands();
+        send(&mut stream, &mut out, idle).await?;
         if buf.is_empty() && buf.capacity() > KEEP_BUFFER {
             buf = Vec::with_capacity(READ_CHUNK);
         }
         if out.capacity() > KEEP_BUFFER {
             out = Vec::with_capacity(READ_CHUNK);
         }
+        batch.shrink();
         buf.reserve(READ_CHUNK);
-        // Subscribed connections wait for messages too, and never idle out.
-        let idle_for = if conn.subscribed() { None } else { idle };
+        let subscribed = conn.subscribed();
         tokio::select! {
+            // A shutdown wins over more requests: the ones read so far have been answered.
+            biased;
             _ = shutdown.changed() => {
                 return Ok(());
             }
-            delivered = conn.next_message(&mut out), if conn.subscribed() => {
+            delivered = conn.next_message(&mut out), if subscribed => {
                 if !delivered {
                     tracing::debug!(peer = %conn.peer(), "subscriber fell behind its buffer limit; closing");
                     send(&mut stream, &mut out, idle).await?;
                     return Ok(());
                 }
             }
-            read = read_some(&mut stream, &mut buf, idle_for) => {
-                match read {
-                    Some(Ok(0)) => return Ok(()),
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => return Err(e),
-                    None => {
-                        tracing::debug!(peer = %conn.peer(), "idle timeout; closing");
-                        return Ok(());
-                    }
+            read = stream.read_buf(&mut buf) => {
+                if read? == 0 {
+                    return Ok(());
                 }
+                last_active = Instant::now();
+            }
+            () = &mut idle_timer, if idle.is_some() => {
+                let limit = idle.unwrap_or_default();
+                if !subscribed && last_active.elapsed() >= limit {
+                    tracing::debug!(peer = %conn.peer(), "idle timeout; closing");
+                    return Ok(());
+                }
+                idle_timer.as_mut().reset(tokio::time::Instant::from_std(last_active + limit));
             }
         }
     }
 }
 
-/// Reads what is there; `None` when nothing came within `idle`.
-async fn read_some(
-    stream: &mut TcpStream,
-    buf: &mut Vec<u8>,
-    idle: Option<Duration>,
-) -> Option<std::io::Result<usize>> {
-    match idle {
-        Some(limit) => tokio::time::timeout(limit, stream.read_buf(buf)).await.ok(),
-        None => Some(stream.read_buf(buf).await),
+/// The requests parsed out of one read buffer: every request's arguments back to back, and
+/// where each request's start in that list. Reused from batch to batch.
+#[derive(Debug, Default)]
+struct Batch {
+    args: Vec<Range<usize>>,
+    requests: Vec<Range<usize>>,
+    scratch: Vec<Range<usize>>,
+}
+
+impl Batch {
+    /// Parses complete requests from the start of `buf`; returns where the unparsed rest
+    /// starts, and the protocol error that stopped parsing, if one did (the requests before it
+    /// still run).
+    fn parse(&mut self, buf: &[u8], max_request: usize) -> (usize, Option<parse::ProtocolError>) {
+        self.args.clear();
+        self.requests.clear();
+        let mut start = 0;
+        loop {
+            match parse::parse_request(buf, start, max_request, &mut self.scratch) {
+                Ok(Some(end)) => {
+                    start = end;
+                    if !self.scratch.is_empty() {
+                        let first = self.args.len();
+                        self.args.extend(self.scratch.drain(..));
+                        self.requests.push(first..self.args.len());
+                    }
+                }
+                Ok(None) => return (start, None),
+                Err(e) => return (start, Some(e)),
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.requests.len()
+    }
+
+    fn args<'a>(&'a self, buf: &'a [u8], i: usize) -> table::Args<'a> {
+        let range = self.requests.get(i).cloned().unwrap_or_default();
+        table::Args::new(buf, self.args.get(range).unwrap_or_default())
+    }
+
+    /// Gives back the memory of an unusually large pipeline.
+    fn shrink(&mut self) {
+        if self.args.capacity() > 4096 {
+            *self = Batch::default();
+        }
     }
 }
 
@@ -190,9 +224,9 @@ async fn send(
     }
     let write = stream.write_all(out);
     match idle {
-        Some(limit) => tokio::time::timeout(limit, write)
-            .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "client stopped reading"))??,
+        Some(limit) => tokio::time::timeout(limit, write).await.map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::TimedOut, "client stopped reading")
+        })??,
         None => write.await?,
     }
     out.clear();

@@ -105,7 +105,12 @@ impl Conn {
         let revisions = self
             .session
             .store
-            .read_all(|e, now| Ok(keys.iter().map(|k| revision_of(e, now, k)).collect::<Vec<_>>()))
+            .read_all(|e, now| {
+                Ok(keys
+                    .iter()
+                    .map(|k| revision_of(e, now, k))
+                    .collect::<Vec<_>>())
+            })
             .await;
         match revisions {
             Ok(revisions) => {
@@ -156,7 +161,14 @@ impl Conn {
     }
 
     /// One queued command, with the engine already locked.
-    fn run_queued(&mut self, e: &mut Engine, now: Timestamp, cmd: Cmd, args: Args<'_>, out: &mut Vec<u8>) {
+    fn run_queued(
+        &mut self,
+        e: &mut Engine,
+        now: Timestamp,
+        cmd: Cmd,
+        args: Args<'_>,
+        out: &mut Vec<u8>,
+    ) {
         match cmd.kind() {
             Kind::Read => data::read(e, now, cmd, args, out, &self.shared),
             Kind::Write => data::write(e, now, cmd, args, out),

@@ -183,7 +183,12 @@ mod tests {
     fn parse(input: &[u8]) -> Result<Option<(usize, Vec<Vec<u8>>)>, ProtocolError> {
         let mut args = Vec::new();
         let end = parse_request(input, 0, 1 << 20, &mut args)?;
-        Ok(end.map(|end| (end, args.iter().map(|r| input[r.clone()].to_vec()).collect())))
+        Ok(end.map(|end| {
+            (
+                end,
+                args.iter().map(|r| input[r.clone()].to_vec()).collect(),
+            )
+        }))
     }
 
     #[test]
@@ -243,7 +248,10 @@ mod tests {
         );
         assert_eq!(parse(b"*x\r\n"), Err(ProtocolError::MultibulkLength));
         assert_eq!(parse(b"*1\r\n$-1\r\n"), Err(ProtocolError::BulkLength));
-        assert_eq!(parse(b"*1\r\n:1\r\n"), Err(ProtocolError::ExpectedDollar(':')));
+        assert_eq!(
+            parse(b"*1\r\n:1\r\n"),
+            Err(ProtocolError::ExpectedDollar(':'))
+        );
         let long = vec![b'a'; INLINE_MAX + 10];
         assert_eq!(parse(&long), Err(ProtocolError::BigInline));
         let mut count = b"*".to_vec();

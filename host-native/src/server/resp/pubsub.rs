@@ -138,7 +138,11 @@ impl Broker {
         delivered
     }
 
-    fn add(map: &mut HashMap<Box<[u8]>, HashMap<u64, Arc<Mailbox>>>, name: &[u8], mailbox: &Arc<Mailbox>) {
+    fn add(
+        map: &mut HashMap<Box<[u8]>, HashMap<u64, Arc<Mailbox>>>,
+        name: &[u8],
+        mailbox: &Arc<Mailbox>,
+    ) {
         map.entry(Box::from(name))
             .or_default()
             .insert(mailbox.id, mailbox.clone());
@@ -231,9 +235,17 @@ impl Subscriber {
         names: impl ExactSizeIterator<Item = &'a [u8]>,
         out: &mut Vec<u8>,
     ) {
-        let kind: &[u8] = if pattern { b"punsubscribe" } else { b"unsubscribe" };
+        let kind: &[u8] = if pattern {
+            b"punsubscribe"
+        } else {
+            b"unsubscribe"
+        };
         let names: Vec<Vec<u8>> = if names.len() == 0 {
-            let set = if pattern { &self.patterns } else { &self.channels };
+            let set = if pattern {
+                &self.patterns
+            } else {
+                &self.channels
+            };
             set.iter().cloned().collect()
         } else {
             names.map(<[u8]>::to_vec).collect()

@@ -131,7 +131,11 @@ mod tests {
     #[test]
     fn unknown_command_matches_redis() {
         let mut out = Vec::new();
-        unknown_command(&mut out, b"foo", [b"bar".to_vec(), b"baz".to_vec()].into_iter());
+        unknown_command(
+            &mut out,
+            b"foo",
+            [b"bar".to_vec(), b"baz".to_vec()].into_iter(),
+        );
         assert_eq!(
             out,
             b"-ERR unknown command 'foo', with args beginning with: 'bar' 'baz' \r\n"

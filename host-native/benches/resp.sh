@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# redis-benchmark against redis-server and `statemesh serve` (AP and CP) on this machine, in one
+# run: GET, SET, INCR with 50 clients, without pipelining and with -P 16. Prints a table of
+# requests per second and the ratio statemesh / redis-server.
+#
+#   host-native/benches/resp.sh                 # builds the release binary first
+#   STATEMESH=path/to/statemesh REQUESTS=200000 host-native/benches/resp.sh
+#
+# Needs redis-server and redis-benchmark (Debian: apt-get install redis-server redis-tools).
+# Each configuration runs ROUNDS times (default 3), alternating servers, and the best round
+# counts: the machine is shared, and the best round is the least disturbed one.
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")/../.." && pwd)"
+requests="${REQUESTS:-200000}"
+requests_pipelined="${REQUESTS_PIPELINED:-1000000}"
+# CP acknowledges a write only once it is on disk: fewer requests keep its runs short.
+requests_cp="${REQUESTS_CP:-100000}"
+rounds="${ROUNDS:-3}"
+clients=50
+tests="get,set,incr"
+
+for tool in redis-server redis-benchmark; do
+  command -v "$tool" >/dev/null || { echo "$tool not found (apt-get install redis-server redis-tools)" >&2; exit 2; }
+done
+if [ -z "${STATEMESH:-}" ]; then
+  cargo build --release -q -p statemesh --bin statemesh --manifest-path "$here/Cargo.toml"
+  STATEMESH="${CARGO_TARGET_DIR:-$here/target}/release/statemesh"
+fi
+
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+wait_port() {
+  for _ in $(seq 100); do
+    redis-cli -p "$1" PING >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "server on port $1 did not start" >&2
+  exit 1
+}
+
+redis_port="$(free_port)"
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --daemonize no \
+  >"$work/redis.log" 2>&1 &
+pids+=($!)
+wait_port "$redis_port"
+
+start_statemesh() { # mode -> port
+  local mode="$1" port
+  port="$(free_port)"
+  "$STATEMESH" serve --port 0 --resp-port "$port" --mode "$mode" --data-dir "$work/data-$mode" \
+    >"$work/sm-$mode.out" 2>"$work/sm-$mode.log" &
+  pids+=($!)
+  wait_port "$port"
+  echo "$port"
+}
+ap_port="$(start_statemesh ap)"
+cp_port="$(start_statemesh cp)"
+
+# bench port pipeline server -> lines "TEST,rps"
+bench() {
+  local n="$requests"
+  [ "$2" -gt 1 ] && n="$requests_pipelined"
+  [ "$3" = cp ] && n="$requests_cp"
+  redis-cli -p "$1" FLUSHDB >/dev/null
+  redis-benchmark -p "$1" -c "$clients" -n "$n" -P "$2" -t "$tests" --csv 2>/dev/null |
+    awk -F'","' 'NR > 1 { gsub(/"/, "", $1); gsub(/"/, "", $2); print $1 "," $2 }'
+}
+
+declare -A best
+for pipeline in 1 16; do
+  for round in $(seq "$rounds"); do
+    for server in redis ap cp; do
+      case "$server" in redis) port="$redis_port" ;; ap) port="$ap_port" ;; cp) port="$cp_port" ;; esac
+      while IFS=, read -r test rps; do
+        key="$server/$pipeline/$test"
+        cur="${best[$key]:-0}"
+        if awk -v a="$rps" -v b="$cur" 'BEGIN { exit !(a > b) }'; then best[$key]="$rps"; fi
+      done < <(bench "$port" "$pipeline" "$server")
+    done
+  done
+done
+
+echo
+echo "redis-benchmark, $clients clients, best of $rounds rounds; $(nproc) cores; $(date -u +%FT%TZ)"
+printf '%-5s %-4s %14s %14s %7s %14s %7s\n' test -P redis-server "statemesh AP" ratio "statemesh CP" ratio
+for pipeline in 1 16; do
+  for test in GET SET INCR; do
+    r="${best[redis/$pipeline/$test]:-0}"
+    a="${best[ap/$pipeline/$test]:-0}"
+    c="${best[cp/$pipeline/$test]:-0}"
+    awk -v t="$test" -v p="$pipeline" -v r="$r" -v a="$a" -v c="$c" 'BEGIN {
+      printf "%-5s %-4s %14.0f %14.0f %6.2fx %14.0f %6.2fx\n", t, p, r, a, (r > 0 ? a / r : 0), c, (r > 0 ? c / r : 0) }'
+  done
+done
