@@ -54,17 +54,20 @@ redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --d
 pids+=($!)
 wait_port "$redis_port"
 
-start_statemesh() { # mode -> port
-  local mode="$1" port
+start_statemesh() { # mode [--in-memory] -> port
+  local mode="$1" port storage=(--data-dir "$work/data-$1")
+  [ "${2:-}" = --in-memory ] && storage=(--in-memory)
   port="$(free_port)"
-  "$STATEMESH" serve --port 0 --resp-port "$port" --mode "$mode" --data-dir "$work/data-$mode" \
-    >"$work/sm-$mode.out" 2>"$work/sm-$mode.log" &
+  "$STATEMESH" serve --port 0 --resp-port "$port" --mode "$mode" "${storage[@]}" \
+    >"$work/sm-$mode${2:-}.out" 2>"$work/sm-$mode${2:-}.log" &
   pids+=($!)
   wait_port "$port"
   echo "$port"
 }
 ap_port="$(start_statemesh ap)"
 cp_port="$(start_statemesh cp)"
+# Without a data directory: no persistence at all, like redis-server with save and AOF off.
+mem_port="$(start_statemesh ap --in-memory)"
 
 # bench port pipeline server -> lines "TEST,rps"
 bench() {
@@ -79,8 +82,10 @@ bench() {
 declare -A best
 for pipeline in 1 16; do
   for round in $(seq "$rounds"); do
-    for server in redis ap cp; do
-      case "$server" in redis) port="$redis_port" ;; ap) port="$ap_port" ;; cp) port="$cp_port" ;; esac
+    for server in redis ap cp mem; do
+      case "$server" in
+        redis) port="$redis_port" ;; ap) port="$ap_port" ;; cp) port="$cp_port" ;; mem) port="$mem_port" ;;
+      esac
       while IFS=, read -r test rps; do
         key="$server/$pipeline/$test"
         cur="${best[$key]:-0}"
@@ -92,13 +97,15 @@ done
 
 echo
 echo "redis-benchmark, $clients clients, best of $rounds rounds; $(nproc) cores; $(date -u +%FT%TZ)"
-printf '%-5s %-4s %14s %14s %7s %14s %7s\n' test -P redis-server "statemesh AP" ratio "statemesh CP" ratio
+printf '%-5s %-4s %13s %13s %6s %13s %6s %13s %6s\n' test -P redis-server "statemesh AP" ratio "CP" ratio "in-memory" ratio
 for pipeline in 1 16; do
   for test in GET SET INCR; do
     r="${best[redis/$pipeline/$test]:-0}"
     a="${best[ap/$pipeline/$test]:-0}"
     c="${best[cp/$pipeline/$test]:-0}"
-    awk -v t="$test" -v p="$pipeline" -v r="$r" -v a="$a" -v c="$c" 'BEGIN {
-      printf "%-5s %-4s %14.0f %14.0f %6.2fx %14.0f %6.2fx\n", t, p, r, a, (r > 0 ? a / r : 0), c, (r > 0 ? c / r : 0) }'
+    m="${best[mem/$pipeline/$test]:-0}"
+    awk -v t="$test" -v p="$pipeline" -v r="$r" -v a="$a" -v c="$c" -v m="$m" 'BEGIN {
+      q = (r > 0 ? 1 / r : 0)
+      printf "%-5s %-4s %13.0f %13.0f %5.2fx %13.0f %5.2fx %13.0f %5.2fx\n", t, p, r, a, a * q, c, c * q, m, m * q }'
   done
 done

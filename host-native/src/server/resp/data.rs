@@ -130,7 +130,7 @@ pub(super) fn write(e: &mut Engine, now: Timestamp, cmd: Cmd, args: Args<'_>, ou
         },
         Cmd::Append => append(e, now, args, out),
         Cmd::MSet => {
-            if (args.len() - 1) % 2 != 0 {
+            if !(args.len() - 1).is_multiple_of(2) {
                 reply::arity(out, cmd.name());
                 return;
             }

@@ -185,7 +185,7 @@ impl Batch {
                     start = end;
                     if !self.scratch.is_empty() {
                         let first = self.args.len();
-                        self.args.extend(self.scratch.drain(..));
+                        self.args.append(&mut self.scratch);
                         self.requests.push(first..self.args.len());
                     }
                 }

@@ -180,7 +180,10 @@ fn parse_len(digits: &[u8]) -> Option<i64> {
 mod tests {
     use super::*;
 
-    fn parse(input: &[u8]) -> Result<Option<(usize, Vec<Vec<u8>>)>, ProtocolError> {
+    /// Where the request ended and its arguments, copied.
+    type Parsed = Option<(usize, Vec<Vec<u8>>)>;
+
+    fn parse(input: &[u8]) -> Result<Parsed, ProtocolError> {
         let mut args = Vec::new();
         let end = parse_request(input, 0, 1 << 20, &mut args)?;
         Ok(end.map(|end| {
