@@ -655,3 +655,92 @@ fn graceful_shutdown_on_sigterm() {
     let exit = server.child.wait().expect("wait");
     assert!(exit.success(), "{exit:?}");
 }
+
+#[test]
+fn idle_connections_are_closed_but_subscribers_stay() {
+    let server = start(&["--idle-timeout", "1"]);
+    let mut idle = TcpStream::connect(server.resp).expect("connect");
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut sub = TcpStream::connect(server.resp).expect("connect");
+    sub.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    sub.write_all(b"SUBSCRIBE c\r\n").expect("write");
+    let confirm = b"*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n";
+    assert_eq!(read_reply(&mut sub, confirm.len()), confirm);
+    let started = std::time::Instant::now();
+    assert!(closed(&mut idle), "the idle connection is closed");
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(raw(server.resp, b"PUBLISH c still-here\r\n", 4), b":1\r\n");
+    let want = b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$10\r\nstill-here\r\n";
+    assert_eq!(read_reply(&mut sub, want.len()), want);
+}
+
+#[test]
+fn connections_over_the_limit_get_redis_error() {
+    let server = start(&["--max-connections", "2"]);
+    let mut a = TcpStream::connect(server.resp).expect("connect");
+    a.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    a.write_all(b"PING\r\n").expect("write");
+    assert_eq!(read_reply(&mut a, 7), b"+PONG\r\n");
+    let mut b = TcpStream::connect(server.resp).expect("connect");
+    b.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    b.write_all(b"PING\r\n").expect("write");
+    assert_eq!(read_reply(&mut b, 7), b"+PONG\r\n");
+    let mut c = TcpStream::connect(server.resp).expect("connect");
+    c.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let want = b"-ERR max number of clients reached\r\n";
+    assert_eq!(read_reply(&mut c, want.len()), want);
+    assert!(closed(&mut c));
+}
+
+#[test]
+fn a_subscriber_that_stops_reading_is_disconnected() {
+    let server = start(&["--mode", "ap"]);
+    let mut slow = TcpStream::connect(server.resp).expect("connect");
+    slow.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    slow.write_all(b"SUBSCRIBE firehose\r\n").expect("write");
+    let confirm = b"*3\r\n$9\r\nsubscribe\r\n$8\r\nfirehose\r\n:1\r\n";
+    assert_eq!(read_reply(&mut slow, confirm.len()), confirm);
+    // 64 messages of 1 MiB, twice the subscriber's 32 MiB buffer, while it reads nothing.
+    let mut publisher = TcpStream::connect(server.resp).expect("connect");
+    publisher
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let payload = vec![b'x'; 1 << 20];
+    let mut request = format!(
+        "*3\r\n$7\r\nPUBLISH\r\n$8\r\nfirehose\r\n${}\r\n",
+        payload.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&payload);
+    request.extend_from_slice(b"\r\n");
+    let mut receivers = Vec::new();
+    for _ in 0..64 {
+        publisher.write_all(&request).expect("publish");
+        receivers.push(read_reply(&mut publisher, 4));
+    }
+    assert_eq!(receivers.first().map(Vec::as_slice), Some(&b":1\r\n"[..]));
+    assert_eq!(
+        receivers.last().map(Vec::as_slice),
+        Some(&b":0\r\n"[..]),
+        "the subscriber was dropped once its buffer was full"
+    );
+    // Its connection ends (after what was already written to it), and the server goes on.
+    let mut drained = 0usize;
+    let mut chunk = vec![0u8; 1 << 16];
+    loop {
+        match slow.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => drained += n,
+            Err(e) => panic!("the slow subscriber was not disconnected: {e}"),
+        }
+    }
+    assert!(drained < 40 << 20, "bounded: {drained} bytes");
+    assert_eq!(raw(server.resp, b"PING\r\n", 7), b"+PONG\r\n");
+}

@@ -76,6 +76,11 @@ impl Conn {
         self.session.peer
     }
 
+    /// The connection's pub/sub mailbox, once it has subscribed.
+    pub(super) fn mailbox(&self) -> Option<Arc<super::pubsub::Mailbox>> {
+        self.sub.as_ref().map(|s| s.mailbox.clone())
+    }
+
     pub(super) fn subscribed(&self) -> bool {
         self.sub.as_ref().is_some_and(|s| s.total() > 0)
     }
@@ -140,7 +145,7 @@ impl Conn {
                 }
             }
             if out.len() >= WRITE_HIGH_WATER {
-                send(stream, out, idle).await?;
+                send(stream, out, idle, self.mailbox().as_deref()).await?;
             }
         }
         Ok(Flow::Continue)

@@ -110,18 +110,18 @@ pub(crate) async fn serve_connection(
         let (end, broken) = batch.parse(&buf, max_request);
         let flow = conn.run(&buf, &batch, &mut out, &mut stream, idle).await?;
         if flow == Flow::Close {
-            send(&mut stream, &mut out, idle).await?;
+            send(&mut stream, &mut out, idle, conn.mailbox().as_deref()).await?;
             return Ok(());
         }
         if let Some(e) = broken {
             reply::error(&mut out, &format!("ERR Protocol error: {e}"));
-            send(&mut stream, &mut out, idle).await?;
+            send(&mut stream, &mut out, idle, conn.mailbox().as_deref()).await?;
             tracing::debug!(peer = %conn.peer(), error = %e, "protocol error; closing");
             return Ok(());
         }
         buf.drain(..end);
         conn.report_commands();
-        send(&mut stream, &mut out, idle).await?;
+        send(&mut stream, &mut out, idle, conn.mailbox().as_deref()).await?;
         if buf.is_empty() && buf.capacity() > KEEP_BUFFER {
             buf = Vec::with_capacity(READ_CHUNK);
         }
@@ -140,7 +140,7 @@ pub(crate) async fn serve_connection(
             delivered = conn.next_message(&mut out), if subscribed => {
                 if !delivered {
                     tracing::debug!(peer = %conn.peer(), "subscriber fell behind its buffer limit; closing");
-                    send(&mut stream, &mut out, idle).await?;
+                    send(&mut stream, &mut out, idle, conn.mailbox().as_deref()).await?;
                     return Ok(());
                 }
             }
@@ -156,7 +156,9 @@ pub(crate) async fn serve_connection(
                     tracing::debug!(peer = %conn.peer(), "idle timeout; closing");
                     return Ok(());
                 }
-                idle_timer.as_mut().reset(tokio::time::Instant::from_std(last_active + limit));
+                // Subscribed connections do not idle out: look again a full period later.
+                let next = if subscribed { Instant::now() } else { last_active } + limit;
+                idle_timer.as_mut().reset(tokio::time::Instant::from_std(next));
             }
         }
     }
@@ -213,21 +215,35 @@ impl Batch {
 }
 
 /// Writes out the replies waiting. A client that does not read them for as long as the idle
-/// timeout is cut off rather than left holding this task.
+/// timeout is cut off rather than left holding this task, and so is a subscriber dropped by the
+/// broker for falling behind while this write waits.
 async fn send(
     stream: &mut TcpStream,
     out: &mut Vec<u8>,
     idle: Option<Duration>,
+    mailbox: Option<&pubsub::Mailbox>,
 ) -> std::io::Result<()> {
     if out.is_empty() {
         return Ok(());
     }
-    let write = stream.write_all(out);
-    match idle {
-        Some(limit) => tokio::time::timeout(limit, write).await.map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::TimedOut, "client stopped reading")
-        })??,
+    let write = async {
+        match idle {
+            Some(limit) => tokio::time::timeout(limit, stream.write_all(out))
+                .await
+                .map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "client stopped reading")
+                })?,
+            None => stream.write_all(out).await,
+        }
+    };
+    match mailbox {
         None => write.await?,
+        Some(mailbox) => tokio::select! {
+            written = write => written?,
+            () = mailbox.dropped.notified() => {
+                return Err(std::io::Error::other("subscriber fell behind its buffer limit"));
+            }
+        },
     }
     out.clear();
     Ok(())

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use super::{glob, reply};
 
@@ -60,6 +60,8 @@ pub(super) struct Mailbox {
     pending: AtomicUsize,
     /// Set when the mailbox overflowed: the connection closes.
     overflowed: AtomicBool,
+    /// Wakes the connection if it is blocked writing to a client that stopped reading.
+    pub(super) dropped: Notify,
     limit: usize,
 }
 
@@ -71,6 +73,7 @@ impl Mailbox {
         if before + size > self.limit || self.tx.send(message.clone()).is_err() {
             self.pending.fetch_sub(size, Ordering::AcqRel);
             self.overflowed.store(true, Ordering::Release);
+            self.dropped.notify_one();
             return false;
         }
         true
@@ -191,6 +194,7 @@ impl Subscriber {
                 tx,
                 pending: AtomicUsize::new(0),
                 overflowed: AtomicBool::new(false),
+                dropped: Notify::new(),
                 limit: MAILBOX_LIMIT,
             }),
             rx,
