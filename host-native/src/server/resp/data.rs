@@ -102,8 +102,13 @@ pub(super) fn write(e: &mut Engine, now: Timestamp, cmd: Cmd, args: Args<'_>, ou
             Ok(())
         }),
         Cmd::Del => keys_of(args).and_then(|keys| {
-            let r = e.multi_delete(now, &keys)?;
-            reply::int(out, i64::try_from(r.affected).unwrap_or(i64::MAX));
+            // One revision per store batch; a DEL of more keys than a batch takes several, all
+            // under this one hold of the lock.
+            let mut deleted = 0;
+            for chunk in keys.chunks(e.config().max_batch.max(1)) {
+                deleted += e.multi_delete(now, chunk)?.affected;
+            }
+            reply::int(out, i64::try_from(deleted).unwrap_or(i64::MAX));
             Ok(())
         }),
         Cmd::Expire | Cmd::PExpire => expire(e, now, cmd, args, out),
@@ -134,25 +139,7 @@ pub(super) fn write(e: &mut Engine, now: Timestamp, cmd: Cmd, args: Args<'_>, ou
                 reply::arity(out, cmd.name());
                 return;
             }
-            let mut items = Vec::with_capacity((args.len() - 1) / 2);
-            let mut pairs = args.from(1);
-            let mut refused = None;
-            while let (Some(k), Some(v)) = (pairs.next(), pairs.next()) {
-                match key(k) {
-                    Ok(k) => items.push((k, to_value(v))),
-                    Err(msg) => refused = refused.or(Some(msg)),
-                }
-            }
-            match refused {
-                Some(msg) => {
-                    reply::error(out, msg);
-                    Ok(())
-                }
-                None => e
-                    .multi_put(now, &items)
-                    .map(|_| reply::ok(out))
-                    .map_err(CmdError::from),
-            }
+            mset(e, now, args, out)
         }
         Cmd::FlushDb | Cmd::FlushAll => {
             if args.len() > 2 || (args.len() == 2 && !args.is(1, "async") && !args.is(1, "sync")) {
@@ -274,6 +261,28 @@ fn set(e: &mut Engine, now: Timestamp, args: Args<'_>, out: &mut Vec<u8>) -> Res
         (false, _) if skip => reply::nil(out),
         (false, _) => reply::ok(out),
     }
+    Ok(())
+}
+
+/// MSET key value [key value ...]: one revision (more pairs than a store batch: several, all
+/// under this one hold of the lock).
+fn mset(e: &mut Engine, now: Timestamp, args: Args<'_>, out: &mut Vec<u8>) -> Result<(), CmdError> {
+    let mut items = Vec::with_capacity((args.len() - 1) / 2);
+    let mut pairs = args.from(1);
+    while let (Some(k), Some(v)) = (pairs.next(), pairs.next()) {
+        items.push((key(k).map_err(CmdError::Reply)?, to_value(v)));
+    }
+    let max_batch = e.config().max_batch.max(1);
+    if items.len() > max_batch {
+        // Check every key first, so a refused key leaves nothing half written.
+        for (k, _) in &items {
+            e.config().keys.parse(k).map_err(EngineError::from)?;
+        }
+    }
+    for chunk in items.chunks(max_batch) {
+        e.multi_put(now, chunk)?;
+    }
+    reply::ok(out);
     Ok(())
 }
 
