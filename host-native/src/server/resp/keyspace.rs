@@ -30,6 +30,15 @@ pub(super) fn redis_name(store_key: &str) -> &str {
 /// The store pattern whose matches include every key the Redis pattern can match: the one
 /// namespace the pattern starts with, or all of them.
 fn candidates(pattern: &[u8]) -> String {
+    match only_namespace(pattern) {
+        Some(ns) => format!("{ns}:**"),
+        None => "*:**".to_owned(),
+    }
+}
+
+/// The one namespace every match of the Redis pattern lies in, when its literal start names
+/// one (other than `default`, whose keys are listed without their prefix).
+fn only_namespace(pattern: &[u8]) -> Option<&str> {
     let prefix = glob::literal_prefix(pattern);
     if let Some(colon) = prefix.iter().position(|&b| b == b':') {
         let ns = &prefix[..colon];
@@ -39,11 +48,10 @@ fn candidates(pattern: &[u8]) -> String {
                 .iter()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
         if plain && ns != DEFAULT_NAMESPACE.as_bytes() {
-            // Checked above: ASCII only.
-            return format!("{}:**", String::from_utf8_lossy(ns));
+            return std::str::from_utf8(ns).ok();
         }
     }
-    "*:**".to_owned()
+    None
 }
 
 /// KEYS pattern
@@ -132,8 +140,14 @@ pub(super) fn scan(e: &Engine, now: Timestamp, args: Args<'_>, out: &mut Vec<u8>
         }
         i += 2;
     }
+    // A MATCH that names a namespace walks only that one.
+    let only = pattern.and_then(only_namespace);
     let start = if cursor == 0 {
-        match e.namespaces().next() {
+        let first = match only {
+            Some(ns) => e.namespaces().find(|n| *n == ns),
+            None => e.namespaces().next(),
+        };
+        match first {
             Some(ns) => Position {
                 namespace: ns.to_owned(),
                 after: None,
@@ -176,6 +190,8 @@ pub(super) fn scan(e: &Engine, now: Timestamp, args: Args<'_>, out: &mut Vec<u8>
                 namespace: pos.namespace,
                 after: last,
             })
+        } else if only.is_some() {
+            None
         } else {
             // This namespace is done: the next one in order, from its start.
             e.namespaces()
