@@ -271,6 +271,34 @@ mod tests {
         );
     }
 
+    /// Arbitrary bytes (biased towards protocol characters) never panic the parser, and it
+    /// either makes progress, waits for more, or refuses: it never loops in place.
+    #[test]
+    fn random_input_never_panics() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let alphabet = b"*$\r\n0123456789-: \"'abcSETGET";
+        let mut args = Vec::new();
+        for _ in 0..20_000 {
+            let len = rng.random_range(0..64);
+            let input: Vec<u8> = (0..len)
+                .map(|_| {
+                    if rng.random_bool(0.9) {
+                        alphabet[rng.random_range(0..alphabet.len())]
+                    } else {
+                        rng.random()
+                    }
+                })
+                .collect();
+            let mut start = 0;
+            while let Ok(Some(end)) = parse_request(&input, start, 1024, &mut args) {
+                assert!(end > start, "progress on {input:?}");
+                assert!(args.iter().all(|r| r.end <= input.len()));
+                start = end;
+            }
+        }
+    }
+
     #[test]
     fn empty_multibulk_is_skipped() {
         assert_eq!(parse(b"*0\r\n"), Ok(Some((4, vec![]))));
