@@ -94,6 +94,12 @@ pub(crate) async fn serve_connection(
     if *shutdown.borrow_and_update() {
         return Ok(());
     }
+    // Waits for the shutdown signal. Created once: a fresh `changed()` per request would
+    // register with the channel's waiter list (a lock shared by every connection) every time.
+    let stop = async move {
+        let _ = shutdown.changed().await;
+    };
+    tokio::pin!(stop);
     let idle = session.config.idle_timeout;
     let max_request = session.config.max_request_bytes;
     let mut conn = Conn::new(session, shared, id);
@@ -134,7 +140,7 @@ pub(crate) async fn serve_connection(
         tokio::select! {
             // A shutdown wins over more requests: the ones read so far have been answered.
             biased;
-            _ = shutdown.changed() => {
+            () = &mut stop => {
                 return Ok(());
             }
             delivered = conn.next_message(&mut out), if subscribed => {
@@ -226,14 +232,25 @@ async fn send(
     if out.is_empty() {
         return Ok(());
     }
+    // Almost always the socket takes the whole reply at once: try that before arming a timer.
+    let done = match stream.try_write(out) {
+        Ok(n) => n,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+        Err(e) => return Err(e),
+    };
+    if done == out.len() {
+        out.clear();
+        return Ok(());
+    }
+    let rest = &out[done..];
     let write = async {
         match idle {
-            Some(limit) => tokio::time::timeout(limit, stream.write_all(out))
+            Some(limit) => tokio::time::timeout(limit, stream.write_all(rest))
                 .await
                 .map_err(|_| {
                     std::io::Error::new(std::io::ErrorKind::TimedOut, "client stopped reading")
                 })?,
-            None => stream.write_all(out).await,
+            None => stream.write_all(rest).await,
         }
     };
     match mailbox {
