@@ -567,3 +567,68 @@ pub(super) fn store_error(out: &mut Vec<u8>, err: &crate::Error) {
         other => reply::error(out, &format!("ERR {other} ({})", other.code())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use statemesh_core::{Engine, EngineConfig, Timestamp, Value};
+
+    use super::*;
+
+    /// Runs one command (space-separated words) against the engine and returns its reply.
+    fn run(e: &mut Engine, line: &str) -> String {
+        let mut buf = Vec::new();
+        let mut ranges = Vec::new();
+        for word in line.split(' ') {
+            let start = buf.len();
+            buf.extend_from_slice(word.as_bytes());
+            ranges.push(start..buf.len());
+        }
+        let args = Args::new(&buf, &ranges);
+        let cmd = Cmd::lookup(args.get(0)).expect("known command");
+        let mut out = Vec::new();
+        let shared = Shared::default();
+        if cmd.kind() == super::super::table::Kind::Write {
+            write(e, Timestamp(1_000), cmd, args, &mut out);
+        } else {
+            read(e, Timestamp(1_000), cmd, args, &mut out, &shared);
+        }
+        String::from_utf8(out).expect("utf-8 reply")
+    }
+
+    #[test]
+    fn values_written_by_other_apis_read_as_bytes() {
+        let mut e = Engine::new(EngineConfig::default()).expect("engine");
+        let now = Timestamp(1_000);
+        e.put(now, "doc:1", &Value::Json(serde_json::json!({"a": [1, 2]})))
+            .expect("put json");
+        e.put(now, "f", &Value::Float(1.5)).expect("put float");
+        e.put(now, "b", &Value::Bool(true)).expect("put bool");
+        e.put(now, "n", &Value::Integer(-42)).expect("put int");
+        assert_eq!(run(&mut e, "GET doc:1"), "$11\r\n{\"a\":[1,2]}\r\n");
+        assert_eq!(run(&mut e, "GET f"), "$3\r\n1.5\r\n");
+        assert_eq!(run(&mut e, "GET b"), "$4\r\ntrue\r\n");
+        assert_eq!(run(&mut e, "GET n"), "$3\r\n-42\r\n");
+        assert_eq!(run(&mut e, "STRLEN doc:1"), ":11\r\n");
+        // Kinds Redis would call another type are WRONGTYPE for INCR and APPEND.
+        let wrongtype = "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n";
+        assert_eq!(run(&mut e, "INCR doc:1"), wrongtype);
+        assert_eq!(run(&mut e, "APPEND f x"), wrongtype);
+        // An integer appended to becomes the string of its digits, as in Redis.
+        assert_eq!(run(&mut e, "APPEND n 0"), ":4\r\n");
+        assert_eq!(run(&mut e, "GET n"), "$4\r\n-420\r\n");
+        assert_eq!(run(&mut e, "INCR n"), ":-419\r\n");
+    }
+
+    #[test]
+    fn refused_keys_get_an_error_and_change_nothing() {
+        let mut e = Engine::new(EngineConfig::default()).expect("engine");
+        let reply = run(&mut e, "SET a*b 1");
+        assert!(reply.starts_with("-ERR invalid key: "), "{reply}");
+        assert!(reply.ends_with("(INVALID_KEY)\r\n"), "{reply}");
+        assert!(run(&mut e, "MSET ok 1 bad..key 2").starts_with("-ERR invalid key"));
+        assert_eq!(run(&mut e, "EXISTS ok"), ":0\r\n", "nothing half written");
+        assert_eq!(run(&mut e, "MGET ok a*b"), "*2\r\n$-1\r\n$-1\r\n");
+        assert!(run(&mut e, "GET a*b").starts_with("-ERR invalid key"));
+        assert_eq!(run(&mut e, "DBSIZE"), ":0\r\n");
+    }
+}
