@@ -591,6 +591,22 @@ fn auth_token_is_required_when_configured() {
         want.len(),
     );
     assert_eq!(String::from_utf8_lossy(&reply), want);
+    // HELLO can authenticate too (clients that start with HELLO 3 fall back to HELLO 2).
+    let reply = raw(
+        server.resp,
+        b"HELLO 3 AUTH default s3cret\r\nHELLO 2\r\nHELLO 2 AUTH default s3cret SETNAME app\r\nCLIENT GETNAME\r\nQUIT\r\n",
+        usize::MAX,
+    );
+    let text = String::from_utf8_lossy(&reply);
+    assert!(
+        text.starts_with("-NOPROTO unsupported protocol version\r\n-NOAUTH HELLO must be called"),
+        "{text}"
+    );
+    assert!(
+        text.contains("*14\r\n$6\r\nserver\r\n$5\r\nredis\r\n"),
+        "{text}"
+    );
+    assert!(text.ends_with("$3\r\napp\r\n+OK\r\n"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -87,6 +87,78 @@ impl Conn {
         }
     }
 
+    /// HELLO [protover [AUTH user password] [SETNAME name]]: RESP2 only. Clients that try
+    /// RESP3 first (go-redis, Lettuce) fall back to RESP2 on the NOPROTO error, as they do with
+    /// a Redis that lacks RESP3.
+    pub(super) fn hello(&mut self, args: Args<'_>, out: &mut Vec<u8>) {
+        if args.len() >= 2 {
+            match parse_i64(args.get(1)) {
+                None => {
+                    return reply::error(
+                        out,
+                        "ERR Protocol version is not an integer or out of range",
+                    );
+                }
+                Some(2) => {}
+                Some(_) => {
+                    return reply::error(out, "NOPROTO unsupported protocol version");
+                }
+            }
+        }
+        let mut i = 2;
+        let mut name = None;
+        while i < args.len() {
+            if args.is(i, "auth") && i + 2 < args.len() {
+                let token = self
+                    .session
+                    .config
+                    .auth_token
+                    .as_deref()
+                    .filter(|t| !t.is_empty());
+                let user_ok = args.get(i + 1) == b"default";
+                let pass_ok = token.is_none_or(|t| same(t.as_bytes(), args.get(i + 2)));
+                if !(user_ok && pass_ok) {
+                    return reply::error(
+                        out,
+                        "WRONGPASS invalid username-password pair or user is disabled.",
+                    );
+                }
+                self.authed = true;
+                i += 3;
+            } else if args.is(i, "setname") && i + 1 < args.len() {
+                name = Some(args.get(i + 1));
+                i += 2;
+            } else {
+                let opt = String::from_utf8_lossy(args.get(i)).into_owned();
+                return reply::error(out, &format!("ERR Syntax error in HELLO option '{opt}'"));
+            }
+        }
+        if !self.authed {
+            return reply::error(
+                out,
+                "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
+            );
+        }
+        if let Some(name) = name {
+            self.name = (!name.is_empty()).then(|| name.to_vec());
+        }
+        reply::array(out, 14);
+        for (key, value) in [("server", "redis"), ("version", REDIS_VERSION)] {
+            reply::bulk(out, key.as_bytes());
+            reply::bulk(out, value.as_bytes());
+        }
+        reply::bulk(out, b"proto");
+        reply::int(out, 2);
+        reply::bulk(out, b"id");
+        reply::int(out, i64::try_from(self.id).unwrap_or(i64::MAX));
+        for (key, value) in [("mode", "standalone"), ("role", "master")] {
+            reply::bulk(out, key.as_bytes());
+            reply::bulk(out, value.as_bytes());
+        }
+        reply::bulk(out, b"modules");
+        reply::array(out, 0);
+    }
+
     fn client(&mut self, args: Args<'_>, out: &mut Vec<u8>) {
         let sub = String::from_utf8_lossy(args.get(1)).to_ascii_lowercase();
         let argc = args.len();

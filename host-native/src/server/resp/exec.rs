@@ -252,7 +252,7 @@ impl Conn {
             reply::arity(out, cmd.name());
             return Flow::Continue;
         }
-        if !self.authed && !matches!(cmd, Cmd::Auth | Cmd::Quit | Cmd::Reset) {
+        if !self.authed && !matches!(cmd, Cmd::Auth | Cmd::Quit | Cmd::Reset | Cmd::Hello) {
             self.fail_multi();
             reply::error(out, "NOAUTH Authentication required.");
             return Flow::Continue;
@@ -371,6 +371,7 @@ impl Conn {
                 reply::simple(out, b"RESET");
             }
             Cmd::Auth => self.auth(args, out),
+            Cmd::Hello => self.hello(args, out),
             Cmd::Multi => self.multi(out),
             Cmd::Exec => self.exec(out).await,
             Cmd::Discard => self.discard(out),

@@ -147,6 +147,7 @@ commands! {
     Auth b"auth" -2 Connection ["noscript", "loading", "stale", "fast"] 0 0 0;
     Quit b"quit" -1 Connection ["noscript", "loading", "stale", "fast"] 0 0 0;
     Reset b"reset" 1 Connection ["noscript", "loading", "stale", "fast"] 0 0 0;
+    Hello b"hello" -1 Connection ["noscript", "loading", "stale", "fast"] 0 0 0;
 }
 
 impl Cmd {
