@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# redis-benchmark against redis-server and `statemesh serve` (AP and CP) on this machine, in one
-# run: GET, SET, INCR with 50 clients, without pipelining and with -P 16. Prints a table of
-# requests per second and the ratio statemesh / redis-server.
+# redis-benchmark against redis-server (without persistence, and with an AOF fsync'd every
+# second) and `statemesh serve` (AP, CP, and in memory) on this machine, in one run: GET, SET,
+# INCR with 50 clients, without pipelining and with -P 16. Prints a table of requests per second
+# and the ratios statemesh / redis-server.
 #
 #   host-native/benches/resp.sh                 # builds the release binary first
 #   STATEMESH=path/to/statemesh REQUESTS=200000 host-native/benches/resp.sh
@@ -53,6 +54,13 @@ redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --d
   >"$work/redis.log" 2>&1 &
 pids+=($!)
 wait_port "$redis_port"
+# Redis persisting like AP mode does: an append-only file, fsync'd every second.
+aof_port="$(free_port)"
+mkdir -p "$work/aof"
+redis-server --port "$aof_port" --bind 127.0.0.1 --save "" --appendonly yes \
+  --appendfsync everysec --dir "$work/aof" --daemonize no >"$work/redis-aof.log" 2>&1 &
+pids+=($!)
+wait_port "$aof_port"
 
 start_statemesh() { # mode [--in-memory] -> port
   local mode="$1" port storage=(--data-dir "$work/data-$1")
@@ -82,9 +90,10 @@ bench() {
 declare -A best
 for pipeline in 1 16; do
   for round in $(seq "$rounds"); do
-    for server in redis ap cp mem; do
+    for server in redis aof ap cp mem; do
       case "$server" in
-        redis) port="$redis_port" ;; ap) port="$ap_port" ;; cp) port="$cp_port" ;; mem) port="$mem_port" ;;
+        redis) port="$redis_port" ;; aof) port="$aof_port" ;; ap) port="$ap_port" ;;
+        cp) port="$cp_port" ;; mem) port="$mem_port" ;;
       esac
       while IFS=, read -r test rps; do
         key="$server/$pipeline/$test"
@@ -97,15 +106,19 @@ done
 
 echo
 echo "redis-benchmark, $clients clients, best of $rounds rounds; $(nproc) cores; $(date -u +%FT%TZ)"
-printf '%-5s %-4s %13s %13s %6s %13s %6s %13s %6s\n' test -P redis-server "statemesh AP" ratio "CP" ratio "in-memory" ratio
+echo "ratios are statemesh / redis-server (no persistence); AP also / redis-server with AOF everysec"
+printf '%-5s %-3s %10s %10s | %10s %6s %6s | %10s %6s | %10s %6s\n' \
+  test -P redis "redis AOF" "AP" ratio "/AOF" "CP" ratio "in-memory" ratio
 for pipeline in 1 16; do
   for test in GET SET INCR; do
     r="${best[redis/$pipeline/$test]:-0}"
+    f="${best[aof/$pipeline/$test]:-0}"
     a="${best[ap/$pipeline/$test]:-0}"
     c="${best[cp/$pipeline/$test]:-0}"
     m="${best[mem/$pipeline/$test]:-0}"
-    awk -v t="$test" -v p="$pipeline" -v r="$r" -v a="$a" -v c="$c" -v m="$m" 'BEGIN {
-      q = (r > 0 ? 1 / r : 0)
-      printf "%-5s %-4s %13.0f %13.0f %5.2fx %13.0f %5.2fx %13.0f %5.2fx\n", t, p, r, a, a * q, c, c * q, m, m * q }'
+    awk -v t="$test" -v p="$pipeline" -v r="$r" -v f="$f" -v a="$a" -v c="$c" -v m="$m" 'BEGIN {
+      q = (r > 0 ? 1 / r : 0); g = (f > 0 ? 1 / f : 0)
+      printf "%-5s %-3s %10.0f %10.0f | %10.0f %5.2fx %5.2fx | %10.0f %5.2fx | %10.0f %5.2fx\n",
+        t, p, r, f, a, a * q, a * g, c, c * q, m, m * q }'
   done
 done
