@@ -760,3 +760,37 @@ fn a_subscriber_that_stops_reading_is_disconnected() {
     assert!(drained < 40 << 20, "bounded: {drained} bytes");
     assert_eq!(raw(server.resp, b"PING\r\n", 7), b"+PONG\r\n");
 }
+
+#[test]
+fn a_client_that_stops_reading_its_replies_is_cut_off() {
+    let server = start(&["--idle-timeout", "1", "--mode", "ap"]);
+    let value = "v".repeat(100_000);
+    let set = format!(
+        "*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n${}\r\n{value}\r\n",
+        value.len()
+    );
+    assert_eq!(raw(server.resp, set.as_bytes(), 5), b"+OK\r\n");
+    // 2000 GETs of 100 kB: 200 MB of replies that this client never reads.
+    let mut greedy = TcpStream::connect(server.resp).expect("connect");
+    greedy
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let gets = b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n".repeat(2000);
+    greedy.write_all(&gets).expect("write");
+    std::thread::sleep(Duration::from_secs(3));
+    // The server gave up on it: what it had written before is there, then the end.
+    let mut received = 0usize;
+    let mut chunk = vec![0u8; 1 << 16];
+    loop {
+        match greedy.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => received += n,
+            Err(e) => panic!("the connection was not closed: {e}"),
+        }
+    }
+    assert!(
+        received < 100 << 20,
+        "{received} bytes: bounded by socket buffers"
+    );
+    assert_eq!(raw(server.resp, b"PING\r\n", 7), b"+PONG\r\n");
+}
