@@ -785,6 +785,8 @@ fn a_client_that_stops_reading_its_replies_is_cut_off() {
         match greedy.read(&mut chunk) {
             Ok(0) => break,
             Ok(n) => received += n,
+            // Closed with requests still unread on its side: the kernel resets the connection.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
             Err(e) => panic!("the connection was not closed: {e}"),
         }
     }
