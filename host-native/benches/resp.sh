@@ -62,20 +62,24 @@ redis-server --port "$aof_port" --bind 127.0.0.1 --save "" --appendonly yes \
 pids+=($!)
 wait_port "$aof_port"
 
-start_statemesh() { # mode [--in-memory] -> port
-  local mode="$1" port storage=(--data-dir "$work/data-$1")
+# Starts `statemesh serve` and sets $port. Not called as $(...): a subshell would lose the pid
+# that the cleanup must kill.
+start_statemesh() { # mode [--in-memory]
+  local mode="$1" storage=(--data-dir "$work/data-$1")
   [ "${2:-}" = --in-memory ] && storage=(--in-memory)
   port="$(free_port)"
   "$STATEMESH" serve --port 0 --resp-port "$port" --mode "$mode" "${storage[@]}" \
     >"$work/sm-$mode${2:-}.out" 2>"$work/sm-$mode${2:-}.log" &
   pids+=($!)
   wait_port "$port"
-  echo "$port"
 }
-ap_port="$(start_statemesh ap)"
-cp_port="$(start_statemesh cp)"
+start_statemesh ap
+ap_port="$port"
+start_statemesh cp
+cp_port="$port"
 # Without a data directory: no persistence at all, like redis-server with save and AOF off.
-mem_port="$(start_statemesh ap --in-memory)"
+start_statemesh ap --in-memory
+mem_port="$port"
 
 # bench port pipeline server -> lines "TEST,rps"
 bench() {
