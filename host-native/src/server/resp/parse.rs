@@ -1,0 +1,307 @@
+//! The RESP2 request parser: works on whatever part of a request has arrived so far and hands
+//! back the arguments as ranges into the read buffer, so no argument is copied or allocated.
+//!
+//! Two forms arrive on a Redis port: multibulk (`*2\r\n$3\r\nGET\r\n$1\r\nk\r\n`, what every
+//! client library sends) and inline (`PING\r\n`, what a person types into telnet). Limits follow
+//! Redis: a header line or an inline request longer than 64 KiB is refused, and so is anything
+//! announcing more bytes than the configured request limit, before any of it is buffered.
+
+use std::ops::Range;
+
+/// The longest header line (`*N` / `$N`) or inline request, as in Redis (PROTO_INLINE_MAX_SIZE).
+pub(super) const INLINE_MAX: usize = 64 * 1024;
+/// Most arguments in one multibulk request, as Redis allows.
+const MAX_ARGS: usize = 1024 * 1024;
+/// The smallest encoding of one argument (`$0\r\n\r\n`): a request announcing `n` arguments
+/// needs at least `n` times this, which lets an absurd count be refused on sight.
+const MIN_ARG_BYTES: usize = 6;
+
+/// Why a request cannot be parsed. The connection answers `-ERR Protocol error: <message>` and
+/// closes, as Redis does: after a framing error nothing later in the stream can be trusted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub(super) enum ProtocolError {
+    #[error("too big mbulk count string")]
+    BigCount,
+    #[error("invalid multibulk length")]
+    MultibulkLength,
+    #[error("too big bulk count string")]
+    BigBulkCount,
+    #[error("invalid bulk length")]
+    BulkLength,
+    #[error("expected '$', got '{0}'")]
+    ExpectedDollar(char),
+    #[error("too big inline request")]
+    BigInline,
+    #[error("unbalanced quotes in request")]
+    UnbalancedQuotes,
+}
+
+/// Parses one request starting at `start`. On success returns the offset just past it and
+/// leaves its arguments in `args` as absolute ranges of `buf` (no arguments: an empty line or
+/// `*0`, which the caller skips). `Ok(None)`: the request is not complete yet.
+pub(super) fn parse_request(
+    buf: &[u8],
+    start: usize,
+    max_request: usize,
+    args: &mut Vec<Range<usize>>,
+) -> Result<Option<usize>, ProtocolError> {
+    args.clear();
+    match buf.get(start) {
+        None => Ok(None),
+        Some(b'*') => parse_multibulk(buf, start, max_request, args),
+        Some(_) => parse_inline(buf, start, max_request, args),
+    }
+}
+
+fn parse_multibulk(
+    buf: &[u8],
+    start: usize,
+    max_request: usize,
+    args: &mut Vec<Range<usize>>,
+) -> Result<Option<usize>, ProtocolError> {
+    let Some(line_end) = find_crlf(buf, start + 1) else {
+        return if buf.len() - start > INLINE_MAX {
+            Err(ProtocolError::BigCount)
+        } else {
+            Ok(None)
+        };
+    };
+    let count = parse_len(&buf[start + 1..line_end]).ok_or(ProtocolError::MultibulkLength)?;
+    let mut pos = line_end + 2;
+    if count <= 0 {
+        return Ok(Some(pos));
+    }
+    let count = usize::try_from(count).map_err(|_| ProtocolError::MultibulkLength)?;
+    if count > MAX_ARGS || count.saturating_mul(MIN_ARG_BYTES) > max_request {
+        return Err(ProtocolError::MultibulkLength);
+    }
+    for _ in 0..count {
+        let Some(&first) = buf.get(pos) else {
+            return Ok(None);
+        };
+        if first != b'$' {
+            return Err(ProtocolError::ExpectedDollar(char::from(first)));
+        }
+        let Some(line_end) = find_crlf(buf, pos + 1) else {
+            return if buf.len() - pos > INLINE_MAX {
+                Err(ProtocolError::BigBulkCount)
+            } else {
+                Ok(None)
+            };
+        };
+        let len = parse_len(&buf[pos + 1..line_end])
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|&n| n <= max_request)
+            .ok_or(ProtocolError::BulkLength)?;
+        let data = line_end + 2;
+        let end = data + len;
+        // The whole request, not just this argument, must fit the limit.
+        if end - start > max_request {
+            return Err(ProtocolError::BulkLength);
+        }
+        if end + 2 > buf.len() {
+            return Ok(None);
+        }
+        args.push(data..end);
+        // Like Redis, the two bytes after the data are taken to be CRLF without a check.
+        pos = end + 2;
+    }
+    Ok(Some(pos))
+}
+
+/// An inline request: one line, arguments separated by blanks; double or single quotes group
+/// an argument with blanks in it (without escape sequences, which would need a copy).
+fn parse_inline(
+    buf: &[u8],
+    start: usize,
+    max_request: usize,
+    args: &mut Vec<Range<usize>>,
+) -> Result<Option<usize>, ProtocolError> {
+    let limit = INLINE_MAX.min(max_request);
+    let Some(newline) = memchr(b'\n', &buf[start..]).map(|i| start + i) else {
+        return if buf.len() - start > limit {
+            Err(ProtocolError::BigInline)
+        } else {
+            Ok(None)
+        };
+    };
+    if newline - start > limit {
+        return Err(ProtocolError::BigInline);
+    }
+    let mut end = newline;
+    if end > start && buf[end - 1] == b'\r' {
+        end -= 1;
+    }
+    let mut i = start;
+    while i < end {
+        match buf[i] {
+            b' ' | b'\t' => i += 1,
+            quote @ (b'"' | b'\'') => {
+                let close = memchr(quote, &buf[i + 1..end])
+                    .map(|j| i + 1 + j)
+                    .ok_or(ProtocolError::UnbalancedQuotes)?;
+                args.push(i + 1..close);
+                i = close + 1;
+            }
+            _ => {
+                let from = i;
+                while i < end && !matches!(buf[i], b' ' | b'\t') {
+                    i += 1;
+                }
+                args.push(from..i);
+            }
+        }
+    }
+    Ok(Some(newline + 1))
+}
+
+fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
+    let mut at = from;
+    loop {
+        let i = at + memchr(b'\r', buf.get(at..)?)?;
+        if buf.get(i + 1) == Some(&b'\n') {
+            return Some(i);
+        }
+        at = i + 1;
+    }
+}
+
+fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
+    hay.iter().position(|&b| b == needle)
+}
+
+/// A length field: an optional `-` and decimal digits, nothing else (Redis's string2ll).
+fn parse_len(digits: &[u8]) -> Option<i64> {
+    super::num::parse_i64(digits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Where the request ended and its arguments, copied.
+    type Parsed = Option<(usize, Vec<Vec<u8>>)>;
+
+    fn parse(input: &[u8]) -> Result<Parsed, ProtocolError> {
+        let mut args = Vec::new();
+        let end = parse_request(input, 0, 1 << 20, &mut args)?;
+        Ok(end.map(|end| {
+            (
+                end,
+                args.iter().map(|r| input[r.clone()].to_vec()).collect(),
+            )
+        }))
+    }
+
+    #[test]
+    fn multibulk_complete_and_partial() {
+        let full = b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n";
+        let (end, args) = parse(full).expect("ok").expect("complete");
+        assert_eq!(end, full.len());
+        assert_eq!(args, vec![b"GET".to_vec(), b"k".to_vec()]);
+        for cut in 0..full.len() {
+            assert_eq!(parse(&full[..cut]), Ok(None), "prefix of {cut} bytes");
+        }
+    }
+
+    #[test]
+    fn pipelined_requests_parse_one_at_a_time() {
+        let two = b"*1\r\n$4\r\nPING\r\nPING\r\n";
+        let mut args = Vec::new();
+        let end = parse_request(two, 0, 1 << 20, &mut args)
+            .expect("ok")
+            .expect("first");
+        assert_eq!(end, 14);
+        let end2 = parse_request(two, end, 1 << 20, &mut args)
+            .expect("ok")
+            .expect("second");
+        assert_eq!(end2, two.len());
+        assert_eq!(&two[args[0].clone()], b"PING");
+    }
+
+    #[test]
+    fn binary_arguments_keep_their_bytes() {
+        let req = b"*2\r\n$3\r\nSET\r\n$4\r\n\r\n\x00\xff\r\n";
+        let (_, args) = parse(req).expect("ok").expect("complete");
+        assert_eq!(args[1], b"\r\n\x00\xff");
+    }
+
+    #[test]
+    fn inline_requests() {
+        let (end, args) = parse(b"SET a  \"b c\"\r\nrest").expect("ok").expect("line");
+        assert_eq!(end, 14);
+        assert_eq!(args, vec![b"SET".to_vec(), b"a".to_vec(), b"b c".to_vec()]);
+        assert_eq!(parse(b"PING"), Ok(None));
+        assert_eq!(parse(b"\r\n").expect("ok").expect("empty").1.len(), 0);
+        assert_eq!(parse(b"SET \"a\n"), Err(ProtocolError::UnbalancedQuotes));
+    }
+
+    #[test]
+    fn oversized_and_malformed_requests_are_refused() {
+        let mut args = Vec::new();
+        let small = 1024;
+        assert_eq!(
+            parse_request(b"*2\r\n$3\r\nSET\r\n$2000\r\n", 0, small, &mut args),
+            Err(ProtocolError::BulkLength)
+        );
+        assert_eq!(
+            parse_request(b"*1000\r\n", 0, small, &mut args),
+            Err(ProtocolError::MultibulkLength)
+        );
+        assert_eq!(parse(b"*x\r\n"), Err(ProtocolError::MultibulkLength));
+        assert_eq!(parse(b"*1\r\n$-1\r\n"), Err(ProtocolError::BulkLength));
+        assert_eq!(
+            parse(b"*1\r\n:1\r\n"),
+            Err(ProtocolError::ExpectedDollar(':'))
+        );
+        let long = vec![b'a'; INLINE_MAX + 10];
+        assert_eq!(parse(&long), Err(ProtocolError::BigInline));
+        let mut count = b"*".to_vec();
+        count.extend(std::iter::repeat_n(b'1', INLINE_MAX + 10));
+        assert_eq!(parse(&count), Err(ProtocolError::BigCount));
+        // Many arguments of a few bytes each still add up to the limit.
+        let mut many = b"*100\r\n".to_vec();
+        for _ in 0..100 {
+            many.extend_from_slice(b"$20\r\naaaaaaaaaaaaaaaaaaaa\r\n");
+        }
+        assert_eq!(
+            parse_request(&many, 0, small, &mut args),
+            Err(ProtocolError::BulkLength)
+        );
+    }
+
+    /// Arbitrary bytes (biased towards protocol characters) never panic the parser, and it
+    /// either makes progress, waits for more, or refuses: it never loops in place.
+    #[test]
+    fn random_input_never_panics() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let alphabet = b"*$\r\n0123456789-: \"'abcSETGET";
+        let mut args = Vec::new();
+        for _ in 0..20_000 {
+            let len = rng.random_range(0..64);
+            let input: Vec<u8> = (0..len)
+                .map(|_| {
+                    if rng.random_bool(0.9) {
+                        alphabet[rng.random_range(0..alphabet.len())]
+                    } else {
+                        rng.random()
+                    }
+                })
+                .collect();
+            let mut start = 0;
+            while let Ok(Some(end)) = parse_request(&input, start, 1024, &mut args) {
+                assert!(end > start, "progress on {input:?}");
+                assert!(args.iter().all(|r| r.end <= input.len()));
+                start = end;
+            }
+        }
+    }
+
+    #[test]
+    fn empty_multibulk_is_skipped() {
+        assert_eq!(parse(b"*0\r\n"), Ok(Some((4, vec![]))));
+        assert_eq!(parse(b"*-1\r\n"), Ok(Some((5, vec![]))));
+    }
+}
