@@ -27,6 +27,11 @@ fn installed(tool: &str) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
+    // tests/run installs the tools and sets this, so there a missing tool fails instead of
+    // quietly skipping the comparison.
+    if !found && std::env::var_os("STATEMESH_REQUIRE_REDIS").is_some() {
+        panic!("{tool} is not installed and STATEMESH_REQUIRE_REDIS is set");
+    }
     if !found {
         eprintln!("NOTICE: {tool} is not installed; skipping (tests/run installs it)");
     }

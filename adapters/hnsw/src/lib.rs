@@ -23,7 +23,8 @@ pub struct HnswParams {
     pub m: usize,
     /// Candidates explored while inserting. Default 200.
     pub ef_construction: usize,
-    /// Candidates explored while searching (at least `k`). Default 128 (recall@10 0.95 on 100k clustered 128-d vectors; see docs/search.md).
+    /// Candidates explored while searching (at least `k`). Default 128: recall@10 0.95 on 100k
+    /// clustered 128-d vectors (docs/search.md).
     pub ef_search: usize,
     /// Rebuild once tombstones exceed this fraction of live vectors... Default 0.25.
     pub rebuild_ratio: f64,
