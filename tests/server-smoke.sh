@@ -32,7 +32,7 @@ with socket.create_connection((host, int(port))) as s:
 PY
 )
 echo "json-lines reply: $reply"
-python3 -c 'import json,sys; r=json.loads(sys.argv[1]); assert r["id"]==1 and r["ok"] and r["result"]["value"]==42, r' "$reply"
+python3 -c 'import json,sys; r=json.loads(sys.argv[1]); assert r["id"]==1 and r["ok"] and r["result"]==42, r' "$reply"
 
 kill -TERM "$server"
 wait "$server"
