@@ -430,3 +430,32 @@ fn remote_failures_have_their_exit_codes() {
     );
     assert_eq!(code(&gone), 69, "{}", String::from_utf8_lossy(&gone.stderr));
 }
+
+#[test]
+fn serve_refuses_bad_flags_before_touching_the_data_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("never-created");
+    for args in [
+        &["serve", "--fsync", "sometimes"][..],
+        &["serve", "--fsync", "0"][..],
+        &["serve", "--mode", "eventual"][..],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_statemesh"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 2, "{args:?}");
+        assert!(!dir.exists());
+    }
+    // Off loopback without a token: refused, with the reason, and nothing listens.
+    let out = Command::new(env!("CARGO_BIN_EXE_statemesh"))
+        .args(["serve", "--host", "0.0.0.0", "--port", "0", "--data-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 65);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("without an auth token"));
+    assert!(!dir.exists());
+}

@@ -40,7 +40,8 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
-    pub(crate) fn validate(&self) -> Result<(), ServerError> {
+    /// Checks the settings without binding anything (`Server::bind` checks them too).
+    pub fn validate(&self) -> Result<(), ServerError> {
         let has_token = self.auth_token.as_deref().is_some_and(|t| !t.is_empty());
         for addr in std::iter::once(self.addr).chain(self.resp_addr) {
             if !addr.ip().is_loopback() && !has_token {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use statemesh::server::{Server, ServerConfig};
-use statemesh::{Durability, Store};
+use statemesh::{Durability, Store, SyncPolicy};
 
 /// Where `serve` and the operator commands keep data unless told otherwise.
 pub(crate) const DEFAULT_DATA_DIR: &str = "./statemesh-data";
@@ -42,6 +42,11 @@ pub(crate) struct ServeArgs {
     /// When writes are acknowledged.
     #[arg(long, value_enum, default_value_t = Mode::Cp)]
     mode: Mode,
+    /// When the log is fsynced: `always` (every group of writes, before CP acknowledges it),
+    /// a period in milliseconds (like Redis's `appendfsync everysec` with `1000`: a crash may
+    /// lose up to about that much acknowledged data), or `never` (only snapshots and shutdown).
+    #[arg(long, default_value = "always", value_parser = parse_fsync)]
+    fsync: SyncPolicy,
     /// Evict least recently used keys beyond this many (caches; meant for --mode ap).
     #[arg(long)]
     max_entries: Option<u64>,
@@ -70,8 +75,20 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Mode::Cp => Durability::Cp,
         Mode::Ap => Durability::Ap,
     };
+    let config = ServerConfig {
+        addr: SocketAddr::new(args.host, args.port),
+        resp_addr: args.resp_port.map(|p| SocketAddr::new(args.host, p)),
+        auth_token: args.auth_token,
+        max_connections: args.max_connections,
+        max_request_bytes: args.max_request_bytes,
+        idle_timeout: (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout)),
+        shutdown_grace: Duration::from_secs(args.shutdown_grace),
+    };
+    // Refuse bad settings before creating or locking the data directory.
+    config.validate()?;
     let builder = Store::builder()
         .durability(durability)
+        .sync_policy(args.fsync)
         .memory_limits(args.max_entries, args.max_bytes);
     let store = if args.in_memory {
         builder.open_in_memory().await?
@@ -84,15 +101,6 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     for repair in store.recovery_repairs() {
         tracing::warn!(%repair, "storage repaired at open");
     }
-    let config = ServerConfig {
-        addr: SocketAddr::new(args.host, args.port),
-        resp_addr: args.resp_port.map(|p| SocketAddr::new(args.host, p)),
-        auth_token: args.auth_token,
-        max_connections: args.max_connections,
-        max_request_bytes: args.max_request_bytes,
-        idle_timeout: (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout)),
-        shutdown_grace: Duration::from_secs(args.shutdown_grace),
-    };
     let server = match Server::bind(store.clone(), config).await {
         Ok(server) => server,
         Err(e) => {
@@ -113,6 +121,19 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     drop(out);
     server.run(shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn parse_fsync(text: &str) -> Result<SyncPolicy, String> {
+    match text {
+        "always" => Ok(SyncPolicy::Always),
+        "never" => Ok(SyncPolicy::Never),
+        ms => match ms.parse::<u64>() {
+            Ok(ms) if ms > 0 => Ok(SyncPolicy::EveryMillis(ms)),
+            _ => Err(format!(
+                "expected `always`, `never` or a period in milliseconds, not {ms:?}"
+            )),
+        },
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.
