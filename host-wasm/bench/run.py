@@ -5,7 +5,11 @@ prints what each page reports. A page reports by setting `window.__results` (an 
 `error` when it failed). The session's profile (IndexedDB included) lasts across the pages, so
 a second page can check what the first left behind, as a reload would.
 
-    run.py [--root DIR] [--timeout SECONDS] PAGE [PAGE ...]
+    run.py [--root DIR] [--timeout SECONDS] [--profile DIR --port PORT] PAGE [PAGE ...]
+
+With --profile (Chromium's user data directory) and a fixed --port (IndexedDB belongs to an
+origin, and the port is part of it), a later run starts a new browser on the same profile: what
+a browser restart keeps.
 """
 import argparse
 import json
@@ -38,9 +42,11 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--root", default=str(ROOT))
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--profile", help="Chromium user data directory, kept across runs")
+    parser.add_argument("--port", type=int, help="HTTP port (fixed, so the origin stays the same)")
     parser.add_argument("pages", nargs="+")
     args = parser.parse_args()
-    http_port, driver_port = free_port(), free_port()
+    http_port, driver_port = args.port or free_port(), free_port()
     server = subprocess.Popen([sys.executable, "-m", "http.server", str(http_port), "--bind",
                                "127.0.0.1", "--directory", args.root],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -55,8 +61,10 @@ def main():
                 break
             except OSError:
                 time.sleep(0.1)
-        caps = {"capabilities": {"alwaysMatch": {"goog:chromeOptions": {
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]}}}}
+        chrome_args = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+        if args.profile:
+            chrome_args.append(f"--user-data-dir={args.profile}")
+        caps = {"capabilities": {"alwaysMatch": {"goog:chromeOptions": {"args": chrome_args}}}}
         session = call(base, "POST", "/session", caps)["sessionId"]
         s = f"/session/{session}"
         for page in args.pages:
