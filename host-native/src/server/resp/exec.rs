@@ -214,29 +214,16 @@ impl Conn {
         group: Range<usize>,
         out: &mut Vec<u8>,
     ) {
-        let store = &self.session.store;
-        let mark = out.len();
-        let result = store
-            .write(|e, now| {
-                for i in group.clone() {
-                    let args = batch.args(buf, i);
-                    if let Some(cmd) = Cmd::lookup(args.get(0)) {
-                        data::write(e, now, cmd, args, out);
-                    }
+        let replies = group.len();
+        write_durably(&self.session.store, out, replies, |e, now, out| {
+            for i in group {
+                let args = batch.args(buf, i);
+                if let Some(cmd) = Cmd::lookup(args.get(0)) {
+                    data::write(e, now, cmd, args, out);
                 }
-                Ok(e.revision())
-            })
-            .await;
-        let result = match result {
-            Ok(revision) => store.wait_visible(revision).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = result {
-            out.truncate(mark);
-            for _ in group {
-                data::store_error(out, &e);
             }
-        }
+        })
+        .await;
     }
 
     /// Runs one request (already split into arguments) and writes its reply.
@@ -332,22 +319,10 @@ impl Conn {
     /// mode. A write that changed nothing (SET NX on an existing key) still waits until what it
     /// saw is durable, so its reply never reflects a write a crash could take back.
     async fn write(&mut self, cmd: Cmd, args: Args<'_>, out: &mut Vec<u8>) {
-        let store = &self.session.store;
-        let mark = out.len();
-        let result = store
-            .write(|e, now| {
-                data::write(e, now, cmd, args, out);
-                Ok(e.revision())
-            })
-            .await;
-        let result = match result {
-            Ok(revision) => store.wait_visible(revision).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = result {
-            out.truncate(mark);
-            data::store_error(out, &e);
-        }
+        write_durably(&self.session.store, out, 1, |e, now, out| {
+            data::write(e, now, cmd, args, out);
+        })
+        .await;
     }
 
     /// Commands that change the connection's own state.
@@ -408,6 +383,34 @@ impl Conn {
     fn unsubscribe_all(&mut self) {
         if self.sub.take().is_some() {
             self.shared.broker.lock().remove_client(self.id);
+        }
+    }
+}
+
+/// Runs `apply` under the store's exclusive lock, then waits until what it did (or saw) is
+/// durable, so that no reply reflects a write a crash could take back. If the store fails, the
+/// replies `apply` wrote are replaced by `replies` error replies.
+pub(super) async fn write_durably(
+    store: &crate::Store,
+    out: &mut Vec<u8>,
+    replies: usize,
+    apply: impl FnOnce(&mut statemesh_core::Engine, statemesh_core::Timestamp, &mut Vec<u8>),
+) {
+    let mark = out.len();
+    let result = store
+        .write(|e, now| {
+            apply(e, now, &mut *out);
+            Ok(e.revision())
+        })
+        .await;
+    let result = match result {
+        Ok(revision) => store.wait_visible(revision).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
+        out.truncate(mark);
+        for _ in 0..replies {
+            data::store_error(out, &e);
         }
     }
 }

@@ -9,7 +9,7 @@ use std::ops::Range;
 
 use statemesh_core::{Engine, Timestamp};
 
-use super::exec::Conn;
+use super::exec::{Conn, write_durably};
 use super::table::{Args, Cmd, Kind};
 use super::{data, reply};
 
@@ -133,31 +133,20 @@ impl Conn {
             );
         }
         let store = self.session.store.clone();
-        let mark = out.len();
-        let result = store
-            .write(|e, now| {
-                let changed = watched
-                    .iter()
-                    .any(|(k, rev)| revision_of(e, now, k) != *rev);
-                if changed {
-                    reply::nil_array(out);
-                } else {
-                    reply::array(out, multi.commands.len());
-                    for (cmd, at) in &multi.commands {
-                        self.run_queued(e, now, *cmd, multi.args(at), out);
-                    }
+        write_durably(&store, out, 1, |e, now, out| {
+            let changed = watched
+                .iter()
+                .any(|(k, rev)| revision_of(e, now, k) != *rev);
+            if changed {
+                reply::nil_array(out);
+            } else {
+                reply::array(out, multi.commands.len());
+                for (cmd, at) in &multi.commands {
+                    self.run_queued(e, now, *cmd, multi.args(at), out);
                 }
-                Ok(e.revision())
-            })
-            .await;
-        let result = match result {
-            Ok(revision) => store.wait_visible(revision).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = result {
-            out.truncate(mark);
-            data::store_error(out, &e);
-        }
+            }
+        })
+        .await;
     }
 
     /// One queued command, with the engine already locked.
