@@ -11,10 +11,14 @@ fn statemesh(dir: &Path, args: &[&str]) -> Output {
 }
 
 fn statemesh_with_input(dir: &Path, args: &[&str], input: Option<&str>) -> Output {
+    let dir = dir.to_str().unwrap();
+    run([args, &["--data-dir", dir][..]].concat(), input)
+}
+
+/// Runs the binary with `args`, feeding it `input` on stdin (none: stdin is closed).
+fn run(args: Vec<&str>, input: Option<&str>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_statemesh"))
         .args(args)
-        .arg("--data-dir")
-        .arg(dir)
         .stdin(if input.is_some() {
             Stdio::piped()
         } else {
@@ -289,27 +293,7 @@ fn serve(dir: &Path, extra: &[&str]) -> Server {
 }
 
 fn remote(addr: &str, args: &[&str], input: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_statemesh"))
-        .args(args)
-        .args(["--server", addr])
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(input) = input {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    child.wait_with_output().unwrap()
+    run([args, &["--server", addr][..]].concat(), input)
 }
 
 #[test]

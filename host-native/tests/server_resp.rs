@@ -24,6 +24,15 @@ impl Drop for Server {
     }
 }
 
+/// A raw connection whose reads give up after `secs` seconds.
+fn raw_connect(addr: SocketAddr, secs: u64) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(secs)))
+        .expect("timeout");
+    stream
+}
+
 fn start(extra: &[&str]) -> Server {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut child = Command::new(env!("CARGO_BIN_EXE_statemesh"))
@@ -66,10 +75,7 @@ async fn connect(server: &Server) -> redis::aio::MultiplexedConnection {
 
 /// Sends raw bytes and reads until `want` bytes of reply arrived or the server closed.
 fn raw(addr: SocketAddr, request: &[u8], want: usize) -> Vec<u8> {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
+    let mut stream = raw_connect(addr, 5);
     stream.write_all(request).expect("write");
     read_reply(&mut stream, want)
 }
@@ -449,9 +455,7 @@ async fn publish_and_subscribe() {
 #[test]
 fn subscribed_mode_refuses_other_commands_and_pushes_messages() {
     let server = start(&[]);
-    let mut sub = TcpStream::connect(server.resp).expect("connect");
-    sub.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
+    let mut sub = raw_connect(server.resp, 5);
     sub.write_all(b"SUBSCRIBE a b\r\n").expect("write");
     let want =
         b"*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n*3\r\n$9\r\nsubscribe\r\n$1\r\nb\r\n:2\r\n";
@@ -498,9 +502,7 @@ async fn pipelining_many_commands() {
 fn protocol_errors_close_the_connection() {
     let server = start(&["--max-request-bytes", "4096"]);
     // A bulk announcing more than the limit is refused before it is buffered.
-    let mut s = TcpStream::connect(server.resp).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
+    let mut s = raw_connect(server.resp, 5);
     s.write_all(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100000\r\n")
         .expect("write");
     let want = b"-ERR Protocol error: invalid bulk length\r\n";
@@ -524,9 +526,7 @@ fn protocol_errors_close_the_connection() {
             b"-ERR Protocol error: unbalanced quotes in request\r\n",
         ),
     ] {
-        let mut s = TcpStream::connect(server.resp).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("timeout");
+        let mut s = raw_connect(server.resp, 5);
         s.write_all(request).expect("write");
         assert_eq!(read_reply(&mut s, reply.len()), reply);
         assert!(
@@ -536,9 +536,7 @@ fn protocol_errors_close_the_connection() {
         );
     }
     // An inline request that never ends is cut off at the limit, not buffered forever.
-    let mut s = TcpStream::connect(server.resp).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
+    let mut s = raw_connect(server.resp, 5);
     let junk = vec![b'a'; 8192];
     let _ = s.write_all(&junk);
     let got = read_reply(&mut s, 40);
@@ -657,9 +655,7 @@ async fn cp_mode_writes_survive_a_kill() {
 fn graceful_shutdown_on_sigterm() {
     let mut server = start(&[]);
     assert_eq!(raw(server.resp, b"SET k v\r\n", 5), b"+OK\r\n");
-    let mut idle = TcpStream::connect(server.resp).expect("connect");
-    idle.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
+    let mut idle = raw_connect(server.resp, 10);
     let pid = server.child.id().to_string();
     let status = Command::new("kill")
         .args(["-TERM", &pid])
@@ -675,12 +671,8 @@ fn graceful_shutdown_on_sigterm() {
 #[test]
 fn idle_connections_are_closed_but_subscribers_stay() {
     let server = start(&["--idle-timeout", "1"]);
-    let mut idle = TcpStream::connect(server.resp).expect("connect");
-    idle.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let mut sub = TcpStream::connect(server.resp).expect("connect");
-    sub.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
+    let mut idle = raw_connect(server.resp, 10);
+    let mut sub = raw_connect(server.resp, 10);
     sub.write_all(b"SUBSCRIBE c\r\n").expect("write");
     let confirm = b"*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n";
     assert_eq!(read_reply(&mut sub, confirm.len()), confirm);
@@ -696,19 +688,13 @@ fn idle_connections_are_closed_but_subscribers_stay() {
 #[test]
 fn connections_over_the_limit_get_redis_error() {
     let server = start(&["--max-connections", "2"]);
-    let mut a = TcpStream::connect(server.resp).expect("connect");
-    a.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
+    let mut a = raw_connect(server.resp, 5);
     a.write_all(b"PING\r\n").expect("write");
     assert_eq!(read_reply(&mut a, 7), b"+PONG\r\n");
-    let mut b = TcpStream::connect(server.resp).expect("connect");
-    b.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
+    let mut b = raw_connect(server.resp, 5);
     b.write_all(b"PING\r\n").expect("write");
     assert_eq!(read_reply(&mut b, 7), b"+PONG\r\n");
-    let mut c = TcpStream::connect(server.resp).expect("connect");
-    c.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
+    let mut c = raw_connect(server.resp, 5);
     let want = b"-ERR max number of clients reached\r\n";
     assert_eq!(read_reply(&mut c, want.len()), want);
     assert!(closed(&mut c));
@@ -717,17 +703,12 @@ fn connections_over_the_limit_get_redis_error() {
 #[test]
 fn a_subscriber_that_stops_reading_is_disconnected() {
     let server = start(&["--mode", "ap"]);
-    let mut slow = TcpStream::connect(server.resp).expect("connect");
-    slow.set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
+    let mut slow = raw_connect(server.resp, 20);
     slow.write_all(b"SUBSCRIBE firehose\r\n").expect("write");
     let confirm = b"*3\r\n$9\r\nsubscribe\r\n$8\r\nfirehose\r\n:1\r\n";
     assert_eq!(read_reply(&mut slow, confirm.len()), confirm);
     // 64 messages of 1 MiB, twice the subscriber's 32 MiB buffer, while it reads nothing.
-    let mut publisher = TcpStream::connect(server.resp).expect("connect");
-    publisher
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
+    let mut publisher = raw_connect(server.resp, 20);
     let payload = vec![b'x'; 1 << 20];
     let mut request = format!(
         "*3\r\n$7\r\nPUBLISH\r\n$8\r\nfirehose\r\n${}\r\n",
@@ -771,10 +752,7 @@ fn a_client_that_stops_reading_its_replies_is_cut_off() {
     );
     assert_eq!(raw(server.resp, set.as_bytes(), 5), b"+OK\r\n");
     // 2000 GETs of 100 kB: 200 MB of replies that this client never reads.
-    let mut greedy = TcpStream::connect(server.resp).expect("connect");
-    greedy
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
+    let mut greedy = raw_connect(server.resp, 30);
     let gets = b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n".repeat(2000);
     greedy.write_all(&gets).expect("write");
     std::thread::sleep(Duration::from_secs(3));
