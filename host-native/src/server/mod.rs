@@ -62,7 +62,6 @@ pub(crate) struct Session {
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) peer: SocketAddr,
     /// Shared by every RESP connection: PUBLISH / SUBSCRIBE channels.
-    #[allow(dead_code)] // Read by server/resp/, built in parallel.
     pub(crate) resp_shared: Arc<resp::Shared>,
 }
 
