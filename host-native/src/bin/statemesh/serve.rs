@@ -47,6 +47,10 @@ pub(crate) struct ServeArgs {
     /// lose up to about that much acknowledged data), or `never` (only snapshots and shutdown).
     #[arg(long, default_value = "always", value_parser = parse_fsync)]
     fsync: SyncPolicy,
+    /// Write a snapshot (and drop the log it covers) after this many log records; fewer means
+    /// faster restarts and more snapshot writing.
+    #[arg(long, default_value_t = 100_000)]
+    checkpoint_every: u64,
     /// Evict least recently used keys beyond this many (caches; meant for --mode ap).
     #[arg(long)]
     max_entries: Option<u64>,
@@ -89,6 +93,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let builder = Store::builder()
         .durability(durability)
         .sync_policy(args.fsync)
+        .checkpoint_every(args.checkpoint_every)
         .memory_limits(args.max_entries, args.max_bytes);
     let store = if args.in_memory {
         builder.open_in_memory().await?
