@@ -351,6 +351,15 @@ impl Store {
         self.read(move |e, now| convert::to_js(&e.keys(now, &pattern)?))
     }
 
+    /// Namespaces that hold at least one key, in order.
+    #[wasm_bindgen(unchecked_return_type = "Promise<string[]>")]
+    pub fn namespaces(&self) -> js_sys::Promise {
+        self.read(move |e, _| {
+            let names: Vec<&str> = e.namespaces().collect();
+            convert::to_js(&names)
+        })
+    }
+
     /// Keys and values matching a pattern, in key order.
     #[wasm_bindgen(js_name = getPattern, unchecked_return_type = "Promise<Entry[]>")]
     pub fn get_pattern(&self, pattern: String) -> js_sys::Promise {

@@ -91,6 +91,10 @@ pub struct PutOptions {
     /// Expire the key this many milliseconds after the write.
     #[tsify(optional)]
     pub ttl_ms: Option<u64>,
+    /// Expire the key at this time (milliseconds since the Unix epoch, like `Date.now()`);
+    /// wins over `ttlMs`. A time not in the future is refused (`INVALID_TTL`).
+    #[tsify(optional)]
+    pub expires_at: Option<u64>,
     /// Keep the key's current expiry (a put clears it otherwise).
     #[tsify(optional)]
     pub keep_ttl: Option<bool>,
@@ -107,6 +111,9 @@ impl PutOptions {
         let mut opts = core::PutOptions::default();
         if let Some(ttl) = self.ttl_ms {
             opts = opts.ttl_ms(ttl);
+        }
+        if let Some(at) = self.expires_at {
+            opts = opts.expires_at(core::Timestamp(at));
         }
         if self.keep_ttl == Some(true) {
             opts = opts.keep_ttl();
@@ -509,7 +516,8 @@ impl Fields for OpenOptions {
 }
 
 impl Fields for PutOptions {
-    const FIELDS: &'static [&'static str] = &["ttlMs", "keepTtl", "ifVersion", "metadata"];
+    const FIELDS: &'static [&'static str] =
+        &["ttlMs", "expiresAt", "keepTtl", "ifVersion", "metadata"];
 }
 
 impl Fields for BeginOptions {

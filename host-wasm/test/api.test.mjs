@@ -306,3 +306,19 @@ test('snapshots restore into a new store', async () => {
   await s.close();
   await t.close();
 });
+
+test('an absolute expiry is kept exactly; namespaces lists the ones holding keys', async () => {
+  const s = await Store.open();
+  const at = Date.now() + 60_000;
+  await s.put('sessions:a', 'x', { expiresAt: at });
+  assert.equal((await s.getRecord('sessions:a')).meta.expiresAt, at);
+  // It wins over a relative TTL, and a time already past is refused.
+  await s.put('sessions:b', 'y', { expiresAt: at, ttlMs: 5 });
+  assert.equal((await s.getRecord('sessions:b')).meta.expiresAt, at);
+  await rejectsWith(s.put('sessions:c', 'z', { expiresAt: Date.now() - 1 }), 'INVALID_TTL');
+  assert.equal(await s.get('sessions:c'), undefined);
+  await s.put('chat:m', 1);
+  await s.put('plain', 2);
+  assert.deepEqual(await s.namespaces(), ['chat', 'default', 'sessions']);
+  await s.close();
+});
