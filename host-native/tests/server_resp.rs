@@ -61,6 +61,26 @@ fn start(extra: &[&str]) -> Server {
     }
 }
 
+/// WATCH `key` on connection `w`.
+async fn watch(w: &mut redis::aio::MultiplexedConnection, key: &str) {
+    let _: () = redis::cmd("WATCH")
+        .arg(key)
+        .query_async(w)
+        .await
+        .expect("watch");
+}
+
+/// MULTI / INCR `key` / EXEC on `w`: `None` when EXEC aborted (a watched key changed).
+async fn exec_incr(w: &mut redis::aio::MultiplexedConnection, key: &str) -> Option<(i64,)> {
+    redis::pipe()
+        .atomic()
+        .cmd("INCR")
+        .arg(key)
+        .query_async(w)
+        .await
+        .expect("exec")
+}
+
 fn url(addr: SocketAddr) -> String {
     format!("redis://{addr}/")
 }
@@ -356,41 +376,17 @@ async fn transactions_and_watch_conflicts() {
         .get_multiplexed_async_connection()
         .await
         .expect("connect");
-    let _: () = redis::cmd("WATCH")
-        .arg("tx:n")
-        .query_async(&mut w)
-        .await
-        .expect("watch");
+    watch(&mut w, "tx:n").await;
     let _: () = other.set("tx:n", 100).await.expect("conflicting write");
-    let result: Option<(i64,)> = redis::pipe()
-        .atomic()
-        .cmd("INCR")
-        .arg("tx:n")
-        .query_async(&mut w)
-        .await
-        .expect("exec");
+    let result = exec_incr(&mut w, "tx:n").await;
     assert_eq!(result, None, "EXEC after a watched key changed returns nil");
     assert_eq!(other.get::<_, i64>("tx:n").await.expect("get"), 100);
     // Without a conflict the watched transaction runs.
-    let _: () = redis::cmd("WATCH")
-        .arg("tx:n")
-        .query_async(&mut w)
-        .await
-        .expect("watch");
-    let result: Option<(i64,)> = redis::pipe()
-        .atomic()
-        .cmd("INCR")
-        .arg("tx:n")
-        .query_async(&mut w)
-        .await
-        .expect("exec");
+    watch(&mut w, "tx:n").await;
+    let result = exec_incr(&mut w, "tx:n").await;
     assert_eq!(result, Some((101,)));
     // Watching a missing key: its creation by another client is a conflict.
-    let _: () = redis::cmd("WATCH")
-        .arg("tx:new")
-        .query_async(&mut w)
-        .await
-        .expect("watch");
+    watch(&mut w, "tx:new").await;
     let _: () = other.set("tx:new", 1).await.expect("create");
     let result: Option<(String,)> = redis::pipe()
         .atomic()
