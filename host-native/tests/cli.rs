@@ -208,23 +208,10 @@ fn a_bad_import_line_stops_the_import_after_the_lines_before_it() {
 fn a_data_directory_held_by_a_server_is_refused_with_exit_74() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("held");
-    let mut server = Command::new(env!("CARGO_BIN_EXE_statemesh"))
-        .args(["serve", "--port", "0", "--data-dir"])
-        .arg(&dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert!(line.starts_with("listening json="), "{line}");
+    // `serve` returns once the server has printed its listening line, i.e. holds the lock.
+    let server = serve(&dir, &[]);
     let out = statemesh(&dir, &["get", "a"]);
-    server.kill().unwrap();
-    server.wait().unwrap();
+    drop(server);
     assert_eq!(code(&out), 74, "{}", String::from_utf8_lossy(&out.stderr));
 }
 
