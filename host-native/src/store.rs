@@ -131,7 +131,7 @@ impl Inner {
         }
         let queued = match &self.persist {
             Some(persist) => {
-                let records: Vec<_> = std::iter::from_fn(|| state.engine.poll_log()).collect();
+                let records = state.engine.poll_log_all();
                 let last = records.last().map(|r| r.revision);
                 if !records.is_empty() {
                     persist
@@ -190,8 +190,14 @@ impl Store {
             let feed = feed.clone();
             Box::new(move |revision| feed.durable(revision))
         };
-        let committer =
-            Committer::start(storage, engine.revision(), builder.sync_every, on_durable)?;
+        let gather = (!hold).then_some(crate::committer::AP_GATHER);
+        let committer = Committer::start(
+            storage,
+            engine.revision(),
+            builder.sync_every,
+            gather,
+            on_durable,
+        )?;
         Store::start(builder, engine, Some(committer), feed, recovered.repairs)
     }
 

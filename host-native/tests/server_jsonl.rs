@@ -476,3 +476,98 @@ async fn tokens_and_connection_errors_have_their_codes() {
         .expect_err("nothing listens");
     assert_eq!(refused.code(), "CONNECTION");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_history_ops_answer_as_the_embedded_store_does() {
+    use statemesh::{Patch, Store};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[]);
+    let c = Client::connect(&server.addr).await.expect("connect");
+    let local = Store::in_memory().await.expect("in-memory store");
+
+    // The same writes on both: a create, a merge patch, a JSON patch, a delete, a re-create.
+    let merge = Patch::merge(json!({"b": 2, "a": null}));
+    let ops = Patch::json(json!([{"op": "add", "path": "/c", "value": [1, 2]}])).expect("ops");
+    let bad = Patch::json(json!([{"op": "remove", "path": "/missing"}])).expect("ops");
+    let mut revisions = Vec::new();
+    for step in 0..5 {
+        let (remote, embedded) = match step {
+            0 => (
+                c.put("doc:1", Value::Json(json!({"a": 1}))).await,
+                local.put("doc:1", Value::Json(json!({"a": 1}))).await,
+            ),
+            1 => (
+                c.patch("doc:1", &merge).await,
+                local.patch("doc:1", &merge).await,
+            ),
+            2 => (
+                c.patch("doc:1", &ops).await,
+                local.patch("doc:1", &ops).await,
+            ),
+            3 => (c.delete("doc:1").await, local.delete("doc:1").await),
+            _ => (
+                c.put("doc:1", Value::from("again")).await,
+                local.put("doc:1", Value::from("again")).await,
+            ),
+        };
+        let (remote, embedded) = (remote.expect("remote"), embedded.expect("embedded"));
+        assert_eq!(
+            (remote.op, remote.version, remote.revision),
+            (embedded.op, embedded.version, embedded.revision),
+            "step {step}"
+        );
+        revisions.push(remote.revision);
+    }
+    assert_eq!(
+        c.get("doc:1").await.expect("get"),
+        Some(Value::from("again"))
+    );
+    // A patch that cannot apply fails with the same code on both, and changes nothing.
+    let (r, l) = (
+        c.patch("doc:1", &bad).await,
+        local.patch("doc:1", &bad).await,
+    );
+    assert_eq!(code(r), code(l));
+
+    for &rev in &revisions {
+        let remote = c.get_at("doc:1", rev).await.expect("remote get_at");
+        let embedded = local.get_at("doc:1", rev).await.expect("embedded get_at");
+        assert_eq!(remote, embedded, "revision {rev}");
+    }
+    let at_patch = c
+        .get_at("doc:1", revisions[2])
+        .await
+        .expect("get_at")
+        .expect("present");
+    assert_eq!(at_patch.value, Value::Json(json!({"b": 2, "c": [1, 2]})));
+    assert_eq!(at_patch.version, 3);
+    assert_eq!(c.get_at("doc:1", revisions[3]).await.expect("get_at"), None);
+
+    let remote = c.key_history("doc:1").await.expect("remote history");
+    let embedded = local.key_history("doc:1").await.expect("embedded history");
+    assert_eq!(remote.len(), 5);
+    // Commit times are each store's own clock; everything else must agree.
+    let strip = |vs: &[statemesh::KeyVersion]| {
+        vs.iter()
+            .map(|v| (v.revision, v.kind, v.version, v.value.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(strip(&remote), strip(&embedded));
+    assert!(remote.windows(2).all(|w| w[0].at <= w[1].at));
+    assert_eq!(remote[3].kind, ChangeKind::Delete);
+
+    // Compaction: below the floor both refuse with the same code; above it reads still work.
+    c.compact(revisions[2]).await.expect("compact");
+    local.compact(revisions[2]).await.expect("compact");
+    let (r, l) = (
+        c.get_at("doc:1", revisions[0]).await,
+        local.get_at("doc:1", revisions[0]).await,
+    );
+    assert_eq!(code(r), "COMPACTED");
+    assert_eq!(code(l), "COMPACTED");
+    assert_eq!(
+        c.get_at("doc:1", revisions[4]).await.expect("get_at"),
+        local.get_at("doc:1", revisions[4]).await.expect("get_at")
+    );
+    assert_eq!(code(c.compact(revisions[4] + 100).await), "FUTURE_REVISION");
+}

@@ -47,6 +47,25 @@ pub struct KeyVersion {
     pub value: Option<Value>,
 }
 
+impl KeyVersion {
+    /// A version as a remote client rebuilds it from the wire.
+    pub fn new(
+        revision: u64,
+        at: Timestamp,
+        kind: ChangeKind,
+        version: u64,
+        value: Option<Value>,
+    ) -> KeyVersion {
+        KeyVersion {
+            revision,
+            at,
+            kind,
+            version,
+            value,
+        }
+    }
+}
+
 impl History {
     pub(crate) fn floor(&self) -> u64 {
         self.floor
@@ -143,6 +162,17 @@ pub struct ValueAt {
     pub version: u64,
     /// The revision that wrote that version.
     pub mod_revision: u64,
+}
+
+impl ValueAt {
+    /// A value at a revision as a remote client rebuilds it from the wire.
+    pub fn new(value: Value, version: u64, mod_revision: u64) -> ValueAt {
+        ValueAt {
+            value,
+            version,
+            mod_revision,
+        }
+    }
 }
 
 impl Engine {

@@ -205,6 +205,12 @@ impl Engine {
         self.log.pop_front()
     }
 
+    /// Every log record waiting to be made durable, oldest first, in one allocation (a host
+    /// that takes them all at once: [`Engine::poll_log`] one by one grows its collection).
+    pub fn poll_log_all(&mut self) -> Vec<LogRecord> {
+        self.log.drain(..).collect()
+    }
+
     /// The next change event, oldest first.
     pub fn poll_event(&mut self) -> Option<ChangeEvent> {
         self.events.pop_front()

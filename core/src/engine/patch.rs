@@ -59,6 +59,19 @@ impl Patch {
         })
     }
 
+    /// Whether this is a merge patch (RFC 7386) rather than a JSON patch (RFC 6902).
+    pub fn is_merge(&self) -> bool {
+        matches!(self.kind, PatchKind::Merge(_))
+    }
+
+    /// The patch as JSON: the merge document, or the array of operations.
+    pub fn to_json(&self) -> JsonValue {
+        match &self.kind {
+            PatchKind::Merge(doc) => doc.clone(),
+            PatchKind::Json(ops) => serde_json::to_value(ops).unwrap_or(JsonValue::Null),
+        }
+    }
+
     fn from_logged(logged: &LoggedPatch) -> Result<Patch, String> {
         let parse = |text: &str| serde_json::from_str::<JsonValue>(text).map_err(|e| e.to_string());
         match logged {

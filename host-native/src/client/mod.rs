@@ -16,6 +16,7 @@
 
 mod conn;
 mod decode;
+mod history_ops;
 mod store_ops;
 mod subscription;
 mod txn;

@@ -16,6 +16,12 @@ mod ops;
 mod serve;
 mod transfer;
 
+/// mimalloc rather than the system allocator: on the write path, log records are built by the
+/// writers and freed by the committer thread, and the history frees what other threads
+/// allocated; glibc's malloc spent a fifth of the server's CPU there (docs/resp.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// An embeddable state store for sessions, conversation history and agent memory.
 #[derive(Debug, Parser)]
 #[command(name = "statemesh", version, about, propagate_version = true)]
@@ -24,6 +30,11 @@ struct Cli {
     /// RUST_LOG.
     #[arg(long, global = true, env = "STATEMESH_LOG", default_value = "info")]
     log: String,
+    /// Threads that run connections and commands. Default: one less than the CPUs (at least
+    /// one), leaving a CPU to the log's committer thread; on two CPUs this made pipelined
+    /// writes 15% faster than two threads fighting over the store's lock (docs/resp.md).
+    #[arg(long, global = true, env = "STATEMESH_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    worker_threads: Option<u16>,
     #[command(subcommand)]
     command: Command,
 }
@@ -76,7 +87,16 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(&cli.log);
+    let workers = cli.worker_threads.map_or_else(
+        || {
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get().saturating_sub(1))
+                .max(1)
+        },
+        usize::from,
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
         .enable_all()
         .build()
     {
