@@ -31,7 +31,9 @@ pub fn meter_plugin(
         None => 0,
         Some(f) if f >= 0.0 && f.fract() == 0.0 => f as u64,
         Some(f) => {
-            let e = js_sys::Error::new(&format!("initialFuel must be a non-negative integer, not {f}"));
+            let e = js_sys::Error::new(&format!(
+                "initialFuel must be a non-negative integer, not {f}"
+            ));
             return Err(e.into());
         }
     };

@@ -48,8 +48,7 @@ use std::ops::Range;
 
 use wasm_encoder::{Encode, Module, RawSection};
 use wasmparser::{
-    BinaryReader, FunctionBody, Operator, Parser, Payload, TypeRef, Validator,
-    WasmFeatures,
+    BinaryReader, FunctionBody, Operator, Parser, Payload, TypeRef, Validator, WasmFeatures,
 };
 
 /// The export name of the fuel global.

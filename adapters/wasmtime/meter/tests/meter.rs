@@ -37,7 +37,10 @@ impl Run {
     }
 
     fn fuel(&mut self) -> i64 {
-        let g = self.instance.get_global(&mut self.store, FUEL_EXPORT).unwrap();
+        let g = self
+            .instance
+            .get_global(&mut self.store, FUEL_EXPORT)
+            .unwrap();
         match g.get(&mut self.store) {
             Val::I64(v) => v,
             other => panic!("fuel global is {other:?}"),
@@ -45,7 +48,10 @@ impl Run {
     }
 
     fn set_fuel(&mut self, fuel: i64) {
-        let g = self.instance.get_global(&mut self.store, FUEL_EXPORT).unwrap();
+        let g = self
+            .instance
+            .get_global(&mut self.store, FUEL_EXPORT)
+            .unwrap();
         g.set(&mut self.store, Val::I64(fuel)).unwrap();
     }
 
@@ -256,7 +262,10 @@ fn metered_guest_plugins_give_byte_identical_results() {
         let wasm = std::fs::read(path).unwrap();
         let plain = host.load(&wasm, PluginLimits::default()).unwrap();
         let meter_fuel = host
-            .load(&metered(&wasm, PLENTY), PluginLimits::default().fuel(u64::MAX / 4))
+            .load(
+                &metered(&wasm, PLENTY),
+                PluginLimits::default().fuel(u64::MAX / 4),
+            )
             .unwrap();
         assert_eq!(plain.descriptor(), meter_fuel.descriptor());
         let mut inputs = geo_inputs();
@@ -267,10 +276,22 @@ fn metered_guest_plugins_give_byte_identical_results() {
             assert_eq!(outcome(a.clone()), outcome(b), "{name} encode {input:?}");
             if let Ok(stored) = a {
                 for (x, y) in [
-                    (outcome(plain.decode(&stored)), outcome(meter_fuel.decode(&stored))),
-                    (outcome(plain.validate(&stored)), outcome(meter_fuel.validate(&stored))),
-                    (outcome(plain.to_text(&stored)), outcome(meter_fuel.to_text(&stored))),
-                    (outcome(plain.to_json(&stored)), outcome(meter_fuel.to_json(&stored))),
+                    (
+                        outcome(plain.decode(&stored)),
+                        outcome(meter_fuel.decode(&stored)),
+                    ),
+                    (
+                        outcome(plain.validate(&stored)),
+                        outcome(meter_fuel.validate(&stored)),
+                    ),
+                    (
+                        outcome(plain.to_text(&stored)),
+                        outcome(meter_fuel.to_text(&stored)),
+                    ),
+                    (
+                        outcome(plain.to_json(&stored)),
+                        outcome(meter_fuel.to_json(&stored)),
+                    ),
                 ] {
                     assert_eq!(x, y, "{name} {input:?}");
                 }
