@@ -33,7 +33,9 @@
 //! `return`, `else` and `end` cost 0, every other instruction 1. The charge is static (a whole
 //! segment is paid on entry), so a call that traps halfway through a segment has paid for all
 //! of it; wasmtime charges the same instructions. A trap caused by running out of fuel leaves
-//! the global negative, which is how a host tells it apart from any other trap.
+//! the global negative, which is how a host tells it apart from any other trap (a trap that
+//! happens after the budget was overdrawn but before the next check also leaves it negative:
+//! that call had spent its budget too).
 //!
 //! # What is accepted
 //!
