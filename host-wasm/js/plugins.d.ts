@@ -26,4 +26,4 @@ export declare class Plugin {
 }
 /** Compiles, meters and checks a plugin (no imports, the ABI's exports, memory capped at the
  * limit, fuel per call). In browsers it awaits `init()` first. */
-export declare function loadPlugin(bytes: BufferSource, limits?: PluginLimits): Promise<Plugin>;
+export declare function loadPlugin(bytes: ArrayBuffer | ArrayBufferView, limits?: PluginLimits): Promise<Plugin>;
