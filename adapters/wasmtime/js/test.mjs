@@ -160,6 +160,12 @@ await test("fuel: metering refuses modules it cannot meter, the unmetered loader
     ...enc(FUEL_EXPORT), 3, 0]);
   const e = await rejectsKind(loadPlugin(reserved), "invalid_module", PluginLoadError);
   assert.match(e.message, /reserved/);
+  // (module (func (drop (v128.const i32x4 0 0 0 0)))): SIMD is refused by name.
+  const simd = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 4, 1, 96, 0, 0, 3, 2, 1, 0, 10, 23, 1, 21, 0,
+    0xfd, 0x0c, ...new Array(16).fill(0), 0x1a, 0x0b]);
+  await WebAssembly.compile(simd); // valid wasm: V8 itself takes it
+  const s = await rejectsKind(loadPlugin(simd), "invalid_module", PluginLoadError);
+  assert.match(s.message, /SIMD/);
   const plain = await loadUnmetered(corpus("echo"));
   assert.equal(plain.metered, false);
   assert.equal(dec(plain.encode(enc("hi"))), "hi");

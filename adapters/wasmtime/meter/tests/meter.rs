@@ -218,6 +218,9 @@ fn refuses_reserved_exports_and_unsupported_features() {
     .unwrap();
     let e = meter(&tail_call, &MeterOptions::default()).unwrap_err();
     assert!(matches!(e, MeterError::Unsupported(_)), "{e}");
+    let simd = wat::parse_str("(module (func (drop (v128.const i32x4 0 0 0 0))))").unwrap();
+    let e = meter(&simd, &MeterOptions::default()).unwrap_err();
+    assert!(matches!(e, MeterError::Unsupported(_)), "{e}");
     let threads = wat::parse_str("(module (memory 1 1 shared))").unwrap();
     assert!(matches!(
         meter(&threads, &MeterOptions::default()),
@@ -225,6 +228,16 @@ fn refuses_reserved_exports_and_unsupported_features() {
     ));
     assert!(matches!(
         meter(b"\0asm\x01\0\0\0garbage!", &MeterOptions::default()),
+        Err(MeterError::Invalid(_))
+    ));
+    // Soundness: code naming the global index the fuel global will take is invalid before
+    // metering and must not become a way to refuel once the global exists.
+    let sneaky = wat::parse_str(
+        "(module (func (export \"f\") (global.set 0 (i64.const 9223372036854775807))))",
+    )
+    .unwrap();
+    assert!(matches!(
+        meter(&sneaky, &MeterOptions::default()),
         Err(MeterError::Invalid(_))
     ));
     // A module with no sections at all still gets its global and export.
