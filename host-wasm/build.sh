@@ -61,9 +61,12 @@ fi
 
 cp "$here/js/browser.js" "$here/js/node.cjs" "$here/js/node.mjs" "$here/js/node-fs.cjs" \
   "$here/js/install.mjs" "$here/js/index.d.ts" "$pkg/"
-# Codec plugins: the loader of adapters/wasmtime/js, unchanged, as `statemesh/plugins`.
+# Codec plugins: the loader of adapters/wasmtime/js, unchanged, behind `statemesh/plugins`, whose
+# entries (node.mjs, browser.mjs) pass it the package's fuel metering (meterPlugin).
 mkdir -p "$pkg/plugins"
 cp "$root/adapters/wasmtime/js/loader.mjs" "$pkg/plugins/loader.mjs"
+cp "$here/js/plugins-node.mjs" "$pkg/plugins/node.mjs"
+cp "$here/js/plugins-browser.mjs" "$pkg/plugins/browser.mjs"
 cp "$here/js/plugins.d.ts" "$pkg/plugins/loader.d.ts"
 # install.cjs: the same code for require(); its only exports are the two `export` lines.
 {

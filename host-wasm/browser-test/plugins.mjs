@@ -1,8 +1,10 @@
-// Codec plugins in Chromium through the built package: the geo.point plugin and the hostile
-// Rust plugin (host-wasm/browser-test/run.sh copies them to pkg/test-plugins/). The same checks
-// as test/codecs.test.mjs under Node, here on the browser's WebAssembly engine and IndexedDB.
+// Codec plugins in Chromium through the built package: the geo.point plugin, the hostile Rust
+// plugin and the hostile WAT corpus (host-wasm/browser-test/run.sh copies them to
+// pkg/test-plugins/). The same checks as test/codecs.test.mjs and adapters/wasmtime/js/test.mjs
+// under Node, here on the browser's WebAssembly engine and IndexedDB, through
+// `statemesh/plugins` (pkg/plugins/browser.mjs), which meters every plugin.
 import init, { Store } from '../pkg/browser.js';
-import { loadPlugin, PluginLoadError } from '../pkg/plugins/loader.mjs';
+import { loadPlugin, PluginLoadError } from '../pkg/plugins/browser.mjs';
 
 const out = document.getElementById('out');
 const lines = [];
@@ -57,6 +59,49 @@ await test('the hostile plugin is contained and the store keeps working', async 
   await s.put('plain:key', 'still works');
   check((await s.get('plain:key')) === 'still works', 'store works');
   await s.close();
+});
+
+await test('a looping plugin runs out of fuel in-thread; the store keeps working and loses nothing', async () => {
+  const hostile = await loadPlugin(await fetchBytes('hostile'), { fuel: 1_000_000 });
+  check(hostile.metered === true, 'metered by default');
+  const name = `fuel-${Date.now()}`;
+  const s = await Store.open({ indexedDb: name, codecs: [{ pattern: 'evil:**', plugin: hostile }] });
+  await s.putCustom('evil:before', enc('before'));
+  for (let i = 0; i < 2; i++) {
+    const started = performance.now();
+    await rejects(s.putCustom('evil:loop', enc('loop')), (e) => e.code === 'CODEC' && /exceeded its fuel budget of 1000000 in encode/.test(e.message), 'loop');
+    check(performance.now() - started < 5000, 'out of fuel quickly');
+  }
+  check(!(await s.exists('evil:loop')), 'the failed put wrote nothing');
+  check(dec(await s.getDecoded('evil:before')) === 'before', 'earlier value intact');
+  await s.putCustom('evil:after', enc('after'));
+  check(dec(await s.getDecoded('evil:after')) === 'after', 'a later put works');
+  check(JSON.stringify(await s.keys('evil:*')) === '["evil:after","evil:before"]', 'keys');
+  await s.close();
+});
+
+await test('the WAT corpus: a looping start function fails the load, every misbehaviour is contained', async () => {
+  await rejects(loadPlugin(await fetchBytes('startloop')), (e) => e instanceof PluginLoadError && e.kind === 'instantiate' && /start function exceeded the fuel budget/.test(e.message), 'startloop');
+  const loadFailures = { garbage: 'invalid_module', abi2: 'abi_version', noexport: 'missing_export', imports: 'has_imports', bigmem: 'instantiate', wrongtype: 'export_type', badname: 'describe' };
+  for (const [name, kind] of Object.entries(loadFailures)) {
+    await rejects(loadPlugin(await fetchBytes(name)), (e) => e instanceof PluginLoadError && e.kind === kind, name);
+  }
+  const callFailures = { loop: /exceeded its fuel budget of 10000000/, grow: /memory/i, badptr: /outside/, trap: /trapped in encode: .*unreachable/i, huge: /output/i, badstatus: /status/ };
+  for (const [name, pattern] of Object.entries(callFailures)) {
+    const p = await loadPlugin(await fetchBytes(name), { memoryBytes: 4 << 20, outputBytes: 64 << 10 });
+    const s = await Store.open({ codecs: [{ pattern: 'k:**', plugin: p }] });
+    await s.put('plain:before', 'hello');
+    await rejects(s.putCustom('k:x', enc('input')), (e) => e.code === 'CODEC' && pattern.test(e.message), name);
+    check((await s.get('plain:before')) === 'hello', `${name}: earlier value`);
+    check(!(await s.exists('k:x')), `${name}: nothing written`);
+    await s.put('plain:after', 'later');
+    check((await s.get('plain:after')) === 'later', `${name}: later put`);
+    // decode echoes in every corpus module: the replaced instance works.
+    check(dec(p.decode(enc('abc'))) === 'abc', `${name}: usable afterwards`);
+    await s.close();
+  }
+  const echo = await loadPlugin(await fetchBytes('echo'));
+  check(dec(echo.encode(enc('hello'))) === 'hello', 'echo');
 });
 
 await test('a module that imports something is refused at load', async () => {

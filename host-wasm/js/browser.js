@@ -2,7 +2,7 @@
 import initWasm, * as wasm from './web/statemesh_wasm.js';
 import { StatemeshError, install } from './install.mjs';
 
-export { Store, Subscription, ScanIterator, Transaction } from './web/statemesh_wasm.js';
+export { Store, Subscription, ScanIterator, Transaction, meterPlugin } from './web/statemesh_wasm.js';
 export { StatemeshError };
 
 let ready;

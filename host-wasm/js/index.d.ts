@@ -1,6 +1,6 @@
 // Types of the package `statemesh`. The classes and plain objects come from the Rust types
 // (wasm-bindgen and tsify); this file adds the entry points and the error class.
-export { Store, Subscription, ScanIterator, Transaction } from './web/statemesh_wasm.js';
+export { Store, Subscription, ScanIterator, Transaction, meterPlugin } from './web/statemesh_wasm.js';
 export type {
   Value, OpenOptions, Durability, PutOptions, WriteResult, WriteOp, Metadata, StoreRecord, Entry,
   ScanPage, Versioned, ChangeKind, ChangeEvent, KeyVersion, ValueAt, TxnSpec, CompareSpec,

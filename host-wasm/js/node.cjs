@@ -14,6 +14,7 @@ module.exports = {
   Subscription: wasm.Subscription,
   ScanIterator: wasm.ScanIterator,
   Transaction: wasm.Transaction,
+  meterPlugin: wasm.meterPlugin,
   StatemeshError,
   init,
   default: init,

@@ -2,5 +2,5 @@
 // either is the same kind of object.
 import cjs from './node.cjs';
 
-export const { Store, Subscription, ScanIterator, Transaction, StatemeshError, init } = cjs;
+export const { Store, Subscription, ScanIterator, Transaction, StatemeshError, meterPlugin, init } = cjs;
 export default init;

@@ -1,7 +1,8 @@
 //! Codec plugins in JavaScript hosts: a plugin loaded by `adapters/wasmtime/js/loader.mjs`
 //! (shipped as `statemesh/plugins`) becomes a core `ValueCodec`. The plugin runs on the
-//! platform's own WebAssembly engine with the loader's memory, input and output caps; the loader
-//! cannot bound time on the calling thread (docs/plugins.md).
+//! platform's own WebAssembly engine with the loader's fuel, memory, input and output caps
+//! (docs/plugins.md). Fuel comes from [`meter_plugin`] (exported to JS as `meterPlugin`), which
+//! the package's `statemesh/plugins` hands to the loader for every plugin it loads.
 
 use std::sync::Arc;
 
@@ -10,8 +11,45 @@ use statemesh_core::value::JsonValue;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
+use statemesh_plugin_meter::{MeterError, MeterOptions, meter};
+
 use crate::convert;
 use crate::error::{HostError, Result};
+
+/// Instruments a plugin module for fuel metering (crate `statemesh-plugin-meter`): the result
+/// counts its instructions in the exported i64 global `statemesh_fuel` and traps when it goes
+/// negative; a start function is moved to the export `statemesh_start`. `initialFuel` is the
+/// global's initial value (0 if omitted). Throws an `Error` whose `kind` is `invalid_module`,
+/// `unsupported` or `reserved_export`.
+#[wasm_bindgen(js_name = meterPlugin)]
+pub fn meter_plugin(
+    bytes: &[u8],
+    #[wasm_bindgen(js_name = initialFuel)] initial_fuel: Option<f64>,
+) -> std::result::Result<Vec<u8>, JsValue> {
+    // A JS number: negative, NaN or fractional figures are refused, large ones saturate.
+    let fuel = match initial_fuel {
+        None => 0,
+        Some(f) if f >= 0.0 && f.fract() == 0.0 => f as u64,
+        Some(f) => {
+            let e = js_sys::Error::new(&format!(
+                "initialFuel must be a non-negative integer, not {f}"
+            ));
+            return Err(e.into());
+        }
+    };
+    meter(bytes, &MeterOptions::default().initial_fuel(fuel)).map_err(|e| {
+        let kind = match e {
+            MeterError::Invalid(_) => "invalid_module",
+            MeterError::Unsupported(_) => "unsupported",
+            MeterError::ReservedExport(_) => "reserved_export",
+            _ => "invalid_module",
+        };
+        let err = js_sys::Error::new(&e.to_string());
+        // Setting a property on a fresh Error object cannot fail.
+        let _ = js_sys::Reflect::set(&err, &"kind".into(), &kind.into());
+        err.into()
+    })
+}
 
 /// A loader `Plugin` object used as a codec.
 #[derive(Debug)]
@@ -69,6 +107,12 @@ impl JsCodec {
             "unsupported" => CodecError::Unsupported { codec, op },
             "bad_output" => CodecError::BadOutput { codec, op, message },
             "unavailable" => CodecError::Unavailable { codec, message },
+            "out_of_fuel" => CodecError::OutOfFuel {
+                codec,
+                op,
+                // The loader puts the budget on the error; a JS number, so at most 2^53.
+                fuel: convert::get(e, "fuel").as_f64().map_or(0, |f| f as u64),
+            },
             _ => CodecError::Trap { codec, op, message },
         }
     }

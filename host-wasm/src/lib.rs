@@ -18,6 +18,8 @@ mod store;
 mod txn;
 pub mod types;
 
+#[cfg(target_family = "wasm")]
+pub use codec::meter_plugin;
 pub use error::{HostError, Result, register_error_class};
 pub use feed::Subscription;
 pub use node_disk::{NodeDisk, NodeFile, NodeFs, NodeLock, register_node_fs};

@@ -1,16 +1,19 @@
 // Codec plugins through the npm package: the loader (statemesh/plugins) and the store's codec
 // registry, with the guest SDK's geo.point and the hostile Rust plugin. STATEMESH_GUEST_DIR is
-// the guest workspace's release output (tests/run builds it).
+// the guest workspace's release output (tests/run builds it); STATEMESH_PLUGIN_CORPUS the WAT
+// corpus as .wasm (`cargo run -p statemesh-wasmtime --example plugin_corpus -- DIR`).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { Store } from '../pkg/node.mjs';
-import { loadPlugin } from '../pkg/plugins/loader.mjs';
+import { loadPlugin, PluginLoadError } from '../pkg/plugins/node.mjs';
 
 const guestDir = process.env.STATEMESH_GUEST_DIR;
 const skip = !guestDir && 'set STATEMESH_GUEST_DIR to the built guest plugins (tests/run does)';
+const corpusDir = process.env.STATEMESH_PLUGIN_CORPUS;
+const skipCorpus = !corpusDir && 'set STATEMESH_PLUGIN_CORPUS to the WAT corpus as .wasm (tests/run does)';
 const plugin = (name, limits) => loadPlugin(readFileSync(join(guestDir, `${name}.wasm`)), limits);
 const enc = (s) => new TextEncoder().encode(s);
 const dec = (b) => new TextDecoder().decode(b);
@@ -46,6 +49,45 @@ test('a hostile plugin gets clear errors and the store keeps working', { skip },
   assert.equal(await s.get('plain:key'), 'still works');
   assert.deepEqual(await s.keys('evil:*'), ['evil:fine']);
   await s.close();
+});
+
+test('a looping plugin runs out of fuel through the store, which loses nothing', { skip }, async () => {
+  const hostile = await plugin('hostile', { fuel: 1_000_000 });
+  assert.equal(hostile.metered, true, 'statemesh/plugins meters every plugin');
+  const s = await Store.open({ codecs: [{ pattern: 'evil:**', plugin: hostile }] });
+  await s.putCustom('evil:before', enc('before'));
+  const rev = (await s.getMetadata('evil:before'))?.modRevision;
+  for (let i = 0; i < 2; i++) {
+    await assert.rejects(s.putCustom('evil:loop', enc('loop')), (e) => e.code === 'CODEC' && /exceeded its fuel budget of 1000000 in encode/.test(e.message), 'loop');
+  }
+  assert.equal(await s.exists('evil:loop'), false, 'the failed put wrote nothing');
+  assert.equal(dec(await s.getDecoded('evil:before')), 'before');
+  assert.equal((await s.getMetadata('evil:before'))?.modRevision, rev);
+  await s.putCustom('evil:after', enc('after'));
+  assert.equal(dec(await s.getDecoded('evil:after')), 'after');
+  assert.deepEqual(await s.keys('evil:*'), ['evil:after', 'evil:before']);
+  await s.close();
+});
+
+test('the hostile WAT corpus through the metered loader and the store', { skip: skipCorpus }, async () => {
+  const wasm = (name) => readFileSync(join(corpusDir, `${name}.wasm`));
+  await assert.rejects(loadPlugin(wasm('startloop')), (e) => e instanceof PluginLoadError && e.kind === 'instantiate' && /fuel/.test(e.message));
+  for (const [name, kind] of Object.entries({ garbage: 'invalid_module', abi2: 'abi_version', noexport: 'missing_export', imports: 'has_imports', bigmem: 'instantiate', wrongtype: 'export_type', badname: 'describe' })) {
+    await assert.rejects(loadPlugin(wasm(name)), (e) => e instanceof PluginLoadError && e.kind === kind, name);
+  }
+  const cases = { loop: /exceeded its fuel budget of 10000000/, grow: /memory/i, badptr: /outside/, trap: /trapped in encode: .*unreachable/i, huge: /output/i, badstatus: /status/ };
+  for (const [name, pattern] of Object.entries(cases)) {
+    const p = await loadPlugin(wasm(name), { memoryBytes: 4 << 20, outputBytes: 64 << 10 });
+    const st = await Store.open({ codecs: [{ pattern: 'k:**', plugin: p }] });
+    // Each of these misbehaves in encode (decode echoes): plain keys show that nothing is lost.
+    await st.put('plain:before', 'hello');
+    await assert.rejects(st.putCustom('k:x', enc('input')), (e) => e.code === 'CODEC' && pattern.test(e.message), name);
+    assert.equal(await st.get('plain:before'), 'hello', name);
+    assert.equal(await st.exists('k:x'), false, name);
+    await st.put('plain:after', 'later');
+    assert.deepEqual(await st.keys('plain:*'), ['plain:after', 'plain:before'], name);
+    await st.close();
+  }
 });
 
 test('a non-plugin in codecs is refused at open', async () => {

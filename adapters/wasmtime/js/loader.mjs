@@ -1,21 +1,26 @@
-// statemesh codec plugins on a JavaScript WebAssembly engine (Node; browsers later through
-// host-wasm). Drives the same ABI as the wasmtime host (docs/plugins.md) with the same caps where
-// JavaScript can enforce them:
+// statemesh codec plugins on a JavaScript WebAssembly engine (Node and browsers; host-wasm ships
+// this file as `statemesh/plugins`). Drives the same ABI as the wasmtime host (docs/plugins.md)
+// with the same caps:
 //
+// - time: fuel. With an `instrument` function (the package's `statemesh/plugins` always passes
+//   host-wasm's `meterPlugin`, the Rust crate statemesh-plugin-meter) the module is rewritten
+//   before compiling so that it counts its own instructions in an exported i64 global,
+//   `statemesh_fuel`, and traps when that goes negative. The loader sets the global to
+//   `limits.fuel` before every ABI call (and before the start function and `describe`), and
+//   reports a trap that left it negative as `out_of_fuel`. Deterministic, in-thread, on every
+//   engine. Without `instrument` there is no time limit (run such plugins through worker.mjs);
 // - memory: the module's memory section is rewritten before compiling so that its maximum is
 //   the cap; the engine itself then refuses to grow past it (memory.grow returns -1);
 // - output and input caps, pointer checks, status bytes: checked here before anything is read;
-// - imports: the module is instantiated with an empty import object, so nothing is reachable;
-// - time: NOT here. A synchronous call on this thread cannot be interrupted and JavaScript has
-//   no fuel. Run untrusted plugins through worker.mjs (a Worker terminated at a deadline).
+// - imports: the module is instantiated with an empty import object, so nothing is reachable.
 //
-// Platform-neutral: uses only WebAssembly, TextEncoder/TextDecoder and BigInt, so the browser
-// bindings (host-wasm) can import it unchanged.
+// Platform-neutral: uses only WebAssembly, TextEncoder/TextDecoder and BigInt.
 
 export const ABI_VERSION = 1;
 const PAGE = 65536;
 
 export const DEFAULT_LIMITS = Object.freeze({
+  fuel: 10_000_000,
   memoryBytes: 64 << 20,
   outputBytes: 16 << 20,
   inputBytes: 16 << 20,
@@ -24,6 +29,10 @@ export const DEFAULT_LIMITS = Object.freeze({
 export const STATUS_OK = 0;
 export const STATUS_ERROR = 1;
 export const STATUS_NONE = 2;
+
+/** The metered module's fuel global and its start function (statemesh-plugin-meter). */
+export const FUEL_EXPORT = "statemesh_fuel";
+export const START_EXPORT = "statemesh_start";
 
 const REQUIRED = [
   "statemesh_abi_version",
@@ -56,8 +65,9 @@ export class PluginLoadError extends Error {
   }
 }
 
-/** A failed codec call. `kind`: rejected, unsupported, timeout, memory_limit, output_too_large,
- * input_too_large, bad_output, trap, unavailable (the names of core's CodecError variants). */
+/** A failed codec call. `kind`: rejected, unsupported, out_of_fuel, timeout, memory_limit,
+ * output_too_large, input_too_large, bad_output, trap, unavailable (the names of core's
+ * CodecError variants; `timeout` only from worker.mjs). */
 export class CodecError extends Error {
   constructor(kind, codec, op, message) {
     super(`codec ${codec} ${kind.replaceAll("_", " ")} in ${op}: ${message}`);
@@ -136,10 +146,23 @@ export function capMemory(bytes, maxBytes) {
   return bytes;
 }
 
-/** Compiles and checks a plugin (as PluginHost::load does natively) and instantiates it. */
+/** Compiles and checks a plugin (as PluginHost::load does natively) and instantiates it.
+ * `limits`: `fuel`, `memoryBytes`, `outputBytes`, `inputBytes` (DEFAULT_LIMITS), and
+ * `instrument(bytes, fuel) -> bytes`, the fuel-metering rewrite (without it, no fuel). */
 export async function loadPlugin(bytes, limits = {}) {
-  limits = { ...DEFAULT_LIMITS, ...limits };
-  const capped = capMemory(bytes, limits.memoryBytes);
+  const { instrument, ...rest } = limits;
+  limits = { ...DEFAULT_LIMITS, ...rest };
+  if (!Number.isSafeInteger(limits.fuel) || limits.fuel <= 0) {
+    throw new TypeError(`fuel must be a positive integer, not ${limits.fuel}`);
+  }
+  let capped = capMemory(bytes, limits.memoryBytes);
+  if (instrument !== undefined) {
+    try {
+      capped = instrument(capped, limits.fuel);
+    } catch (e) {
+      throw new PluginLoadError("invalid_module", `cannot meter the plugin: ${e.message}`);
+    }
+  }
   let module;
   try {
     module = await WebAssembly.compile(capped);
@@ -158,15 +181,29 @@ export async function loadPlugin(bytes, limits = {}) {
   if (exports.get("memory") !== "memory") {
     throw new PluginLoadError("export_type", "plugin export `memory` is not a memory");
   }
-  const plugin = new Plugin(module, limits);
+  const plugin = new Plugin(module, limits, instrument !== undefined);
   plugin._instantiate();
-  const found = plugin._exports.statemesh_abi_version();
+  let found;
+  try {
+    plugin._refuel();
+    found = plugin._exports.statemesh_abi_version();
+  } catch (e) {
+    throw new PluginLoadError("abi_version", `statemesh_abi_version failed: ${plugin._outOfFuel() ? "out of fuel" : e.message}`);
+  }
   if (found !== ABI_VERSION) {
     throw new PluginLoadError("abi_version", `plugin speaks codec ABI version ${found}; this host speaks version ${ABI_VERSION}`);
   }
   let descriptor;
   try {
-    const [status, payload] = plugin._result("describe", plugin._exports.statemesh_describe());
+    plugin._refuel();
+    let packed;
+    try {
+      packed = plugin._exports.statemesh_describe();
+    } catch (e) {
+      if (plugin._outOfFuel()) throw new Error(`exceeded the fuel budget of ${limits.fuel}`);
+      throw e;
+    }
+    const [status, payload] = plugin._result("describe", packed);
     if (status !== STATUS_OK) throw new Error(`status ${status}`);
     descriptor = JSON.parse(new TextDecoder().decode(payload));
   } catch (e) {
@@ -183,11 +220,15 @@ export async function loadPlugin(bytes, limits = {}) {
 
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
-/** A loaded plugin. Calls are synchronous and unbounded in time (see worker.mjs). */
+/** A loaded plugin. Calls are synchronous; each runs under `limits.fuel` when `metered`. */
 export class Plugin {
-  constructor(module, limits) {
+  constructor(module, limits, metered = false) {
     this.module = module;
     this.limits = limits;
+    /** Whether calls run under a fuel budget (the module was instrumented). */
+    this.metered = metered;
+    this._fuel = null;
+    this._budget = BigInt(limits.fuel);
     this.name = "plugin";
     this.descriptor = null;
     this._exports = null;
@@ -210,8 +251,36 @@ export class Plugin {
         throw new PluginLoadError("export_type", `plugin export \`${name}\` has the wrong type`);
       }
     }
+    this._fuel = null;
+    if (this.metered) {
+      if (!(ex[FUEL_EXPORT] instanceof WebAssembly.Global)) {
+        throw new PluginLoadError("instantiate", `the instrumented plugin lacks \`${FUEL_EXPORT}\``);
+      }
+      this._fuel = ex[FUEL_EXPORT];
+      // The metering moved the start function here, so that it runs under the budget too.
+      const start = ex[START_EXPORT];
+      if (typeof start === "function") {
+        this._refuel();
+        try {
+          start();
+        } catch (e) {
+          const why = this._outOfFuel() ? `exceeded the fuel budget of ${this.limits.fuel}` : `trapped: ${e.message}`;
+          throw new PluginLoadError("instantiate", `plugin could not be instantiated: start function ${why}`);
+        }
+      }
+    }
     this._exports = ex;
     this._bytes = null;
+  }
+
+  /** Resets the fuel to one call's budget. */
+  _refuel() {
+    if (this._fuel !== null) this._fuel.value = this._budget;
+  }
+
+  /** Whether the last trap was the metering's: it leaves the fuel negative. */
+  _outOfFuel() {
+    return this._fuel !== null && this._fuel.value < 0n;
   }
 
   /** A byte view of the memory, rebuilt when growth replaced the buffer. */
@@ -264,6 +333,7 @@ export class Plugin {
     const f = this._exports[exportName];
     if (f === undefined) throw this._fail("unsupported", op, "not exported");
     this._sizeBefore = this._view().length;
+    this._refuel(); // one budget for the whole ABI call: alloc, the op, dealloc (as on wasmtime)
     try {
       let ptr = 0;
       if (input.length > 0) {
@@ -285,7 +355,14 @@ export class Plugin {
       }
       throw this._fail("bad_output", op, `unknown status byte ${status}`);
     } catch (e) {
-      if (!(e instanceof CodecError)) e = this._memoryOr("trap", op, e.message);
+      if (!(e instanceof CodecError)) {
+        if (this._outOfFuel()) {
+          e = this._fail("out_of_fuel", op, `exceeded the fuel budget of ${this.limits.fuel}`);
+          e.fuel = this.limits.fuel;
+        } else {
+          e = this._memoryOr("trap", op, e.message);
+        }
+      }
       // As on wasmtime: after a sandbox failure the instance may be in any state; start afresh.
       if (!e.keepInstance) this._exports = null;
       throw e;

@@ -1,17 +1,24 @@
-// The same plugin files under Node's WebAssembly engine: node test.mjs GUEST_DIR CORPUS_DIR
+// The same plugin files under Node's WebAssembly engine: node test.mjs GUEST_DIR CORPUS_DIR PKG_DIR
 // GUEST_DIR holds geo_point.wasm and hostile.wasm (the guest workspace's release build);
-// CORPUS_DIR the WAT corpus compiled by `cargo run -p statemesh-wasmtime --example plugin_corpus`.
+// CORPUS_DIR the WAT corpus compiled by `cargo run -p statemesh-wasmtime --example plugin_corpus`;
+// PKG_DIR the built npm package (host-wasm/build.sh), whose `meterPlugin` (the Rust crate
+// statemesh-plugin-meter compiled to wasm) is the fuel metering: one implementation, so this
+// loader is tested with the same instrumentation the package uses.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { join } from "node:path";
-import { CodecError, PluginLoadError, capMemory, loadPlugin } from "./loader.mjs";
+import { join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { CodecError, FUEL_EXPORT, PluginLoadError, capMemory, loadPlugin as loadUnmetered } from "./loader.mjs";
 import { WorkerPlugin } from "./worker.mjs";
 
-const [guestDir, corpusDir] = process.argv.slice(2);
-if (!guestDir || !corpusDir) {
-  console.error("usage: node test.mjs GUEST_DIR CORPUS_DIR");
+const [guestDir, corpusDir, pkgDir] = process.argv.slice(2);
+if (!guestDir || !corpusDir || !pkgDir) {
+  console.error("usage: node test.mjs GUEST_DIR CORPUS_DIR PKG_DIR");
   process.exit(2);
 }
+const { meterPlugin } = await import(pathToFileURL(resolve(pkgDir, "node.mjs")).href);
+/** Loads the way `statemesh/plugins` does: metered. */
+const loadPlugin = (bytes, limits = {}) => loadUnmetered(bytes, { ...limits, instrument: meterPlugin });
 const guest = (name) => readFileSync(join(guestDir, `${name}.wasm`));
 const corpus = (name) => readFileSync(join(corpusDir, `${name}.wasm`));
 const enc = (s) => new TextEncoder().encode(s);
@@ -114,6 +121,57 @@ await test("plugins that cannot load get a clear error", async () => {
   }
 });
 
+await test("fuel: a loop ends in out_of_fuel in-thread, deterministically, and the plugin keeps working", async () => {
+  const p = await loadPlugin(corpus("loop"), { ...limits, fuel: 2_000_000 });
+  assert.equal(p.metered, true);
+  for (let i = 0; i < 2; i++) {
+    const started = Date.now();
+    const e = throwsKind(() => p.encode(enc("input")), "out_of_fuel");
+    assert.equal(e.fuel, 2_000_000);
+    assert.match(e.message, /wat\.loop.*fuel budget of 2000000/);
+    assert.ok(Date.now() - started < 5000, "took too long");
+    assert.equal(p.hasLiveInstance, false, "instance kept");
+    assert.equal(dec(p.decode(enc("abc"))), "abc", "not usable afterwards");
+  }
+  // An ordinary trap is not mistaken for running out of fuel.
+  const trap = await loadPlugin(corpus("trap"), limits);
+  throwsKind(() => trap.encode(enc("input")), "trap");
+});
+
+await test("fuel: the start function and describe run under the budget too", async () => {
+  const e = await rejectsKind(loadPlugin(corpus("startloop"), limits), "instantiate", PluginLoadError);
+  assert.match(e.message, /start function exceeded the fuel budget/);
+  const geo = await loadPlugin(guest("geo_point"));
+  const used = () => 10_000_000 - Number(geo._fuel.value);
+  const stored = geo.encode(enc("52.52, 13.405, Berlin Mitte"));
+  const first = used();
+  geo.encode(enc("52.52, 13.405, Berlin Mitte"));
+  assert.equal(used(), first, "the same call costs the same fuel");
+  assert.ok(first > 100 && first < 1_000_000, `geo.point encode used ${first}`);
+  // Too little fuel for describe: the load fails clearly.
+  const d = await rejectsKind(loadPlugin(guest("geo_point"), { fuel: 50 }), "describe", PluginLoadError);
+  assert.match(d.message, /fuel/);
+  assert.equal(dec(geo.decode(stored)), "52.52,13.405,Berlin Mitte");
+});
+
+await test("fuel: metering refuses modules it cannot meter, the unmetered loader says so", async () => {
+  // (module (global (export "statemesh_fuel") (mut i64) (i64.const 0)))
+  const reserved = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 6, 6, 1, 126, 1, 66, 0, 11, 7, 18, 1, 14,
+    ...enc(FUEL_EXPORT), 3, 0]);
+  const e = await rejectsKind(loadPlugin(reserved), "invalid_module", PluginLoadError);
+  assert.match(e.message, /reserved/);
+  // (module (func (drop (v128.const i32x4 0 0 0 0)))): SIMD is refused by name.
+  const simd = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 4, 1, 96, 0, 0, 3, 2, 1, 0, 10, 23, 1, 21, 0,
+    0xfd, 0x0c, ...new Array(16).fill(0), 0x1a, 0x0b]);
+  await WebAssembly.compile(simd); // valid wasm: V8 itself takes it
+  const s = await rejectsKind(loadPlugin(simd), "invalid_module", PluginLoadError);
+  assert.match(s.message, /SIMD/);
+  const plain = await loadUnmetered(corpus("echo"));
+  assert.equal(plain.metered, false);
+  assert.equal(dec(plain.encode(enc("hi"))), "hi");
+  await assert.rejects(loadPlugin(corpus("echo"), { fuel: 0 }), TypeError);
+});
+
 await test("a worker bounds time: loops are terminated, the plugin keeps working", async () => {
   const p = await WorkerPlugin.load(corpus("loop"), limits, { timeoutMs: 300 });
   const started = Date.now();
@@ -136,6 +194,8 @@ await test("the Rust hostile plugin is contained", async () => {
   throwsKind(() => p.encode(enc("reject")), "rejected");
   throwsKind(() => p.validate(enc("bad")), "rejected");
   assert.equal(p.encode(enc("huge:1000")).length, 1000);
+  throwsKind(() => p.encode(enc("loop")), "out_of_fuel");
+  assert.equal(dec(p.encode(enc("fine"))), "fine");
   const w = await WorkerPlugin.load(guest("hostile"), rlimits, { timeoutMs: 300 });
   await rejectsKind(w.encode(enc("loop")), "timeout");
   await rejectsKind(w.encode(enc("grow")), "memory_limit");

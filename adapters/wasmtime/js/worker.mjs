@@ -1,7 +1,8 @@
-// A time limit for codec plugins on Node: the plugin runs in a worker thread and every call has
-// a deadline. JavaScript cannot meter or interrupt a synchronous wasm call on its own thread (no
-// fuel, no epochs), but Node can terminate a Worker, which stops the wasm code running in it at
-// once. A call past its deadline rejects with a CodecError of kind "timeout"; the worker is
+// A wall-clock limit for codec plugins on Node: the plugin runs in a worker thread and every call
+// has a deadline. In-thread, the loader bounds calls by fuel when given an `instrument` function
+// (statemesh/plugins always gives it; docs/plugins.md), which is deterministic and synchronous;
+// this Worker is the other tool, for a hard limit in milliseconds: Node can terminate a Worker,
+// which stops the wasm code running in it at once. A call past its deadline rejects with a CodecError of kind "timeout"; the worker is
 // terminated and the next call starts a fresh one. Loading runs under the same deadline, so a
 // start function that never returns fails the load instead of hanging it.
 //

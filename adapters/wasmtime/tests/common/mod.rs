@@ -11,6 +11,8 @@ pub fn adapter_dir() -> PathBuf {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
     if here.ends_with("adapters/wasmtime") {
         here.to_path_buf()
+    } else if here.ends_with("adapters/wasmtime/meter") {
+        here.join("..")
     } else {
         here.join("../adapters/wasmtime")
     }
