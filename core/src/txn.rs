@@ -214,6 +214,17 @@ pub struct TxnResult {
     pub revision: u64,
 }
 
+impl TxnResult {
+    /// A reply as a remote client rebuilds it from the wire.
+    pub fn new(succeeded: bool, results: Vec<TxnOpResult>, revision: u64) -> TxnResult {
+        TxnResult {
+            succeeded,
+            results,
+            revision,
+        }
+    }
+}
+
 /// What an interactive transaction's commit validates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub enum Isolation {

@@ -571,3 +571,48 @@ async fn client_history_ops_answer_as_the_embedded_store_does() {
     );
     assert_eq!(code(c.compact(revisions[4] + 100).await), "FUTURE_REVISION");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_txn_answers_as_the_embedded_store_does() {
+    use statemesh::{Compare, CompareOp, Patch, Store, Txn, TxnOp};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[]);
+    let c = Client::connect(&server.addr).await.expect("connect");
+    let local = Store::in_memory().await.expect("in-memory store");
+    let txns = [
+        Txn::new()
+            .when(Compare::absent("t:a"))
+            .then(TxnOp::put("t:a", Value::Json(json!({"n": 1}))))
+            .then(TxnOp::put_with_ttl("t:b", "short", 60_000))
+            .otherwise(TxnOp::get("t:a")),
+        Txn::new()
+            .when(Compare::version("t:a", CompareOp::Equal, 1))
+            .when(Compare::value_equals("t:b", "short"))
+            .then(TxnOp::patch("t:a", Patch::merge(json!({"m": 2}))))
+            .then(TxnOp::delete("t:b"))
+            .then(TxnOp::get("t:a")),
+        // Fails (t:b is gone): the failure branch reads.
+        Txn::new()
+            .when(Compare::exists("t:b"))
+            .then(TxnOp::delete("t:a"))
+            .otherwise(TxnOp::get("t:a"))
+            .otherwise(TxnOp::get("t:b")),
+    ];
+    for (i, txn) in txns.into_iter().enumerate() {
+        let remote = c.txn(txn.clone()).await.expect("remote txn");
+        let embedded = local.txn(txn).await.expect("embedded txn");
+        assert_eq!(remote, embedded, "transaction {i}");
+    }
+    assert_eq!(
+        c.get("t:a").await.expect("get"),
+        Some(Value::Json(json!({"n": 1, "m": 2})))
+    );
+    // A branch that cannot apply fails with the same code on both and writes nothing.
+    let bad = Txn::new().then(TxnOp::delete("t:a")).then(TxnOp::patch(
+        "t:a",
+        Patch::json(json!([{"op": "remove", "path": "/zz"}])).expect("ops"),
+    ));
+    let (r, l) = (c.txn(bad.clone()).await, local.txn(bad).await);
+    assert_eq!(code(r), code(l));
+    assert!(c.exists("t:a").await.expect("exists"));
+}

@@ -489,3 +489,78 @@ async fn pipelined_transaction_ops_apply_before_the_commit_behind_them() {
     let commit = commit.expect("the commit answered");
     assert_eq!(commit["result"]["affected"], 300, "{commit}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compare_then_else_txn_takes_one_branch_atomically() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &["--in-memory"]);
+    let mut c = Raw::connect(&server.addr).await;
+    let r = c
+        .call(json!({"id": 1, "op": "put", "key": "acct:a", "value": 10}))
+        .await;
+    assert_eq!(r["result"]["version"], 1);
+
+    // Every compare holds: the success branch runs as one revision.
+    let r = c
+        .call(json!({"id": 2, "op": "txn",
+            "compare": [{"key": "acct:a", "version": 1}, {"key": "acct:b", "exists": false}],
+            "success": [{"op": "put", "key": "acct:a", "value": 5},
+                        {"op": "put", "key": "acct:b", "value": 5, "ttl_ms": 60000},
+                        {"op": "get", "key": "acct:b"}],
+            "failure": [{"op": "get", "key": "acct:a"}]}))
+        .await;
+    assert_eq!(r["ok"], true, "{r}");
+    let result = &r["result"];
+    assert_eq!(result["succeeded"], true);
+    assert_eq!(result["revision"], 2);
+    assert_eq!(
+        result["results"],
+        json!([{"op": "put", "version": 2}, {"op": "put", "version": 1},
+               {"op": "get", "found": true, "value": 5, "version": 1, "mod_revision": 2}])
+    );
+
+    // A compare fails: the failure branch runs instead, and writes nothing.
+    let r = c
+        .call(json!({"id": 3, "op": "txn",
+            "compare": [{"key": "acct:a", "cmp": "greater", "value": 7}],
+            "success": [{"op": "delete", "key": "acct:a"}],
+            "failure": [{"op": "get", "key": "acct:a"}, {"op": "get", "key": "acct:none"}]}))
+        .await;
+    assert_eq!(r["result"]["succeeded"], false);
+    assert_eq!(r["result"]["revision"], 2);
+    assert_eq!(r["result"]["results"][0]["value"], 5);
+    assert_eq!(
+        r["result"]["results"][1],
+        json!({"op": "get", "found": false})
+    );
+
+    // A branch whose patch cannot apply changes nothing at all.
+    let r = c
+        .call(json!({"id": 4, "op": "txn",
+            "success": [{"op": "delete", "key": "acct:b"},
+                        {"op": "patch", "key": "acct:a", "ops": [{"op": "remove", "path": "/x"}]}]}))
+        .await;
+    assert_eq!(r["ok"], false);
+    let r = c
+        .call(json!({"id": 5, "op": "exists", "key": "acct:b"}))
+        .await;
+    assert_eq!(r["result"], true);
+
+    // Malformed transactions name the part that is wrong.
+    for (bad, needle) in [
+        (json!({"compare": [{"key": "acct:a"}]}), "compare[0]"),
+        (
+            json!({"success": [{"op": "fly", "key": "k"}]}),
+            "success[0]",
+        ),
+        (json!({"failure": "get"}), "\"failure\" must be an array"),
+    ] {
+        let mut req = bad.clone();
+        req["id"] = json!(6);
+        req["op"] = json!("txn");
+        let r = c.call(req).await;
+        assert_eq!(code(&r), Some("BAD_ARGUMENT"), "{bad}");
+        let message = r["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(needle), "{message}");
+    }
+}

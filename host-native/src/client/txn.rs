@@ -3,10 +3,11 @@
 use std::time::Duration;
 
 use serde_json::Value as Json;
-use statemesh_core::{Isolation, TxnId, Value, WriteResult};
+use statemesh_core::{Isolation, Txn, TxnId, TxnResult, Value, WriteResult};
 
 use super::{Client, args, decode, wire};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::server::jsonl::txn_wire;
 
 /// An open transaction on the server, as [`crate::Transaction`]. Dropping it without commit
 /// or rollback rolls it back (the server does too when the connection drops).
@@ -18,6 +19,13 @@ pub struct RemoteTransaction {
 }
 
 impl Client {
+    /// Runs a compare-then-else transaction as one atomic write (see [`crate::Store::txn`]).
+    pub async fn txn(&self, txn: Txn) -> Result<TxnResult> {
+        let reply = self.call("txn", txn_wire::txn_to_json(&txn)).await?;
+        txn_wire::result_from_json(reply)
+            .map_err(|e| Error::Protocol(format!("the server's txn result: {e}")))
+    }
+
     /// Begins an interactive transaction (see [`crate::Store::begin`]).
     pub async fn begin(
         &self,

@@ -16,6 +16,7 @@ mod history;
 mod ops;
 mod outbox;
 mod search;
+pub(crate) mod txn_wire;
 pub(crate) mod wire;
 
 use std::future::Future;

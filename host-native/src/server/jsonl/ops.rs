@@ -10,7 +10,7 @@ use statemesh_core::{Cursor, Isolation, Language, Metric, PutOptions, Timestamp,
 use super::args::{Args, OpError, OpResult};
 use super::conn::{Conn, MAX_PER_CONNECTION, SharedTxn, error_line, ok_line};
 use super::wire::{self, WireValue};
-use super::{events, history, search};
+use super::{events, history, search, txn_wire};
 
 /// What an operation produced.
 pub(crate) enum Reply {
@@ -223,6 +223,10 @@ async fn run(conn: &Arc<Conn>, id: &Json, op: &str, mut a: Args) -> OpResult<Rep
                 .delete(a.str("key")?)
                 .await?;
             reply(&true)
+        }
+        "txn" => {
+            let txn = txn_wire::txn_from_json(&mut a.0).map_err(OpError::bad_argument)?;
+            reply(&txn_wire::result_to_json(&store.txn(txn).await?))
         }
         "commit" => {
             let t = take_txn(conn, &a).await?;
