@@ -195,7 +195,10 @@ async fn measure(
     }
     let mut times = [Vec::new(), Vec::new(), Vec::new()];
     for _ in 0..rounds {
-        for (slot, how) in [Open::Images, Open::Rebuild, Open::Bare].into_iter().enumerate() {
+        for (slot, how) in [Open::Images, Open::Rebuild, Open::Bare]
+            .into_iter()
+            .enumerate()
+        {
             times[slot].push(open_once(build, &bare, &src, &scratch, how, index).await);
         }
     }
@@ -252,7 +255,15 @@ async fn main() -> anyhow::Result<()> {
                 if exact { "exact" } else { "HNSW" },
                 common::thousands(n_vecs as u64)
             );
-            measure(&label, &build, items.to_vec(), tail.to_vec(), "vecs", rounds).await;
+            measure(
+                &label,
+                &build,
+                items.to_vec(),
+                tail.to_vec(),
+                "vecs",
+                rounds,
+            )
+            .await;
         }
     }
     Ok(())
