@@ -17,8 +17,18 @@
 //!    is [`StorageError::Corrupt`], never silent loss.
 //! 4. After a failed `append`, `sync` or `write_snapshot`, the adapter refuses further writes with
 //!    [`StorageError::Poisoned`] until it is opened again.
+//! 5. Index images are optional ([`Storage::supports_index_images`]; the default methods store
+//!    none). An adapter that stores them keeps the set written for its current snapshot's
+//!    revision: `write_index_images(revision, images)` is accepted only for that revision, is
+//!    atomic (after a crash `load_index_images` returns the whole new set, the whole previous
+//!    set or nothing) and replaces the previous set. `load_index_images` (after `load`) returns
+//!    the set written for the loaded snapshot's revision, exactly as written, or nothing; damage
+//!    is `Ok(vec![])` or an error, never a wrong image. A failed image write does not poison:
+//!    images are a cache, and the engine rebuilds any index whose image is missing.
 
 use std::sync::{Arc, Mutex};
+
+use crate::search::IndexImage;
 
 /// What an adapter recovered at open.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -94,6 +104,30 @@ pub trait Storage: MaybeSend + std::fmt::Debug {
     async fn sync(&mut self) -> Result<(), StorageError>;
     /// Atomically replaces the snapshot with one covering revisions up to `revision`.
     async fn write_snapshot(&mut self, revision: u64, snapshot: &[u8]) -> Result<(), StorageError>;
+
+    /// Whether this adapter stores index images. The default: no, and the two methods below
+    /// store and return nothing.
+    fn supports_index_images(&self) -> bool {
+        false
+    }
+
+    /// Stores the index images taken at `revision`, which must be the revision of the snapshot
+    /// just written, replacing any stored before (contract point 5).
+    async fn write_index_images(
+        &mut self,
+        _revision: u64,
+        _images: &[IndexImage],
+    ) -> Result<(), StorageError> {
+        Err(StorageError::Unsupported {
+            file: String::new(),
+            reason: "this storage adapter does not store index images".into(),
+        })
+    }
+
+    /// The index images stored for the snapshot `load` returned; empty when there are none.
+    async fn load_index_images(&mut self) -> Result<Vec<IndexImage>, StorageError> {
+        Ok(Vec::new())
+    }
 }
 
 /// `Send` on native targets, nothing on wasm, where JS handles are not `Send`.
@@ -117,6 +151,7 @@ pub struct MemoryStorage {
 #[derive(Debug, Default)]
 struct MemoryState {
     snapshot: Option<(u64, Vec<u8>)>,
+    images: Option<(u64, Vec<IndexImage>)>,
     records: Vec<LogBytes>,
     fail_next: Option<StorageError>,
     poisoned: bool,
@@ -188,5 +223,37 @@ impl Storage for MemoryStorage {
         state.records.retain(|r| r.revision > revision);
         state.snapshot = Some((revision, snapshot.to_vec()));
         Ok(())
+    }
+
+    fn supports_index_images(&self) -> bool {
+        true
+    }
+
+    async fn write_index_images(
+        &mut self,
+        revision: u64,
+        images: &[IndexImage],
+    ) -> Result<(), StorageError> {
+        let mut state = self.state();
+        if state.poisoned {
+            return Err(StorageError::Poisoned);
+        }
+        if state.snapshot.as_ref().map(|(r, _)| *r) != Some(revision) {
+            return Err(StorageError::Invalid {
+                op: "write_index_images",
+                reason: format!("revision {revision} is not the current snapshot's"),
+            });
+        }
+        state.images = Some((revision, images.to_vec()));
+        Ok(())
+    }
+
+    async fn load_index_images(&mut self) -> Result<Vec<IndexImage>, StorageError> {
+        let state = self.state();
+        let current = state.snapshot.as_ref().map(|(r, _)| *r);
+        Ok(match &state.images {
+            Some((revision, images)) if Some(*revision) == current => images.clone(),
+            _ => Vec::new(),
+        })
     }
 }

@@ -16,7 +16,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use statemesh_core::{LogBytes, LogRecord, Storage, StorageError};
+use statemesh_core::{IndexImage, LogBytes, LogRecord, Storage, StorageError};
 use tokio::sync::{oneshot, watch};
 
 use crate::error::{Error, Result};
@@ -41,6 +41,7 @@ enum Job {
     Checkpoint {
         revision: u64,
         bytes: Vec<u8>,
+        images: Vec<IndexImage>,
         reply: oneshot::Sender<Result<(), StorageError>>,
     },
     Sync(oneshot::Sender<Result<(), StorageError>>),
@@ -171,12 +172,19 @@ impl Committer {
     }
 
     /// Writes a snapshot covering `revision` through the storage, after every record queued
-    /// before it.
-    pub(crate) async fn checkpoint(&self, revision: u64, bytes: Vec<u8>) -> Result<()> {
+    /// before it, then the index images taken with it (best effort: a failure there is logged
+    /// and poisons nothing; the next open rebuilds the indexes concerned).
+    pub(crate) async fn checkpoint(
+        &self,
+        revision: u64,
+        bytes: Vec<u8>,
+        images: Vec<IndexImage>,
+    ) -> Result<()> {
         let (reply, rx) = oneshot::channel();
         self.send(Job::Checkpoint {
             revision,
             bytes,
+            images,
             reply,
         })?;
         rx.await
@@ -266,11 +274,22 @@ impl Worker {
                     Job::Checkpoint {
                         revision,
                         bytes,
+                        images,
                         reply,
                     } => {
                         let r = self.guarded(|s| {
                             futures_executor::block_on(s.write_snapshot(revision, &bytes))
                         });
+                        if r.is_ok() && !images.is_empty() {
+                            let written = futures_executor::block_on(
+                                self.storage.write_index_images(revision, &images),
+                            );
+                            if let Err(e) = written {
+                                tracing::warn!(
+                                    "index images at revision {revision} not stored: {e}"
+                                );
+                            }
+                        }
                         let _ = reply.send(r);
                     }
                     Job::Sync(reply) => {

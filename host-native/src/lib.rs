@@ -44,8 +44,8 @@ pub use txn::Transaction;
 
 pub use statemesh_core as core;
 pub use statemesh_core::search::{
-    IndexStats, Language, Metric, SearchError, TextHit, TextIndexDef, ValueIndexDef, VectorHit,
-    VectorIndexDef,
+    ImageError, IndexImage, IndexOrigin, IndexStats, Language, Metric, SearchError, TextHit,
+    TextIndexDef, ValueIndexDef, VectorHit, VectorIndexDef,
 };
 pub use statemesh_core::{
     ChangeEvent, ChangeKind, CodecError, CodecRegistry, Cursor, EngineConfig, EngineError, Format,

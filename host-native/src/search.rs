@@ -3,14 +3,17 @@
 //!
 //! Vector indexes use hnsw_rs (`statemesh-hnsw`) for the cosine and L2 metrics and core's exact
 //! index for `Dot` (hnsw_rs needs non-negative distances) or when
-//! [`StoreBuilder::exact_vectors`] asks for it. Indexes are derived state: declared on the
-//! builder, they are rebuilt from the recovered keyspace every time the store opens.
+//! [`StoreBuilder::exact_vectors`] asks for it. Indexes are derived state, declared on the
+//! builder at every open. On the file adapter every checkpoint also stores an image of each
+//! index; an open loads the images that match the snapshot it restores and replays only the
+//! log after it into them, and rebuilds an index from the keyspace only when its image is
+//! missing, stale or damaged ([`Store::index_origin`] tells which happened).
 
 use std::time::{Duration, Instant};
 
 use statemesh_core::search::{
-    ExactVectorIndex, IndexStats, TextHit, TextIndexDef, ValueIndexDef, VectorHit, VectorIndex,
-    VectorIndexDef,
+    ExactVectorIndex, IndexImage, IndexOrigin, IndexStats, TextHit, TextIndexDef, ValueIndexDef,
+    VectorHit, VectorIndex, VectorIndexDef,
 };
 use statemesh_core::{Engine, EngineError, WriteResult};
 use statemesh_hnsw::{HnswIndex, HnswParams};
@@ -77,12 +80,24 @@ impl StoreBuilder {
     }
 }
 
-/// Declares the builder's indexes on a freshly recovered engine; returns how long building
-/// them from the keyspace took.
-pub(crate) fn install(builder: &StoreBuilder, engine: &mut Engine) -> Result<Duration> {
+/// Declares the builder's indexes on a freshly restored engine, loading those of `images`
+/// (stored with the snapshot it was restored from) that match and building the others from
+/// the keyspace; returns how long that took. Images that do not match are logged and dropped.
+pub(crate) fn install(
+    builder: &StoreBuilder,
+    engine: &mut Engine,
+    images: Vec<IndexImage>,
+) -> Result<Duration> {
     let start = Instant::now();
+    engine.offer_index_images(images);
     for declaration in &builder.indexes {
         declare(engine, &builder.vectors, declaration.clone())?;
+    }
+    for name in engine.clear_offered_images() {
+        tracing::debug!("index image {name:?} unused: no such index is declared");
+    }
+    for (name, why) in engine.take_image_rejections() {
+        tracing::warn!("index image {name:?} ignored, the index was rebuilt: {why}");
     }
     // Text indexes build their segments at the first search; do it now, as part of the open.
     engine.flush_search()?;
@@ -146,6 +161,13 @@ impl Store {
         Ok(self
             .inner()
             .with_engine(|e, _| e.set_vector_search_effort(name, effort))?)
+    }
+
+    /// How the index `name` was built when the store opened (or when it was declared): loaded
+    /// from the index image stored with the last checkpoint, or built from the keyspace (and
+    /// from how many keys).
+    pub fn index_origin(&self, name: &str) -> Result<Option<IndexOrigin>> {
+        self.read_engine(|e| e.index_origin(name))
     }
 
     /// Sizes of the index `name`.

@@ -66,6 +66,8 @@ pub(crate) struct Persist {
     /// last one.
     checkpoint_bytes: u64,
     checkpointing: AtomicBool,
+    /// The storage keeps index images: checkpoints take them.
+    images: bool,
 }
 
 /// What the store's lock guards.
@@ -167,12 +169,14 @@ impl Store {
     }
 
     pub(crate) fn from_parts(builder: StoreBuilder, snapshot: Option<&[u8]>) -> Result<Store> {
-        let engine = match snapshot {
+        let mut engine = match snapshot {
             Some(bytes) => Engine::restore(builder.engine.clone(), bytes)?,
             None => Engine::new(builder.engine.clone())?,
         };
+        crate::codecs::install(&builder, &mut engine)?;
+        let index_build_time = crate::search::install(&builder, &mut engine, Vec::new())?;
         let feed = Arc::new(Feed::new(builder.event_capacity, false, 0));
-        Store::start(builder, engine, None, feed, Vec::new())
+        Store::start(builder, engine, None, feed, Vec::new(), index_build_time)
     }
 
     /// Opens a store on a storage adapter: loads its snapshot and log, replays, and starts the
@@ -183,7 +187,19 @@ impl Store {
     ) -> Result<Store> {
         tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let recovered = storage.load().await.map_err(Error::Storage)?;
-        let engine = recover(&builder.engine, &recovered)?;
+        let images = if recovered.snapshot.is_some() && storage.supports_index_images() {
+            match storage.load_index_images().await {
+                Ok(images) => images,
+                Err(e) => {
+                    tracing::warn!("index images unreadable, indexes will be rebuilt: {e}");
+                    Vec::new()
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let images_supported = storage.supports_index_images();
+        let (engine, index_build_time) = recover(&builder, &recovered, images)?;
         let hold = builder.durability == Durability::Cp;
         let feed = Arc::new(Feed::new(builder.event_capacity, hold, engine.revision()));
         let on_durable = {
@@ -198,30 +214,39 @@ impl Store {
             gather,
             on_durable,
         )?;
-        Store::start(builder, engine, Some(committer), feed, recovered.repairs)
+        Store::start(
+            builder,
+            engine,
+            Some((committer, images_supported)),
+            feed,
+            recovered.repairs,
+            index_build_time,
+        )
     }
 
+    /// Starts a store on an engine whose codecs and indexes are installed; `committer` comes
+    /// with whether its storage keeps index images.
     fn start(
         builder: StoreBuilder,
         mut engine: Engine,
-        committer: Option<Committer>,
+        committer: Option<(Committer, bool)>,
         feed: Arc<Feed>,
         repairs: Vec<String>,
+        index_build_time: std::time::Duration,
     ) -> Result<Store> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
-        crate::codecs::install(&builder, &mut engine)?;
-        let index_build_time = crate::search::install(&builder, &mut engine)?;
         // Log records are captured only when there is storage to receive them; events only while
         // someone listens.
         engine.set_capture_log(committer.is_some());
         engine.set_capture_events(false);
-        let persist = committer.map(|committer| Persist {
+        let persist = committer.map(|(committer, images)| Persist {
             committer,
             mode: builder.durability,
             since_checkpoint: AtomicU64::new(0),
             checkpoint_every: builder.checkpoint_every,
             checkpoint_bytes: builder.checkpoint_bytes,
             checkpointing: AtomicBool::new(false),
+            images,
         });
         let inner = Arc::new(Inner {
             state: RwLock::new(State { engine }),
@@ -434,15 +459,33 @@ impl Store {
         let Some(p) = &self.inner.persist else {
             return Ok(());
         };
-        let (revision, bytes, pending) = {
+        let (revision, bytes, images, pending) = {
             let state = self.inner.state.read();
             let pending = (
                 p.since_checkpoint.swap(0, Ordering::Relaxed),
                 p.committer.log_bytes().swap(0, Ordering::Relaxed),
             );
-            (state.engine.revision(), state.engine.snapshot()?, pending)
+            // Images are taken under the same lock as the snapshot, so they describe exactly
+            // its state. They are a cache: failing to take them fails nothing.
+            let images = if p.images {
+                state.engine.index_images().unwrap_or_else(|e| {
+                    tracing::warn!(
+                        "index images not taken at revision {}: {e}",
+                        state.engine.revision()
+                    );
+                    Vec::new()
+                })
+            } else {
+                Vec::new()
+            };
+            (
+                state.engine.revision(),
+                state.engine.snapshot()?,
+                images,
+                pending,
+            )
         };
-        let result = p.committer.checkpoint(revision, bytes).await;
+        let result = p.committer.checkpoint(revision, bytes, images).await;
         if result.is_err() {
             p.since_checkpoint.fetch_add(pending.0, Ordering::Relaxed);
             p.committer
@@ -791,13 +834,18 @@ impl Store {
     }
 }
 
-/// Rebuilds the engine from what storage loaded. Two threads: this one restores the snapshot
-/// and then replays, while a helper decodes log records ahead of it (decoding is about a fifth
-/// of replay, and recovery is on the critical path of every open).
+/// Rebuilds the engine from what storage loaded, with the builder's codecs and indexes. Two
+/// threads: this one restores the snapshot, installs the indexes (loading the images stored
+/// with that snapshot where they match, building the others from it) and then replays the log
+/// into engine and indexes alike, while a helper decodes log records ahead of it (decoding is
+/// about a fifth of replay, and recovery is on the critical path of every open). Returns the
+/// engine and the time spent on indexes before the replay plus their final flush.
 fn recover(
-    config: &statemesh_core::EngineConfig,
+    builder: &StoreBuilder,
     recovered: &statemesh_core::Recovered,
-) -> Result<Engine> {
+    images: Vec<statemesh_core::IndexImage>,
+) -> Result<(Engine, std::time::Duration)> {
+    let config = &builder.engine;
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel(64);
         scope.spawn(move || {
@@ -813,6 +861,8 @@ fn recover(
             Some(bytes) => Engine::restore(config.clone(), bytes)?,
             None => Engine::new(config.clone())?,
         };
+        crate::codecs::install(builder, &mut engine)?;
+        let mut index_time = crate::search::install(builder, &mut engine, images)?;
         // Size the keyspace once for what the log writes, rather than growing it by doubling
         // (rehashing everything each time) as the replay goes; then give back what overwrites,
         // deletes and other namespaces left unused.
@@ -826,6 +876,10 @@ fn recover(
             engine.replay_owned(decoded?)?;
         }
         engine.shrink_to_fit();
-        Ok(engine)
+        let start = Instant::now();
+        // Text indexes build segments of what the replay wrote at their first search: now.
+        engine.flush_search()?;
+        index_time += start.elapsed();
+        Ok((engine, index_time))
     })
 }

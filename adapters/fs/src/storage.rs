@@ -4,6 +4,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use statemesh_core::search::IndexImage;
 use statemesh_core::{LogBytes, Recovered, Storage, StorageError};
 
 use crate::disk::{Disk, DiskFile, StdDisk};
@@ -639,6 +640,76 @@ impl<D: Disk> FsStorage<D> {
     }
 }
 
+// ---- index images ----
+
+impl<D: Disk> FsStorage<D> {
+    /// Writes `index-<revision>.img` like a snapshot (temp file, fsync, rename, directory
+    /// fsync), then removes image files of other revisions.
+    fn images_now(&mut self, revision: u64, images: &[IndexImage]) -> Result<(), StorageError> {
+        let name = format::images_name(revision);
+        let tmp = self.path_of(&format!("{name}{TMP_SUFFIX}"));
+        let path = self.path_of(&name);
+        // Names change below; if anything fails, the next log sync fsyncs the directory.
+        self.dir_unsynced = true;
+        let mut file = self.disk.create(&tmp).map_err(io_err("create", &tmp))?;
+        file.append(&format::encode_images(revision, images))
+            .map_err(io_err("write", &tmp))?;
+        file.sync().map_err(io_err("fsync", &tmp))?;
+        drop(file);
+        self.disk
+            .rename(&tmp, &path)
+            .map_err(io_err("rename", &tmp))?;
+        self.disk
+            .sync_dir(&self.dir)
+            .map_err(io_err("fsync_dir", &self.dir))?;
+        self.dir_unsynced = false;
+        self.remove_images_except(revision);
+        Ok(())
+    }
+
+    /// Best effort: image files of any other revision are stale (never loaded) and only take
+    /// space, so a failure to remove one is not an error.
+    fn remove_images_except(&mut self, revision: u64) {
+        let Ok(names) = self.disk.list_dir(&self.dir) else {
+            return;
+        };
+        for name in names {
+            if format::parse_images_name(&name).is_some_and(|r| r != revision) {
+                let _ = self.disk.remove(&self.path_of(&name));
+                self.dir_unsynced = true;
+            }
+        }
+    }
+
+    fn load_images_now(&mut self) -> Result<Vec<IndexImage>, StorageError> {
+        let Some(revision) = self.snapshot_revision else {
+            return Ok(Vec::new());
+        };
+        self.remove_images_except(revision);
+        let name = format::images_name(revision);
+        let path = self.path_of(&name);
+        let names = self
+            .disk
+            .list_dir(&self.dir)
+            .map_err(io_err("list_dir", &self.dir))?;
+        if !names.contains(&name) {
+            return Ok(Vec::new());
+        }
+        let data = self.disk.read(&path).map_err(io_err("read", &path))?;
+        format::decode_images(&data, revision).map_err(|e| match e {
+            SnapshotError::Corrupt { offset, reason } => StorageError::Corrupt {
+                file: path.display().to_string(),
+                offset,
+                reason,
+            },
+            SnapshotError::Unsupported(reason) => StorageError::Unsupported {
+                file: path.display().to_string(),
+                reason,
+            },
+        })
+    }
+}
+
 impl<D: Disk> Drop for FsStorage<D> {
     fn drop(&mut self) {
         // Best effort, like a clean shutdown; `close` reports errors.
@@ -682,5 +753,41 @@ impl<D: Disk> Storage for FsStorage<D> {
         }
         let result = self.snapshot_now(revision, snapshot);
         self.poison(result)
+    }
+
+    fn supports_index_images(&self) -> bool {
+        true
+    }
+
+    /// Index images are a cache: a failure here does not poison the storage (the log and the
+    /// snapshot are untouched; a leftover temp file is removed at the next open).
+    async fn write_index_images(
+        &mut self,
+        revision: u64,
+        images: &[IndexImage],
+    ) -> Result<(), StorageError> {
+        self.check_writable("write_index_images")?;
+        if self.snapshot_revision != Some(revision) {
+            return Err(self.misuse(
+                "write_index_images",
+                format!(
+                    "revision {revision} is not the current snapshot's ({:?})",
+                    self.snapshot_revision
+                ),
+            ));
+        }
+        self.images_now(revision, images)
+    }
+
+    /// The images written for the loaded snapshot's revision. A damaged file is
+    /// [`StorageError::Corrupt`] (the host ignores it and rebuilds); nothing is poisoned.
+    async fn load_index_images(&mut self) -> Result<Vec<IndexImage>, StorageError> {
+        if self.poisoned {
+            return Err(StorageError::Poisoned);
+        }
+        if !self.loaded {
+            return Err(self.misuse("load_index_images", "call load() first".into()));
+        }
+        self.load_images_now()
     }
 }

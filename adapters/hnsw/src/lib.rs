@@ -14,7 +14,9 @@ use std::fmt;
 
 use hnsw_rs::anndists::dist::Distance;
 use hnsw_rs::hnsw::{Hnsw, Neighbour};
-use statemesh_core::search::{Metric, Neighbor, VectorIndex, VectorSpec, neighbor_order};
+use statemesh_core::search::{
+    Metric, Neighbor, VectorDump, VectorIndex, VectorSpec, neighbor_order,
+};
 
 /// Graph and search parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -225,6 +227,39 @@ impl VectorIndex for HnswIndex {
     fn set_search_effort(&mut self, effort: usize) {
         self.set_ef_search(effort);
     }
+
+    /// The live vectors, by id. The graph itself is not dumped: hnsw_rs writes and reloads
+    /// graphs only through files (and reloads them borrowing from the loader), so an index
+    /// image holds the vectors and a load rebuilds the graph from them (see docs/search.md).
+    fn dump(&self) -> Option<VectorDump> {
+        let mut live: Vec<&(u64, Vec<f32>)> = self.slots.iter().flatten().collect();
+        live.sort_unstable_by_key(|(id, _)| *id);
+        let mut dump = VectorDump {
+            ids: Vec::with_capacity(live.len()),
+            data: Vec::with_capacity(live.len() * self.spec.dimension),
+        };
+        for (id, v) in live {
+            dump.ids.push(*id);
+            dump.data.extend_from_slice(v);
+        }
+        Some(dump)
+    }
+
+    /// Takes the dumped vectors and builds the graph of them (in parallel, as a rebuild).
+    fn load(&mut self, dump: VectorDump) -> bool {
+        let d = self.spec.dimension;
+        if !self.slots.is_empty() || !dump.fits(d) {
+            return false;
+        }
+        self.slots = dump
+            .ids
+            .iter()
+            .zip(dump.data.chunks_exact(d.max(1)))
+            .map(|(id, v)| Some((*id, v.to_vec())))
+            .collect();
+        self.rebuild();
+        true
+    }
 }
 
 #[cfg(test)]
@@ -292,6 +327,32 @@ mod tests {
         let hits = index.search(&vector(5), 5, Some(&above_2000));
         assert_eq!(hits.len(), 5);
         assert!(hits.iter().all(|n| n.id > 1300 && n.id % 2 == 1));
+    }
+
+    #[test]
+    fn a_dump_loads_into_an_index_that_answers_the_same() {
+        let mut a = HnswIndex::new(spec(), HnswParams::default()).unwrap();
+        for i in 0..300 {
+            a.insert(i, &vector(i));
+        }
+        a.remove(7);
+        a.insert(8, &vector(9999));
+        let dump = a.dump().unwrap();
+        assert_eq!(dump.ids.len(), 299);
+        let mut b = HnswIndex::new(spec(), HnswParams::default()).unwrap();
+        assert!(b.load(dump.clone()));
+        assert!(!b.load(dump), "a non-empty index refuses a dump");
+        assert_eq!(b.len(), 299);
+        assert_eq!(b.tombstones(), 0);
+        let mut bad = HnswIndex::new(spec(), HnswParams::default()).unwrap();
+        assert!(!bad.load(VectorDump {
+            ids: vec![1, 2],
+            data: vec![0.0; 8]
+        }));
+        for q in [vector(3), vector(9999), vector(123_456)] {
+            assert_eq!(a.search(&q, 5, None), b.search(&q, 5, None));
+        }
+        assert!(b.search(&vector(7), 3, None).iter().all(|n| n.id != 7));
     }
 
     #[test]

@@ -11,33 +11,47 @@ use crate::error::EngineError;
 use crate::key::split_namespace;
 use crate::ops::WriteResult;
 use crate::search::{
-    ExactVectorIndex, IndexStats, MAX_SEARCH_LIMIT, SearchError, TextHit, TextIndexDef,
-    ValueIndexDef, VectorHit, VectorIndex, VectorIndexDef,
+    ExactVectorIndex, ImageError, IndexImage, IndexOrigin, IndexStats, MAX_SEARCH_LIMIT,
+    SearchError, TextHit, TextIndexDef, ValueIndexDef, VectorHit, VectorIndex, VectorIndexDef,
 };
 use crate::time::Timestamp;
 use crate::value::{StoredValue, Value};
 
 impl Engine {
-    /// Declares a full-text index and indexes the keys already held that match it.
+    /// Declares a full-text index and indexes the keys already held that match it (or loads
+    /// the index image offered for it, see [`Engine::offer_index_images`]).
     pub fn declare_text_index(&mut self, def: TextIndexDef) -> Result<(), EngineError> {
-        let (pattern, items) = self.held_matching(&def.pattern)?;
-        let index = self.search.add_text(&def, pattern)?;
-        for (key, value) in items {
-            match value.decode() {
-                Ok(v) => index.put(&key, &v),
-                Err(_) => index.remove(&key),
+        let pattern = self.key_pattern(&def.pattern)?;
+        if !self.search.add_text(&def, pattern, self.revision)? {
+            return Ok(());
+        }
+        let (_, items) = self.held_matching(&def.pattern)?;
+        self.search.note_backfilled(&def.name, items.len() as u64);
+        if let Some(index) = self.search.text_mut(&def.name) {
+            for (key, value) in items {
+                match value.decode() {
+                    Ok(v) => index.put(&key, &v),
+                    Err(_) => index.remove(&key),
+                }
             }
         }
         Ok(())
     }
 
-    /// Declares an exact-value index and files the keys already held that match it.
+    /// Declares an exact-value index and files the keys already held that match it (or loads
+    /// its offered image).
     pub fn declare_value_index(&mut self, def: ValueIndexDef) -> Result<(), EngineError> {
-        let (pattern, items) = self.held_matching(&def.pattern)?;
-        let index = self.search.add_value(&def, pattern)?;
-        for (key, value) in items {
-            if let Ok(v) = value.decode() {
-                index.put(&key, &v);
+        let pattern = self.key_pattern(&def.pattern)?;
+        if !self.search.add_value(&def, pattern, self.revision)? {
+            return Ok(());
+        }
+        let (_, items) = self.held_matching(&def.pattern)?;
+        self.search.note_backfilled(&def.name, items.len() as u64);
+        if let Some(index) = self.search.value_mut(&def.name) {
+            for (key, value) in items {
+                if let Ok(v) = value.decode() {
+                    index.put(&key, &v);
+                }
             }
         }
         Ok(())
@@ -50,21 +64,59 @@ impl Engine {
     }
 
     /// Declares a vector index backed by `index` (an approximate one a host provides, built for
-    /// `def.spec`), and adds the vectors of the keys already held that match it.
+    /// `def.spec`), and adds the vectors of the keys already held that match it (or loads its
+    /// offered image, when `index` can load one).
     pub fn declare_vector_index_with(
         &mut self,
         def: VectorIndexDef,
         index: Box<dyn VectorIndex>,
     ) -> Result<(), EngineError> {
-        let (pattern, items) = self.held_matching(&def.pattern)?;
+        let pattern = self.key_pattern(&def.pattern)?;
         let name = def.name.clone();
-        self.search.add_vector(def, pattern, index)?;
+        let source = def.pattern.clone();
+        if !self.search.add_vector(def, pattern, index, self.revision)? {
+            return Ok(());
+        }
+        let (_, items) = self.held_matching(&source)?;
+        self.search.note_backfilled(&name, items.len() as u64);
         for (key, value) in items {
             if let Ok(v) = value.decode() {
                 self.search.put_vector(&name, &key, &v);
             }
         }
         Ok(())
+    }
+
+    /// Offers index images (from storage, taken at the checkpoint whose snapshot this engine
+    /// was restored from) to the declarations that follow. A declaration whose image matches
+    /// (same revision as the engine now, same declaration, intact) loads it instead of reading
+    /// the keyspace; otherwise the index is built as usual and the image is reported by
+    /// [`Engine::take_image_rejections`]. Offer and declare right after [`Engine::restore`],
+    /// before replaying the log: replay then updates the loaded indexes like any write.
+    pub fn offer_index_images(&mut self, images: Vec<IndexImage>) {
+        self.search.offer(images);
+    }
+
+    /// Forgets offered images that no declaration took; returns their names.
+    pub fn clear_offered_images(&mut self) -> Vec<String> {
+        self.search.clear_offered()
+    }
+
+    /// Offered images that a declaration could not use since the last call, and why.
+    pub fn take_image_rejections(&mut self) -> Vec<(String, ImageError)> {
+        self.search.take_rejected()
+    }
+
+    /// An image of every declared index, tagged with the current revision, for a host to store
+    /// beside the snapshot taken at the same revision. Pending text writes are flushed first.
+    /// Vector indexes whose implementation does not dump its vectors get none.
+    pub fn index_images(&self) -> Result<Vec<IndexImage>, EngineError> {
+        Ok(self.search.images(self.revision)?)
+    }
+
+    /// How the index `name` was built when it was declared.
+    pub fn index_origin(&self, name: &str) -> Option<IndexOrigin> {
+        self.search.origin(name)
     }
 
     /// Sets how hard the vector index `index` searches (HNSW's `ef`; at least 1): more finds

@@ -41,7 +41,9 @@ pub(crate) fn text_of(node: &Json) -> Option<Cow<'_, str>> {
 
 /// A scalar as the exact-value index compares it. Integral numbers compare as integers
 /// whatever their JSON spelling (`42` equals `42.0`); other floats by their bits.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub(crate) enum Scalar {
     Null,
     Bool(bool),

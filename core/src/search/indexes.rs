@@ -4,11 +4,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::extract::{VectorProblem, vector_of_json, vector_of_value};
+use super::image::{self, ImageError, IndexImage, Kind};
 use super::text::TextIndex;
 use super::value_index::ValueIndex;
 use super::vector::normalize;
 use super::{
-    Metric, SearchError, TextIndexDef, ValueIndexDef, VectorIndex, VectorIndexDef, VectorSpec,
+    Metric, SearchError, TextIndexDef, ValueIndexDef, VectorDump, VectorIndex, VectorIndexDef,
+    VectorSpec,
 };
 use crate::engine::KeyPattern;
 use crate::key::join_key;
@@ -20,12 +22,28 @@ pub struct Indexes {
     text: BTreeMap<String, Declared<TextIndex>>,
     value: BTreeMap<String, Declared<ValueIndex>>,
     vector: BTreeMap<String, Declared<Vectors>>,
+    /// Images offered by the host at open, by index name, until a declaration takes them.
+    offered: BTreeMap<String, Vec<u8>>,
+    /// Offered images a declaration could not use, and why (the index was rebuilt).
+    rejected: Vec<(String, ImageError)>,
 }
 
 #[derive(Debug)]
 pub(crate) struct Declared<T> {
     pub(crate) pattern: KeyPattern,
     pub(crate) index: T,
+    /// The declaration as image bytes (see `image.rs`): an image must carry the same.
+    declaration: Vec<u8>,
+    origin: IndexOrigin,
+}
+
+/// How an index came to hold what it held when it was declared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IndexOrigin {
+    /// Loaded from an index image instead of being built from the keyspace.
+    pub restored_from_image: bool,
+    /// Keys read from the keyspace to build it when it was declared (0 when restored).
+    pub backfilled: u64,
 }
 
 /// A vector index with the key <-> id mapping core keeps for it.
@@ -40,6 +58,17 @@ pub(crate) struct Vectors {
     skipped: u64,
 }
 
+/// The postcard part of a vector index image; the vectors' `f32`s (little-endian) follow it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct VectorsImage {
+    next_id: u64,
+    skipped: u64,
+    /// (id, key), by id.
+    keys: Vec<(u64, String)>,
+    /// The ids of the vectors that follow, in their order.
+    ids: Vec<u64>,
+}
+
 impl Vectors {
     pub(crate) fn new(def: VectorIndexDef, index: Box<dyn VectorIndex>) -> Vectors {
         Vectors {
@@ -50,6 +79,65 @@ impl Vectors {
             next_id: 0,
             skipped: 0,
         }
+    }
+
+    /// The index as an image body; `None` when its vector index does not dump.
+    fn image(&self) -> Option<Result<Vec<u8>, postcard::Error>> {
+        let dump = self.index.dump()?;
+        let mut keys: Vec<(u64, String)> = self
+            .keys
+            .iter()
+            .map(|(id, k)| (*id, k.to_string()))
+            .collect();
+        keys.sort_unstable_by_key(|(id, _)| *id);
+        let head = VectorsImage {
+            next_id: self.next_id,
+            skipped: self.skipped,
+            keys,
+            ids: dump.ids,
+        };
+        Some(postcard::to_allocvec(&head).map(|mut out| {
+            out.extend_from_slice(&image::f32_bytes(&dump.data));
+            out
+        }))
+    }
+
+    /// Loads an image body into this freshly declared (empty) index; changes nothing on error.
+    fn load_image(&mut self, body: &[u8]) -> Result<(), ImageError> {
+        let (head, raw) = postcard::take_from_bytes::<VectorsImage>(body).map_err(image::decode)?;
+        let dump = VectorDump {
+            ids: head.ids,
+            data: image::f32s(raw)?,
+        };
+        let bad = |what: &str| ImageError::Decode(format!("vector image: {what}"));
+        if !dump.fits(self.def.spec.dimension) || dump.ids.len() != head.keys.len() {
+            return Err(bad("vectors do not fit the declaration"));
+        }
+        if !dump.data.iter().all(|x| x.is_finite()) {
+            return Err(bad("a component is not finite"));
+        }
+        let mut ids: hashbrown::HashMap<Arc<str>, u64> = Default::default();
+        let mut keys: hashbrown::HashMap<u64, Arc<str>> = Default::default();
+        for (id, key) in head.keys {
+            let key: Arc<str> = Arc::from(key);
+            if id >= head.next_id
+                || ids.insert(key.clone(), id).is_some()
+                || keys.insert(id, key).is_some()
+            {
+                return Err(bad("an id or key is repeated or out of range"));
+            }
+        }
+        if !dump.ids.iter().all(|id| keys.contains_key(id)) {
+            return Err(bad("a vector has no key"));
+        }
+        if !self.index.load(dump) {
+            return Err(bad("the vector index refused the vectors"));
+        }
+        self.ids = ids;
+        self.keys = keys;
+        self.next_id = head.next_id;
+        self.skipped = head.skipped;
+        Ok(())
     }
 
     pub(crate) fn key(&self, id: u64) -> Option<&Arc<str>> {
@@ -129,6 +217,27 @@ pub struct IndexStats {
     pub skipped: u64,
 }
 
+impl<T> Declared<T> {
+    fn new(pattern: KeyPattern, index: T, declaration: Vec<u8>, restored: bool) -> Declared<T> {
+        Declared {
+            pattern,
+            index,
+            declaration,
+            origin: IndexOrigin {
+                restored_from_image: restored,
+                backfilled: 0,
+            },
+        }
+    }
+
+    fn seal(&self, name: &str, kind: Kind, revision: u64, body: &[u8]) -> IndexImage {
+        IndexImage {
+            name: name.to_owned(),
+            bytes: image::seal(kind, revision, self.declaration.clone(), body),
+        }
+    }
+}
+
 impl Indexes {
     /// True when nothing is declared, so writes skip index maintenance entirely.
     #[inline]
@@ -167,25 +276,74 @@ impl Indexes {
         Ok(())
     }
 
+    /// Takes the image offered for `name`, when there is one, opened for `kind`, `revision`
+    /// and `declaration`; a mismatch is recorded as rejected.
+    fn offered_body(
+        &mut self,
+        name: &str,
+        kind: Kind,
+        revision: u64,
+        declaration: &[u8],
+    ) -> Option<Vec<u8>> {
+        let bytes = self.offered.remove(name)?;
+        match image::open(&bytes, kind, revision, declaration) {
+            Ok(body) => Some(body.to_vec()),
+            Err(e) => {
+                self.rejected.push((name.to_owned(), e));
+                None
+            }
+        }
+    }
+
+    fn loaded<T>(
+        &mut self,
+        name: &str,
+        body: Option<Vec<u8>>,
+        index: &mut T,
+        load: impl FnOnce(&mut T, &[u8]) -> Result<(), ImageError>,
+    ) -> bool {
+        let Some(body) = body else { return false };
+        match load(index, &body) {
+            Ok(()) => true,
+            Err(e) => {
+                self.rejected.push((name.to_owned(), e));
+                false
+            }
+        }
+    }
+
+    /// Declares a text index, from its offered image when that matches `revision` (the
+    /// engine's). Returns true when it is empty and must be built from the keyspace.
     pub(crate) fn add_text(
         &mut self,
         def: &TextIndexDef,
         pattern: KeyPattern,
-    ) -> Result<&mut TextIndex, SearchError> {
+        revision: u64,
+    ) -> Result<bool, SearchError> {
         self.check_new(&def.name)?;
-        let index = TextIndex::new(def)?;
-        let slot = self
-            .text
-            .entry(def.name.clone())
-            .or_insert(Declared { pattern, index });
-        Ok(&mut slot.index)
+        let declaration = image::text_declaration(def);
+        let mut index = TextIndex::new(def)?;
+        let body = self.offered_body(&def.name, Kind::Text, revision, &declaration);
+        let tried = body.is_some();
+        let restored = self.loaded(&def.name, body, &mut index, TextIndex::load_image);
+        if tried && !restored {
+            // A failed load may have left files behind.
+            index = TextIndex::new(def)?;
+        }
+        self.text.insert(
+            def.name.clone(),
+            Declared::new(pattern, index, declaration, restored),
+        );
+        Ok(!restored)
     }
 
+    /// Declares an exact-value index (see [`Indexes::add_text`]).
     pub(crate) fn add_value(
         &mut self,
         def: &ValueIndexDef,
         pattern: KeyPattern,
-    ) -> Result<&mut ValueIndex, SearchError> {
+        revision: u64,
+    ) -> Result<bool, SearchError> {
         self.check_new(&def.name)?;
         if def.fields.iter().any(String::is_empty) {
             return Err(SearchError::InvalidDeclaration {
@@ -193,20 +351,29 @@ impl Indexes {
                 reason: "a field path is empty".into(),
             });
         }
-        let index = ValueIndex::new(def.fields.clone());
-        let slot = self
-            .value
-            .entry(def.name.clone())
-            .or_insert(Declared { pattern, index });
-        Ok(&mut slot.index)
+        let declaration = image::value_declaration(def);
+        let mut index = ValueIndex::new(def.fields.clone());
+        let body = self.offered_body(&def.name, Kind::Value, revision, &declaration);
+        let tried = body.is_some();
+        let restored = self.loaded(&def.name, body, &mut index, ValueIndex::load_image);
+        if tried && !restored {
+            index = ValueIndex::new(def.fields.clone());
+        }
+        self.value.insert(
+            def.name.clone(),
+            Declared::new(pattern, index, declaration, restored),
+        );
+        Ok(!restored)
     }
 
+    /// Declares a vector index on `index` (see [`Indexes::add_text`]).
     pub(crate) fn add_vector(
         &mut self,
         def: VectorIndexDef,
         pattern: KeyPattern,
         index: Box<dyn VectorIndex>,
-    ) -> Result<(), SearchError> {
+        revision: u64,
+    ) -> Result<bool, SearchError> {
         self.check_new(&def.name)?;
         let VectorSpec { dimension, .. } = def.spec;
         if dimension == 0 || dimension > super::MAX_DIMENSION {
@@ -219,14 +386,87 @@ impl Indexes {
             });
         }
         let name = def.name.clone();
-        self.vector.insert(
-            name,
-            Declared {
-                pattern,
-                index: Vectors::new(def, index),
-            },
-        );
-        Ok(())
+        let declaration = image::vector_declaration(&def);
+        let body = self.offered_body(&name, Kind::Vector, revision, &declaration);
+        let mut vectors = Vectors::new(def, index);
+        let restored = self.loaded(&name, body, &mut vectors, Vectors::load_image);
+        self.vector
+            .insert(name, Declared::new(pattern, vectors, declaration, restored));
+        Ok(!restored)
+    }
+
+    /// Offers images for the declarations that follow (see the module documentation).
+    pub(crate) fn offer(&mut self, images: Vec<IndexImage>) {
+        for image in images {
+            self.offered.insert(image.name, image.bytes);
+        }
+    }
+
+    /// Forgets offered images no declaration took; returns their names.
+    pub(crate) fn clear_offered(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.offered).into_keys().collect()
+    }
+
+    /// Offered images that were not used, and why, since the last call.
+    pub(crate) fn take_rejected(&mut self) -> Vec<(String, ImageError)> {
+        std::mem::take(&mut self.rejected)
+    }
+
+    /// An image of every declared index that can make one, tagged with `revision`. Text
+    /// indexes flush their pending writes first.
+    pub(crate) fn images(&self, revision: u64) -> Result<Vec<IndexImage>, SearchError> {
+        let failed = |name: &str, e: postcard::Error| SearchError::Index {
+            index: name.to_owned(),
+            message: format!("index image: {e}"),
+        };
+        let mut out = Vec::new();
+        for (name, d) in &self.text {
+            let body = d.index.image()?;
+            out.push(d.seal(name, Kind::Text, revision, &body));
+        }
+        for (name, d) in &self.value {
+            let body = d.index.image().map_err(|e| failed(name, e))?;
+            out.push(d.seal(name, Kind::Value, revision, &body));
+        }
+        for (name, d) in &self.vector {
+            if let Some(body) = d.index.image() {
+                let body = body.map_err(|e| failed(name, e))?;
+                out.push(d.seal(name, Kind::Vector, revision, &body));
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// How the index `name` was built when declared.
+    pub fn origin(&self, name: &str) -> Option<IndexOrigin> {
+        self.text
+            .get(name)
+            .map(|d| d.origin)
+            .or_else(|| self.value.get(name).map(|d| d.origin))
+            .or_else(|| self.vector.get(name).map(|d| d.origin))
+    }
+
+    /// Counts keys read from the keyspace to build `name`.
+    pub(crate) fn note_backfilled(&mut self, name: &str, keys: u64) {
+        let origin = if let Some(d) = self.text.get_mut(name) {
+            &mut d.origin
+        } else if let Some(d) = self.value.get_mut(name) {
+            &mut d.origin
+        } else if let Some(d) = self.vector.get_mut(name) {
+            &mut d.origin
+        } else {
+            return;
+        };
+        origin.backfilled += keys;
+    }
+
+    pub(crate) fn text_mut(&mut self, name: &str) -> Option<&mut TextIndex> {
+        self.text.get_mut(name).map(|d| &mut d.index)
+    }
+
+    pub(crate) fn value_mut(&mut self, name: &str) -> Option<&mut ValueIndex> {
+        self.value.get_mut(name).map(|d| &mut d.index)
     }
 
     /// Feeds one value to the vector index `name` (backfill of a new declaration).

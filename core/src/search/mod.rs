@@ -4,12 +4,18 @@
 //! [`VectorIndexDef`]) and are derived state: the engine feeds them every change to a matching
 //! key (put, patch, delete, expiry, eviction, transaction, replay), and builds a newly declared
 //! index from the keys already held. They are not part of snapshots or log records; a host
-//! declares them again after opening a store, and they are rebuilt from the recovered state.
+//! declares them again after opening a store. A host with durable storage can persist an
+//! *index image* of each index beside every snapshot ([`crate::Engine::index_images`]) and offer
+//! them back after restoring that snapshot ([`crate::Engine::offer_index_images`]): a
+//! declaration then loads its image instead of re-reading the keyspace, and the log replay that
+//! follows updates it as usual. An image that does not match (see [`ImageError`]) is ignored
+//! and the index is rebuilt.
 //!
 //! Searches are reads (`&Engine`): they never return a key that is deleted, or expired at the
 //! read's `now`, whether or not the expiry sweep has removed it yet.
 
 mod extract;
+mod image;
 mod indexes;
 mod names;
 mod text;
@@ -18,12 +24,13 @@ mod value_index;
 mod vector;
 
 pub(crate) use extract::{Scalar, vector_bytes};
-pub use indexes::{IndexStats, Indexes};
+pub use image::{IMAGE_FORMAT_V1, ImageError, IndexImage};
+pub use indexes::{IndexOrigin, IndexStats, Indexes};
 pub use names::{LANGUAGES, language_from_name, language_name, metric_from_name, metric_name};
 pub use tantivy::tokenizer::Language;
 pub use vector::{
-    ExactVectorIndex, Metric, Neighbor, VectorIndex, VectorSpec, dot, l2_squared, neighbor_order,
-    normalize,
+    ExactVectorIndex, Metric, Neighbor, VectorDump, VectorIndex, VectorSpec, dot, l2_squared,
+    neighbor_order, normalize,
 };
 
 /// A full-text index: which keys, which parts of their values, and how text is analysed.

@@ -35,6 +35,7 @@ use tantivy::tokenizer::{
 use tantivy::{BitSet, Directory, Index, IndexMeta, IndexReader, ReloadPolicy, TantivyDocument};
 
 use super::extract::{as_json, at_path, text_of};
+use super::image::{ImageError, decode, split_blobs};
 use super::text_dir::SegmentOnlyDir;
 use super::{SearchError, TextIndexDef};
 use crate::value::Value;
@@ -587,4 +588,157 @@ fn segment_meta(index: &Index, name: &str) -> Result<SegmentMeta, SearchError> {
         .into_iter()
         .next()
         .ok_or_else(|| index_error(name, "the writer produced no segment"))
+}
+
+/// The postcard part of a text index image; the files' bytes follow it, in `files` order.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct TextImage {
+    next_uid: u64,
+    next_opstamp: u64,
+    segments: Vec<SegmentImage>,
+    /// (file name, length) of every file of the index, `meta.json` included.
+    files: Vec<(String, u64)>,
+}
+
+/// One segment: its id and the key of each document (`None`: deleted).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SegmentImage {
+    uid: u64,
+    keys: Vec<Option<String>>,
+}
+
+const META_FILE: &str = "meta.json";
+
+impl TextIndex {
+    /// The index as an image body: every pending write is flushed first, then the segment
+    /// files, `meta.json` and which key each document belongs to are written out.
+    pub(crate) fn image(&self) -> Result<Vec<u8>, SearchError> {
+        let err = |e: &dyn std::fmt::Display| index_error(&self.name, e);
+        let mut state = self.lock();
+        self.flush_locked(&mut state)?;
+        let mut meta = IndexMeta::with_schema(self.schema.clone());
+        meta.segments = state.segments.iter().map(|s| s.meta.clone()).collect();
+        let mut paths: Vec<std::path::PathBuf> = meta.list_segment_files().into_iter().collect();
+        paths.sort();
+        paths.push(META_FILE.into());
+        let mut files = Vec::with_capacity(paths.len());
+        let mut blobs = Vec::with_capacity(paths.len());
+        for path in paths {
+            if !self.shared.exists(&path).map_err(|e| err(&e))? {
+                continue;
+            }
+            let Some(name) = path.to_str() else {
+                return Err(err(&"a segment file name is not UTF-8"));
+            };
+            let bytes = self
+                .shared
+                .open_read(&path)
+                .map_err(|e| err(&e))?
+                .read_bytes()
+                .map_err(|e| err(&e))?;
+            files.push((name.to_owned(), bytes.len() as u64));
+            blobs.push(bytes);
+        }
+        let head = TextImage {
+            next_uid: state.next_uid,
+            next_opstamp: state.next_opstamp,
+            segments: state
+                .segments
+                .iter()
+                .map(|s| SegmentImage {
+                    uid: s.uid,
+                    keys: s
+                        .keys
+                        .iter()
+                        .map(|k| k.as_deref().map(str::to_owned))
+                        .collect(),
+                })
+                .collect(),
+            files,
+        };
+        let mut out = postcard::to_allocvec(&head).map_err(|e| err(&e))?;
+        out.reserve(blobs.iter().map(|b| b.len()).sum());
+        for blob in &blobs {
+            out.extend_from_slice(blob.as_slice());
+        }
+        Ok(out)
+    }
+
+    /// Loads an image body into this freshly declared (empty) index. On an error the index
+    /// may hold some of the image's files: drop it and declare a fresh one.
+    pub(crate) fn load_image(&mut self, body: &[u8]) -> Result<(), ImageError> {
+        let (head, raw) = postcard::take_from_bytes::<TextImage>(body).map_err(decode)?;
+        let lens: Vec<u64> = head.files.iter().map(|(_, len)| *len).collect();
+        let blobs = split_blobs(raw, &lens)?;
+        let mut meta_json = None;
+        for ((name, _), blob) in head.files.iter().zip(blobs) {
+            if name == META_FILE {
+                meta_json = Some(blob);
+                continue;
+            }
+            let plain = !name.is_empty()
+                && !name.starts_with('.')
+                && !name.contains(['/', '\\'])
+                && name != ".managed.json";
+            if !plain {
+                return Err(ImageError::Decode(format!("unexpected file name {name:?}")));
+            }
+            self.shared
+                .atomic_write(Path::new(name), blob)
+                .map_err(decode)?;
+        }
+        let meta_json = meta_json.ok_or_else(|| ImageError::Decode("no meta.json".into()))?;
+        self.shared
+            .atomic_write(Path::new(META_FILE), meta_json)
+            .map_err(decode)?;
+        let metas = self.index.searchable_segment_metas().map_err(decode)?;
+        if metas.len() != head.segments.len() {
+            return Err(ImageError::Decode(format!(
+                "{} segments in meta.json, {} in the image",
+                metas.len(),
+                head.segments.len()
+            )));
+        }
+        let mut state = self.lock();
+        let mut segments = Vec::with_capacity(metas.len());
+        for (meta, image) in metas.into_iter().zip(head.segments) {
+            let deleted = image.keys.iter().filter(|k| k.is_none()).count();
+            if meta.max_doc() as usize != image.keys.len()
+                || meta.num_deleted_docs() as usize != deleted
+                || image.uid >= head.next_uid
+                || segments.iter().any(|s: &Segment| s.uid == image.uid)
+            {
+                return Err(ImageError::Decode(format!(
+                    "segment {} disagrees with its documents",
+                    image.uid
+                )));
+            }
+            let keys: Vec<Option<Arc<str>>> =
+                image.keys.into_iter().map(|k| k.map(Arc::from)).collect();
+            for (doc, key) in keys.iter().enumerate() {
+                if let Some(key) = key {
+                    let loc = Loc::Segment {
+                        uid: image.uid,
+                        doc: doc as u32,
+                    };
+                    if state.docs.insert(key.clone(), loc).is_some() {
+                        return Err(ImageError::Decode(format!("key {key} appears twice")));
+                    }
+                }
+            }
+            segments.push(Segment {
+                uid: image.uid,
+                meta,
+                keys: Arc::new(keys),
+                deleted: deleted as u32,
+                unwritten_deletes: false,
+            });
+        }
+        state.segments = segments;
+        state.next_uid = head.next_uid;
+        state.next_opstamp = head.next_opstamp.max(1);
+        // Opening the segments checks that every file they need is there.
+        self.publish(&mut state)
+            .map_err(|e| ImageError::Decode(e.to_string()))
+    }
 }

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::extract::{Scalar, as_json, at_path};
+use super::image::{ImageError, decode};
 use crate::value::Value;
 
 /// `None` as the field name stands for the whole value.
@@ -90,5 +91,42 @@ impl ValueIndex {
 
     pub(crate) fn len(&self) -> usize {
         self.filed.len()
+    }
+}
+
+/// One key's entries in an image: what it is filed under.
+type FiledImage = Vec<(String, Vec<(FieldKey, Scalar)>)>;
+
+impl ValueIndex {
+    /// The index as an image body: every key with what it is filed under, in key order.
+    pub(crate) fn image(&self) -> Result<Vec<u8>, postcard::Error> {
+        let mut filed: Vec<(&String, &Vec<(FieldKey, Scalar)>)> = self.filed.iter().collect();
+        filed.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        postcard::to_allocvec(&filed)
+    }
+
+    /// Loads an image body into this freshly declared (empty) index.
+    pub(crate) fn load_image(&mut self, body: &[u8]) -> Result<(), ImageError> {
+        let (filed, rest) = postcard::take_from_bytes::<FiledImage>(body).map_err(decode)?;
+        if !rest.is_empty() {
+            return Err(ImageError::Decode("trailing bytes".into()));
+        }
+        for (key, entries) in filed {
+            if entries.is_empty() || entries.iter().any(|(f, _)| !self.has_field(f.as_deref())) {
+                return Err(ImageError::Decode(format!(
+                    "key {key} is filed under an undeclared field"
+                )));
+            }
+            for entry in &entries {
+                self.postings
+                    .entry(entry.clone())
+                    .or_default()
+                    .insert(key.clone());
+            }
+            if self.filed.insert(key.clone(), entries).is_some() {
+                return Err(ImageError::Decode(format!("key {key} appears twice")));
+            }
+        }
+        Ok(())
     }
 }

@@ -121,6 +121,33 @@ pub trait VectorIndex: Send + Sync + std::fmt::Debug {
     /// How hard an approximate index searches (HNSW's `ef`): recall against speed. Exact
     /// indexes have nothing to tune and ignore it.
     fn set_search_effort(&mut self, _effort: usize) {}
+    /// Every vector held, for an index image; `None` when this index does not take part in
+    /// images (it is then rebuilt at every open).
+    fn dump(&self) -> Option<VectorDump> {
+        None
+    }
+    /// Replaces the contents of this (empty) index with `dump`; `false`, changing nothing, when
+    /// this index cannot load dumps or the dump does not fit it.
+    fn load(&mut self, _dump: VectorDump) -> bool {
+        false
+    }
+}
+
+/// The vectors of an index, as index images hold them: `ids[i]`'s vector is
+/// `data[i * dimension..(i + 1) * dimension]` (already normalised for cosine).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct VectorDump {
+    pub ids: Vec<u64>,
+    pub data: Vec<f32>,
+}
+
+impl VectorDump {
+    /// Whether the dump is well formed for `dimension`: one vector per id, no id twice.
+    pub fn fits(&self, dimension: usize) -> bool {
+        let mut seen = hashbrown::HashSet::with_capacity(self.ids.len());
+        self.ids.len().checked_mul(dimension) == Some(self.data.len())
+            && self.ids.iter().all(|id| seen.insert(*id))
+    }
 }
 
 /// Orders neighbours nearest first, ties by id: the order every index returns.
@@ -241,6 +268,28 @@ impl VectorIndex for ExactVectorIndex {
 
     fn len(&self) -> usize {
         self.ids.len()
+    }
+
+    fn dump(&self) -> Option<VectorDump> {
+        Some(VectorDump {
+            ids: self.ids.clone(),
+            data: self.data.clone(),
+        })
+    }
+
+    fn load(&mut self, dump: VectorDump) -> bool {
+        if !self.ids.is_empty() || !dump.fits(self.spec.dimension) {
+            return false;
+        }
+        self.slots = dump
+            .ids
+            .iter()
+            .enumerate()
+            .map(|(slot, id)| (*id, slot))
+            .collect();
+        self.ids = dump.ids;
+        self.data = dump.data;
+        true
     }
 }
 

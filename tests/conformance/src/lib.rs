@@ -6,7 +6,9 @@
 //! The cases are async and runtime-free, so the same suite runs natively and, for browser
 //! adapters, under wasm-bindgen-test.
 
-use statemesh_core::{Engine, EngineConfig, LogBytes, Storage, StorageError, Timestamp, Value};
+use statemesh_core::{
+    Engine, EngineConfig, IndexImage, LogBytes, Storage, StorageError, Timestamp, Value,
+};
 
 /// A failed clause: which case, and what went wrong.
 #[derive(Debug)]
@@ -56,6 +58,9 @@ pub async fn run_all<R: Reopen>(adapter: &mut R) -> Vec<Failure> {
         newer_snapshot_replaces_older(adapter).await,
         large_and_many_records(adapter).await,
         engine_state_survives_reopen(adapter).await,
+        index_images_come_back_for_their_snapshot(adapter).await,
+        index_images_are_refused_for_another_revision(adapter).await,
+        index_images_of_an_older_snapshot_are_not_returned(adapter).await,
     ] {
         if let Err(f) = outcome {
             failures.push(f);
@@ -254,6 +259,106 @@ async fn engine_state_survives_reopen<R: Reopen>(a: &mut R) -> Outcome {
             C,
             format!("revision {} vs {}", restored.revision(), engine.revision()),
         ));
+    }
+    Ok(())
+}
+
+// ---- index images (contract point 5), for adapters that store them ----
+
+fn images(tag: u8) -> Vec<IndexImage> {
+    vec![
+        IndexImage {
+            name: "msgs".into(),
+            // Large enough to cross any page or chunk size an adapter may use.
+            bytes: (0..300_000u32).map(|i| (i % 251) as u8 ^ tag).collect(),
+        },
+        IndexImage {
+            name: "by_user".into(),
+            bytes: vec![tag; 3],
+        },
+        IndexImage {
+            name: "empty".into(),
+            bytes: Vec::new(),
+        },
+    ]
+}
+
+/// A fresh storage holding records 1..=10 and a snapshot at 5.
+async fn with_snapshot<R: Reopen>(a: &mut R, c: &'static str) -> Result<Option<R::S>, Failure> {
+    let mut s = a.open(true).await.map_err(io(c))?;
+    if !s.supports_index_images() {
+        return Ok(None);
+    }
+    s.load().await.map_err(io(c))?;
+    s.append(&records(1..11)).await.map_err(io(c))?;
+    s.write_snapshot(5, b"snapshot at 5").await.map_err(io(c))?;
+    Ok(Some(s))
+}
+
+async fn index_images_come_back_for_their_snapshot<R: Reopen>(a: &mut R) -> Outcome {
+    const C: &str = "index images come back for their snapshot, exactly";
+    let Some(mut s) = with_snapshot(a, C).await? else {
+        return Ok(());
+    };
+    s.write_index_images(5, &images(1)).await.map_err(io(C))?;
+    // A second set for the same snapshot replaces the first.
+    s.write_index_images(5, &images(2)).await.map_err(io(C))?;
+    drop(s);
+    let mut s = a.open(false).await.map_err(io(C))?;
+    s.load().await.map_err(io(C))?;
+    let got = s.load_index_images().await.map_err(io(C))?;
+    if got != images(2) {
+        return Err(fail(
+            C,
+            format!(
+                "got {:?}",
+                got.iter()
+                    .map(|i| (&i.name, i.bytes.len()))
+                    .collect::<Vec<_>>()
+            ),
+        ));
+    }
+    // Images leave the log alone.
+    let recovered = s.load().await.map_err(io(C))?;
+    if recovered.records.iter().any(|r| r.revision <= 5)
+        || recovered.records.last().map(|r| r.revision) != Some(10)
+    {
+        return Err(fail(C, "the log after the snapshot changed"));
+    }
+    Ok(())
+}
+
+async fn index_images_are_refused_for_another_revision<R: Reopen>(a: &mut R) -> Outcome {
+    const C: &str = "index images for a revision other than the snapshot's are refused";
+    let Some(mut s) = with_snapshot(a, C).await? else {
+        return Ok(());
+    };
+    if s.write_index_images(7, &images(1)).await.is_ok() {
+        return Err(fail(
+            C,
+            "images at revision 7 accepted with the snapshot at 5",
+        ));
+    }
+    // Refusing them is not a failure of the storage: writing goes on.
+    s.append(&records(11..12)).await.map_err(io(C))?;
+    s.write_index_images(5, &images(1)).await.map_err(io(C))?;
+    Ok(())
+}
+
+async fn index_images_of_an_older_snapshot_are_not_returned<R: Reopen>(a: &mut R) -> Outcome {
+    const C: &str = "index images of an older snapshot are not returned";
+    let Some(mut s) = with_snapshot(a, C).await? else {
+        return Ok(());
+    };
+    s.write_index_images(5, &images(1)).await.map_err(io(C))?;
+    // A newer snapshot whose images were never written (a crash in between).
+    s.write_snapshot(9, b"snapshot at 9").await.map_err(io(C))?;
+    drop(s);
+    let mut s = a.open(false).await.map_err(io(C))?;
+    s.load().await.map_err(io(C))?;
+    let got = s.load_index_images().await.map_err(io(C))?;
+    if !got.is_empty() {
+        return Err(fail(C, format!("{} stale images returned", got.len())));
     }
     Ok(())
 }

@@ -2,12 +2,14 @@
 //! `writers` concurrent writers; writer `t` writes keys `w{t}:k{i:08}` with value `i` in order,
 //! sometimes three at a time in one `multi_put`. After each acknowledged write it prints
 //! `ack {t} {last i}` and flushes, so the parent knows exactly what was acknowledged.
-//! It resumes each writer after the highest key already in the store.
+//! It resumes each writer after the highest key already in the store. The store declares an
+//! exact-value index over every written value, so checkpoints also store index images (and a
+//! kill can land between or inside those writes).
 
 use std::io::Write;
 
 use anyhow::{Context, Result};
-use statemesh::{Store, Value};
+use statemesh::{Store, StoreBuilder, Value, ValueIndexDef};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 #[allow(clippy::print_stdout)]
@@ -18,7 +20,7 @@ async fn main() -> Result<()> {
         .context("usage: crash-child DIR WRITERS CHECKPOINT_EVERY")?;
     let writers: u32 = args.next().context("writers")?.parse()?;
     let checkpoint_every: u64 = args.next().context("checkpoint_every")?.parse()?;
-    let store = Store::builder()
+    let store = builder()
         .checkpoint_every(checkpoint_every)
         .segment_bytes(64 << 10)
         .open(&dir)
@@ -55,4 +57,9 @@ async fn main() -> Result<()> {
         task.await??;
     }
     Ok(())
+}
+
+/// The index the store declares; the parent reopens with the same.
+fn builder() -> StoreBuilder {
+    Store::builder().value_index(ValueIndexDef::new("by_value", "w*:**"))
 }

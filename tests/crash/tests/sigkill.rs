@@ -2,7 +2,9 @@
 //! is SIGKILLed at a random moment; the store is reopened and must hold every acknowledged
 //! write, and nothing beyond the writes that were in flight. 100 cycles by default on one data
 //! directory (so recovery of recovered state, torn tails and checkpoints are all exercised);
-//! `STATEMESH_CRASH_CYCLES=2000` for a long run.
+//! `STATEMESH_CRASH_CYCLES=2000` for a long run. The store has a value index over every value
+//! (with index images at every checkpoint): after every kill, lookups must find exactly the
+//! keys present, whether the index was loaded from an image or rebuilt.
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
 use std::collections::BTreeMap;
@@ -12,7 +14,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use statemesh::{Store, Value};
+use statemesh::{Store, Value, ValueIndexDef};
 
 const WRITERS: u32 = 4;
 
@@ -33,11 +35,12 @@ fn acknowledged_writes_survive_sigkill() {
     // Everything ever acknowledged, per writer: must never go backwards.
     let mut acked: BTreeMap<u32, i64> = BTreeMap::new();
     let mut total_acks = 0u64;
+    let mut restored = 0u32;
     for cycle in 0..cycles {
         let mut child = Command::new(env!("CARGO_BIN_EXE_crash-child"))
             .arg(&dir)
             .arg(WRITERS.to_string())
-            .arg("300")
+            .arg("100")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -80,7 +83,9 @@ fn acknowledged_writes_survive_sigkill() {
             total_acks += 1;
         }
         runtime.block_on(async {
-            let store = Store::open(&dir)
+            let store = Store::builder()
+                .value_index(ValueIndexDef::new("by_value", "w*:**"))
+                .open(&dir)
                 .await
                 .unwrap_or_else(|e| panic!("cycle {cycle}: reopen failed: {e}"));
             for t in 0..WRITERS {
@@ -109,6 +114,24 @@ fn acknowledged_writes_survive_sigkill() {
                     let v = store.get(&format!("w{t}:k{i:08}")).await.unwrap();
                     assert_eq!(v, Some(Value::Integer(i)), "cycle {cycle}");
                 }
+                // The index holds exactly the keys present, image or not.
+                for i in [0, present / 2, present - 1, present, present + 1] {
+                    let found = store
+                        .search_by_value(
+                            "by_value",
+                            None,
+                            &serde_json::json!(i),
+                            Some(&format!("w{t}:*")),
+                        )
+                        .await
+                        .unwrap();
+                    let expected: Vec<String> = if (0..present).contains(&i) {
+                        vec![format!("w{t}:k{i:08}")]
+                    } else {
+                        Vec::new()
+                    };
+                    assert_eq!(found, expected, "cycle {cycle}: value index, writer {t}");
+                }
                 // A multi_put of three is atomic: the store never ends inside one.
                 assert!(
                     !inside_batch(present),
@@ -117,9 +140,22 @@ fn acknowledged_writes_survive_sigkill() {
                 // In-flight writes that did land count as acknowledged from now on.
                 acked.insert(t, present - 1);
             }
+            let origin = store.index_origin("by_value").unwrap().unwrap();
+            restored += u32::from(origin.restored_from_image);
+            // Now and then a checkpoint here too, so the next reopen can find a matching image
+            // even when the child was killed before its own checkpoint finished.
+            if cycle % 4 == 3 {
+                store.checkpoint().await.unwrap();
+            }
             store.close().await;
         });
     }
+    // The child checkpoints every 100 records, this loop every fourth cycle: many reopens find
+    // a matching image.
+    assert!(
+        cycles < 20 || restored > 0,
+        "no reopen loaded an index image ({cycles} cycles)"
+    );
     let _ = std::fs::remove_dir_all(&dir);
     assert!(
         total_acks > u64::from(cycles),
