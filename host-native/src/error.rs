@@ -54,6 +54,14 @@ pub enum Error {
     /// protocol version, or not a statemesh server).
     #[error("protocol: {0}")]
     Protocol(String),
+    /// [`crate::Client`]: no answer within the client's request timeout
+    /// ([`crate::Client::with_request_timeout`]). As with a broken connection, the request may
+    /// or may not have been applied; the connection stays usable.
+    #[error("no answer to {op:?} within {after:?}")]
+    Timeout {
+        op: String,
+        after: std::time::Duration,
+    },
 }
 
 impl Error {
@@ -73,6 +81,7 @@ impl Error {
             Error::Connection(_) => "CONNECTION",
             Error::Remote { code, .. } => code,
             Error::Protocol(_) => "PROTOCOL",
+            Error::Timeout { .. } => "TIMEOUT",
         }
     }
 }

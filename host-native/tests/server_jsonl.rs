@@ -616,3 +616,122 @@ async fn client_txn_answers_as_the_embedded_store_does() {
     assert_eq!(code(r), code(l));
     assert!(c.exists("t:a").await.expect("exists"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_phase_commit_survives_the_connection_and_a_server_kill() {
+    use statemesh::WaitPolicy;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[]);
+    let coordinator = Client::connect(&server.addr).await.expect("connect");
+    let other = Client::connect(&server.addr).await.expect("connect");
+    other.put("acct:a", 100i64).await.expect("put");
+
+    let t = coordinator
+        .begin(Isolation::Serializable, Duration::from_secs(30))
+        .await
+        .expect("begin");
+    t.put("acct:a", 60i64).await.expect("txn put");
+    t.put("acct:b", 40i64).await.expect("txn put");
+    let id = t.prepare(WaitPolicy::Fail).await.expect("prepare");
+    assert_eq!(other.prepared_transactions().await.expect("list"), vec![id]);
+    // Its keys are locked for everyone else until it is resolved.
+    assert_eq!(code(other.put("acct:a", 1i64).await), "KEY_LOCKED");
+    // A second transaction on the same key cannot prepare while the first holds it.
+    let t2 = other
+        .begin(Isolation::Serializable, Duration::from_secs(30))
+        .await
+        .expect("begin");
+    t2.put("acct:b", 7i64).await.expect("txn put");
+    assert_eq!(code(t2.prepare(WaitPolicy::Fail).await), "KEY_LOCKED");
+
+    // The coordinator's connection goes away and the server is killed: the prepared
+    // transaction is durable and still pending after the restart.
+    drop(coordinator);
+    server.kill();
+    let server = Server::start(dir.path(), &[]);
+    let c = Client::connect(&server.addr).await.expect("reconnect");
+    assert_eq!(c.prepared_transactions().await.expect("list"), vec![id]);
+    assert_eq!(
+        c.get("acct:a").await.expect("get"),
+        Some(Value::from(100i64))
+    );
+    let written = c.commit_prepared(id).await.expect("commit_prepared");
+    assert_eq!(written.affected, 2);
+    assert_eq!(
+        c.get("acct:a").await.expect("get"),
+        Some(Value::from(60i64))
+    );
+    assert_eq!(
+        c.get("acct:b").await.expect("get"),
+        Some(Value::from(40i64))
+    );
+    assert!(c.prepared_transactions().await.expect("list").is_empty());
+    assert_eq!(
+        code(c.commit_prepared(id).await),
+        code(c.cancel_prepared(id).await)
+    );
+
+    // Cancel drops the writes and releases the locks.
+    let t = c
+        .begin(Isolation::Snapshot, Duration::from_secs(30))
+        .await
+        .expect("begin");
+    t.delete("acct:a").await.expect("txn delete");
+    let id = t.prepare(WaitPolicy::Wait).await.expect("prepare");
+    c.cancel_prepared(id).await.expect("cancel");
+    assert_eq!(
+        c.get("acct:a").await.expect("get"),
+        Some(Value::from(60i64))
+    );
+    c.put("acct:a", 1i64).await.expect("put after cancel");
+}
+
+/// A server that answers every request correctly, but only after `delay`.
+async fn slow_server(delay: Duration) -> String {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    tokio::spawn(async move {
+        let Ok((stream, _)) = listener.accept().await else {
+            return;
+        };
+        let (read, write) = stream.into_split();
+        let write = std::sync::Arc::new(tokio::sync::Mutex::new(write));
+        let mut lines = BufReader::new(read).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let request: serde_json::Value = serde_json::from_str(&line).expect("request");
+            let write = write.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let reply = json!({"id": request["id"], "ok": true, "result": "pong"});
+                let mut w = write.lock().await;
+                let _ = w.write_all(format!("{reply}\n").as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_timeout_gives_up_and_leaves_the_connection_usable() {
+    let addr = slow_server(Duration::from_millis(300)).await;
+    let patient = Client::connect(&addr).await.expect("connect");
+    let hasty = patient
+        .clone()
+        .with_request_timeout(Duration::from_millis(50));
+    let started = std::time::Instant::now();
+    let err = hasty.ping().await.expect_err("times out");
+    assert!(started.elapsed() < Duration::from_millis(250));
+    assert_eq!(err.code(), "TIMEOUT");
+    assert!(matches!(err, Error::Timeout { ref op, .. } if op == "ping"));
+    // The late answer to the abandoned call is dropped; the connection and the handle without
+    // a timeout still work, and so does the hasty one with a longer timeout.
+    patient.ping().await.expect("patient ping");
+    hasty
+        .with_request_timeout(Duration::from_secs(5))
+        .ping()
+        .await
+        .expect("ping with room");
+}

@@ -119,8 +119,13 @@ impl Connection {
             }
             map.insert(id, pending);
         }
+        // A caller that stops waiting (a timeout) leaves no entry behind for a server that
+        // never answers.
+        let _forget = ForgetOnDrop {
+            shared: &self.shared,
+            id,
+        };
         if self.tx.send(request_line(id, op, args)).is_err() {
-            self.shared.pending.lock().remove(&id);
             return Err(self.closed_error());
         }
         match answer.await {
@@ -140,6 +145,19 @@ impl Connection {
 
     pub(crate) fn forget_subscription(&self, sub: u64) {
         self.shared.subs.lock().remove(&sub);
+    }
+}
+
+/// Removes a request from the pending map when its caller is done with it, answered or not
+/// (the reader already removed an answered one).
+struct ForgetOnDrop<'a> {
+    shared: &'a Shared,
+    id: u64,
+}
+
+impl Drop for ForgetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.shared.pending.lock().remove(&self.id);
     }
 }
 

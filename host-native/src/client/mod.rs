@@ -22,6 +22,7 @@ mod subscription;
 mod txn;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{Map, Value as Json};
 
@@ -37,6 +38,8 @@ use statemesh_core::Value;
 #[derive(Clone)]
 pub struct Client {
     conn: Arc<conn::Connection>,
+    /// How long a call waits for its answer; `None`: as long as the connection lives.
+    timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for Client {
@@ -62,7 +65,17 @@ impl Client {
         let conn = conn::Connection::open(addr).await?;
         Ok(Client {
             conn: Arc::new(conn),
+            timeout: None,
         })
+    }
+
+    /// This handle (and its clones) gives up on a call after `timeout` with
+    /// [`Error::Timeout`]; other handles on the same connection keep theirs. A late answer is
+    /// dropped, and the connection stays usable. Subscriptions' events are not calls and never
+    /// time out.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Client {
+        self.timeout = Some(timeout);
+        self
     }
 
     /// Connects and authenticates with `token` (the server's `--auth-token`). A wrong token
@@ -76,7 +89,16 @@ impl Client {
     }
 
     pub(crate) async fn call(&self, op: &str, args: impl Into<conn::Args>) -> Result<Json> {
-        self.conn.call(op, args.into()).await
+        let call = self.conn.call(op, args.into());
+        match self.timeout {
+            None => call.await,
+            Some(after) => tokio::time::timeout(after, call).await.unwrap_or_else(|_| {
+                Err(Error::Timeout {
+                    op: op.to_owned(),
+                    after,
+                })
+            }),
+        }
     }
 
     /// Round trip to the server.

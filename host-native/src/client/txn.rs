@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use serde_json::Value as Json;
-use statemesh_core::{Isolation, Txn, TxnId, TxnResult, Value, WriteResult};
+use statemesh_core::{Isolation, Txn, TxnId, TxnResult, Value, WaitPolicy, WriteResult};
 
 use super::{Client, args, decode, wire};
 use crate::error::{Error, Result};
@@ -24,6 +24,33 @@ impl Client {
         let reply = self.call("txn", txn_wire::txn_to_json(&txn)).await?;
         txn_wire::result_from_json(reply)
             .map_err(|e| Error::Protocol(format!("the server's txn result: {e}")))
+    }
+
+    /// Commits prepared transaction `id` (second phase; see [`crate::Store::commit_prepared`]).
+    /// Any connection may resolve a prepared transaction, also after a server restart.
+    pub async fn commit_prepared(&self, id: TxnId) -> Result<WriteResult> {
+        let r = self
+            .call("commit_prepared", args([("txn", id.0.into())]))
+            .await?;
+        decode::write_result(&r)
+    }
+
+    /// Cancels prepared transaction `id`; returns the revision of the cancel.
+    pub async fn cancel_prepared(&self, id: TxnId) -> Result<u64> {
+        decode::as_u64(
+            &self
+                .call("cancel_prepared", args([("txn", id.0.into())]))
+                .await?,
+        )
+    }
+
+    /// Prepared transactions waiting for their coordinator, in id order.
+    pub async fn prepared_transactions(&self) -> Result<Vec<TxnId>> {
+        let r = self.call("prepared_transactions", args([])).await?;
+        let Json::Array(ids) = r else {
+            return Err(Error::Protocol("prepared_transactions: not a list".into()));
+        };
+        ids.iter().map(|id| decode::as_u64(id).map(TxnId)).collect()
     }
 
     /// Begins an interactive transaction (see [`crate::Store::begin`]).
@@ -115,6 +142,20 @@ impl RemoteTransaction {
         self.finished = true;
         let r = self.client.call("commit", args([self.id_arg()])).await?;
         decode::write_result(&r)
+    }
+
+    /// Prepares the transaction for two-phase commit (see [`crate::Transaction::prepare`]):
+    /// from here on it is durable and no longer tied to this connection; resolve it with
+    /// [`Client::commit_prepared`] or [`Client::cancel_prepared`]. If preparing fails the
+    /// transaction is rolled back.
+    pub async fn prepare(mut self, policy: WaitPolicy) -> Result<TxnId> {
+        self.finished = true;
+        let wait = matches!(policy, WaitPolicy::Wait);
+        let r = self
+            .client
+            .call("prepare", args([self.id_arg(), ("wait", wait.into())]))
+            .await?;
+        decode::u64_field(&r, "txn").map(TxnId)
     }
 
     /// Drops the transaction and its buffered writes.

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{Map, Value as Json, json};
-use statemesh_core::{Cursor, Isolation, Language, Metric, PutOptions, Timestamp, Value};
+use statemesh_core::{
+    Cursor, Isolation, Language, Metric, PutOptions, Timestamp, TxnId, Value, WaitPolicy,
+};
 
 use super::args::{Args, OpError, OpResult};
 use super::conn::{Conn, MAX_PER_CONNECTION, SharedTxn, error_line, ok_line};
@@ -236,6 +238,29 @@ async fn run(conn: &Arc<Conn>, id: &Json, op: &str, mut a: Args) -> OpResult<Rep
             take_txn(conn, &a).await?.rollback().await?;
             reply(&true)
         }
+        // Two-phase commit: a prepared transaction leaves the connection (it is durable and
+        // any connection, or the same one after a restart, resolves it by id).
+        "prepare" => {
+            let policy = if a.bool("wait")? {
+                WaitPolicy::Wait
+            } else {
+                WaitPolicy::Fail
+            };
+            let id = take_txn(conn, &a).await?.prepare(policy).await?;
+            reply(&json!({"txn": id.0}))
+        }
+        "commit_prepared" => {
+            let written = store.commit_prepared(TxnId(a.u64("txn")?)).await?;
+            reply(&wire::write_result(&written))
+        }
+        "cancel_prepared" => reply(&store.cancel_prepared(TxnId(a.u64("txn")?)).await?),
+        "prepared_transactions" => reply(
+            &store
+                .prepared_transactions()
+                .iter()
+                .map(|id| id.0)
+                .collect::<Vec<_>>(),
+        ),
         // ---- search ----
         "declare_text_index"
         | "declare_value_index"
