@@ -600,21 +600,8 @@ impl<D: Disk> FsStorage<D> {
         self.close_active()?;
 
         let name = format::snapshot_name(revision);
-        let tmp = self.path_of(&format!("{name}{TMP_SUFFIX}"));
-        let path = self.path_of(&name);
-        let mut file = self.disk.create(&tmp).map_err(io_err("create", &tmp))?;
-        file.append(&format::encode_snapshot(revision, snapshot))
-            .map_err(io_err("write", &tmp))?;
-        file.sync().map_err(io_err("fsync", &tmp))?;
-        drop(file);
-        self.disk
-            .rename(&tmp, &path)
-            .map_err(io_err("rename", &tmp))?;
+        self.replace_file(&name, &format::encode_snapshot(revision, snapshot))?;
         // From here on the new snapshot survives a crash.
-        self.disk
-            .sync_dir(&self.dir)
-            .map_err(io_err("fsync_dir", &self.dir))?;
-        self.dir_unsynced = false;
         let previous = self.snapshot_revision.replace(revision);
         self.last_revision = self.last_revision.max(Some(revision));
 
@@ -643,17 +630,15 @@ impl<D: Disk> FsStorage<D> {
 // ---- index images ----
 
 impl<D: Disk> FsStorage<D> {
-    /// Writes `index-<revision>.img` like a snapshot (temp file, fsync, rename, directory
-    /// fsync), then removes image files of other revisions.
-    fn images_now(&mut self, revision: u64, images: &[IndexImage]) -> Result<(), StorageError> {
-        let name = format::images_name(revision);
+    /// Writes `bytes` as file `name` so that a crash leaves either no such file (or the one it
+    /// replaces) or the whole new one: a temp file, fsync, rename, directory fsync.
+    fn replace_file(&mut self, name: &str, bytes: &[u8]) -> Result<(), StorageError> {
         let tmp = self.path_of(&format!("{name}{TMP_SUFFIX}"));
-        let path = self.path_of(&name);
+        let path = self.path_of(name);
         // Names change below; if anything fails, the next log sync fsyncs the directory.
         self.dir_unsynced = true;
         let mut file = self.disk.create(&tmp).map_err(io_err("create", &tmp))?;
-        file.append(&format::encode_images(revision, images))
-            .map_err(io_err("write", &tmp))?;
+        file.append(bytes).map_err(io_err("write", &tmp))?;
         file.sync().map_err(io_err("fsync", &tmp))?;
         drop(file);
         self.disk
@@ -663,6 +648,14 @@ impl<D: Disk> FsStorage<D> {
             .sync_dir(&self.dir)
             .map_err(io_err("fsync_dir", &self.dir))?;
         self.dir_unsynced = false;
+        Ok(())
+    }
+
+    /// Writes `index-<revision>.img` like a snapshot (temp file, fsync, rename, directory
+    /// fsync), then removes image files of other revisions.
+    fn images_now(&mut self, revision: u64, images: &[IndexImage]) -> Result<(), StorageError> {
+        let name = format::images_name(revision);
+        self.replace_file(&name, &format::encode_images(revision, images))?;
         self.remove_images_except(revision);
         Ok(())
     }
