@@ -95,8 +95,11 @@ pub fn join_key(namespace: &str, path: &str) -> String {
 
 /// Splits the written form into namespace and the rest, without validating either.
 pub fn split_namespace(key: &str) -> (&str, &str) {
-    match key.split_once(NAMESPACE_SEPARATOR) {
-        Some((ns, rest)) => (ns, rest),
+    // A byte search: the separator is ASCII, so its byte never occurs inside a wider character
+    // and both sides stay on character boundaries.
+    const SEPARATOR: u8 = NAMESPACE_SEPARATOR as u8;
+    match key.bytes().position(|b| b == SEPARATOR) {
+        Some(at) => (&key[..at], &key[at + 1..]),
         None => (DEFAULT_NAMESPACE, key),
     }
 }
@@ -195,6 +198,37 @@ impl KeyConfig {
                 limit: self.max_path_len,
             });
         }
+        if self.plain_ascii_path(path) {
+            return Ok(());
+        }
+        self.check_path_slowly(path)
+    }
+
+    /// The common case in one pass over the bytes: an ASCII path without reserved bytes, no
+    /// empty segment, few enough segments. `false` means "look closer" (the slow path finds the
+    /// error, if any, and reports it exactly as before).
+    fn plain_ascii_path(&self, path: &str) -> bool {
+        let Ok(sep) = u8::try_from(self.separator) else {
+            return false;
+        };
+        let (mut segments, mut segment_len) = (1usize, 0usize);
+        for b in path.bytes() {
+            if b == sep {
+                if segment_len == 0 {
+                    return false;
+                }
+                segments += 1;
+                segment_len = 0;
+            } else if !b.is_ascii() || reserved_byte(b) {
+                return false;
+            } else {
+                segment_len += 1;
+            }
+        }
+        segment_len > 0 && segments <= self.max_segments
+    }
+
+    fn check_path_slowly(&self, path: &str) -> Result<(), KeyError> {
         check_chars(path)?;
         let mut count = 0;
         for (index, segment) in path.split(self.separator).enumerate() {
@@ -213,13 +247,15 @@ impl KeyConfig {
     }
 }
 
+/// An ASCII byte a path may not hold: controls and the pattern characters.
+fn reserved_byte(b: u8) -> bool {
+    b < 0x20 || b == 0x7f || matches!(b, b'*' | b'?' | b'[' | b']' | b'{' | b'}' | b'\\')
+}
+
 fn check_chars(path: &str) -> Result<(), KeyError> {
     // Fast path: most keys are plain ASCII without reserved bytes.
-    let bad = |b: u8| {
-        b < 0x20 || b == 0x7f || matches!(b, b'*' | b'?' | b'[' | b']' | b'{' | b'}' | b'\\')
-    };
     if path.is_ascii() {
-        return match path.bytes().position(bad) {
+        return match path.bytes().position(reserved_byte) {
             None => Ok(()),
             Some(offset) => Err(KeyError::InvalidChar {
                 ch: char::from(path.as_bytes()[offset]),
@@ -238,6 +274,31 @@ fn check_chars(path: &str) -> Result<(), KeyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// The one-pass check accepts exactly what the slow check accepts, for any separator,
+        /// segment limit and text (ASCII-heavy, with separators, reserved and wide characters).
+        #[test]
+        fn the_fast_path_check_agrees_with_the_slow_one(
+            path in "[a-c./]{1,10}|[a-c./:*{\\u{7f}\\n é€]{1,12}",
+            separator in prop::sample::select(vec!['.', '/', '-', '€']),
+            max_segments in 1usize..5,
+        ) {
+            let c = KeyConfig { separator, max_segments, ..cfg() };
+            if !path.is_empty() && path.len() <= c.max_path_len {
+                prop_assert_eq!(c.check_path(&path), c.check_path_slowly(&path));
+            }
+        }
+
+        #[test]
+        fn split_namespace_splits_at_the_first_colon(key in "[a:é.]{0,10}") {
+            let expected = key.split_once(':').unwrap_or((DEFAULT_NAMESPACE, key.as_str()));
+            prop_assert_eq!(split_namespace(&key), expected);
+        }
+    }
 
     fn cfg() -> KeyConfig {
         KeyConfig::default()
