@@ -435,7 +435,12 @@ pub(crate) async fn checkpoint(shared: &Shared) -> Result<()> {
             // Taken with the snapshot, so they describe exactly the state it holds. A failure
             // only costs a rebuild at the next open.
             let images = if wants_images {
-                state.engine.index_images().unwrap_or_default()
+                state.engine.index_images().unwrap_or_else(|e| {
+                    warn(&format!(
+                        "statemesh: index images not taken at revision {revision}: {e}"
+                    ));
+                    Vec::new()
+                })
             } else {
                 Vec::new()
             };

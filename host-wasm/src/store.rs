@@ -225,10 +225,10 @@ impl Store {
             }
             (None, None) => {
                 let mut engine = Engine::new(config(&opts))?;
+                install_codecs(&mut engine, &opts)?;
                 for declaration in opts.indexes.iter().flatten() {
                     declaration.clone().declare(&mut engine)?;
                 }
-                install_codecs(&mut engine, &opts)?;
                 let feed = Feed::new(opts.event_capacity.unwrap_or(4096));
                 host::new_shared(engine, feed, None)
             }

@@ -230,7 +230,11 @@ fn note(i: u32, extra: &str) -> JsValue {
     } else {
         "cooking rice"
     };
-    let tag = if i.is_multiple_of(3) { "three" } else { "other" };
+    let tag = if i.is_multiple_of(3) {
+        "three"
+    } else {
+        "other"
+    };
     json(&format!(
         r#"{{"title":"note {i} {extra}","body":"{body}","tag":"{tag}","v":[{i},{},1]}}"#,
         i * 2
