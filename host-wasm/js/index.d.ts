@@ -5,6 +5,8 @@ export type {
   Value, OpenOptions, Durability, PutOptions, WriteResult, WriteOp, Metadata, StoreRecord, Entry,
   ScanPage, Versioned, ChangeKind, ChangeEvent, KeyVersion, ValueAt, TxnSpec, CompareSpec,
   CompareOp, TxnOpSpec, TxnOpKind, TxnResult, BeginOptions, Isolation, ChangesOptions, CodecSpec,
+  IndexDeclaration, TextIndexOptions, ValueIndexOptions, VectorIndexOptions, IndexStats, TextHit,
+  VectorHit, TextSearchOptions, ValueSearchOptions, VectorSearchOptions,
 } from './web/statemesh_wasm.js';
 
 /** Stable error codes, one per kind of failure. */

@@ -30,6 +30,17 @@ extern "C" {
     fn clear_timeout(handle: &JsValue);
 }
 
+/// A warning on the JS console (nothing when there is none).
+pub(crate) fn warn(message: &str) {
+    let console = js_sys::Reflect::get(&js_sys::global(), &"console".into());
+    if let Ok(console) = console
+        && let Ok(f) = js_sys::Reflect::get(&console, &"warn".into())
+        && let Some(f) = f.dyn_ref::<js_sys::Function>()
+    {
+        let _ = f.call1(&console, &message.into());
+    }
+}
+
 /// The host's clock: wall time in milliseconds, as TTLs are wall-clock deadlines.
 pub(crate) fn now() -> Timestamp {
     Timestamp::from_millis(js_sys::Date::now() as u64)
@@ -42,6 +53,11 @@ pub(crate) struct State {
     pub(crate) closed: bool,
     pub(crate) feed: Feed,
     pub(crate) persist: Option<Persist>,
+    /// Index images from the open that no declaration has taken yet (a declaration after the
+    /// open may still use one while the engine is at the image's revision).
+    pub(crate) offered_images: bool,
+    /// Why the image offered to an index was not used, by index name.
+    pub(crate) image_rejections: std::collections::BTreeMap<String, String>,
     timer: Option<Timer>,
     /// Set by `Host::new`, so the timer can reach the state without keeping it alive.
     this: Weak<RefCell<State>>,
@@ -103,6 +119,8 @@ pub(crate) fn new_shared(mut engine: Engine, feed: Feed, persist: Option<Persist
             closed: false,
             feed,
             persist,
+            offered_images: false,
+            image_rejections: std::collections::BTreeMap::new(),
             timer: None,
             this: this.clone(),
         })
@@ -159,12 +177,29 @@ impl State {
         Ok(last)
     }
 
+    /// Records why offered images were refused by the declarations since the last call.
+    pub(crate) fn note_image_rejections(&mut self) {
+        for (name, why) in self.engine.take_image_rejections() {
+            self.image_rejections.insert(name, why.to_string());
+        }
+    }
+
+    /// Forgets the images offered at open: once the state moves past their revision, no
+    /// declaration could use them.
+    fn drop_offered_images(&mut self) {
+        if self.offered_images {
+            self.offered_images = false;
+            self.engine.clear_offered_images();
+        }
+    }
+
     /// Applies `op` to the engine and queues what it produced.
     pub(crate) fn apply<R>(
         &mut self,
         op: impl FnOnce(&mut Engine, Timestamp) -> Result<R, EngineError>,
     ) -> Result<(R, Option<u64>)> {
         self.check()?;
+        self.drop_offered_images();
         let result = op(&mut self.engine, now());
         let queued = self.after_write()?;
         Ok((result?, queued))
@@ -242,6 +277,7 @@ fn on_timer(shared: &Shared) {
         if state.check().is_err() {
             return;
         }
+        state.drop_offered_images();
         state.engine.handle_timeout(now());
         // Nobody waits for expiry records; a failure to encode them poisons nothing here and
         // surfaces on the next write.
@@ -391,6 +427,23 @@ pub(crate) async fn checkpoint(shared: &Shared) -> Result<()> {
             state.check()?;
             let revision = state.engine.revision();
             let snapshot = state.engine.snapshot()?;
+            let wants_images = state
+                .persist
+                .as_ref()
+                .and_then(|p| p.storage.as_ref())
+                .is_some_and(|s| s.supports_index_images());
+            // Taken with the snapshot, so they describe exactly the state it holds. A failure
+            // only costs a rebuild at the next open.
+            let images = if wants_images {
+                state.engine.index_images().unwrap_or_else(|e| {
+                    warn(&format!(
+                        "statemesh: index images not taken at revision {revision}: {e}"
+                    ));
+                    Vec::new()
+                })
+            } else {
+                Vec::new()
+            };
             let Some(p) = state.persist.as_mut() else {
                 return Ok(());
             };
@@ -398,13 +451,22 @@ pub(crate) async fn checkpoint(shared: &Shared) -> Result<()> {
                 // A write slipped in after the wait: wait for it too.
                 None
             } else {
-                p.storage.take().map(|s| (s, revision, snapshot))
+                p.storage.take().map(|s| (s, revision, snapshot, images))
             }
         };
-        let Some((mut storage, revision, snapshot)) = taken else {
+        let Some((mut storage, revision, snapshot, images)) = taken else {
             continue;
         };
         let result = storage.write_snapshot(revision, &snapshot).await;
+        if result.is_ok() && !images.is_empty() {
+            // Best effort, and never poisoning: the snapshot is durable; without its images the
+            // next open rebuilds the indexes.
+            if let Err(e) = storage.write_index_images(revision, &images).await {
+                warn(&format!(
+                    "statemesh: index images at revision {revision} not stored: {e}"
+                ));
+            }
+        }
         give_back(shared, storage);
         return match result {
             Ok(()) => Ok(()),

@@ -15,7 +15,7 @@ use crate::store::{Store, optional, parse, reject};
 use crate::types::{Fields, WriteResult};
 
 /// A full-text index over keys matching `pattern`.
-#[derive(Debug, Default, Deserialize, Tsify)]
+#[derive(Debug, Clone, Default, Deserialize, Tsify)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct TextIndexOptions {
     pub name: String,
@@ -30,7 +30,7 @@ pub struct TextIndexOptions {
 }
 
 /// An exact-value index over keys matching `pattern`.
-#[derive(Debug, Default, Deserialize, Tsify)]
+#[derive(Debug, Clone, Default, Deserialize, Tsify)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct ValueIndexOptions {
     pub name: String,
@@ -41,7 +41,7 @@ pub struct ValueIndexOptions {
 }
 
 /// A vector index over keys matching `pattern` (exact search in wasm).
-#[derive(Debug, Default, Deserialize, Tsify)]
+#[derive(Debug, Clone, Default, Deserialize, Tsify)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct VectorIndexOptions {
     pub name: String,
@@ -54,6 +54,15 @@ pub struct VectorIndexOptions {
     /// what `addVector` wrote).
     #[tsify(optional)]
     pub field: Option<String>,
+}
+
+/// An index declared at open (`OpenOptions.indexes`).
+#[derive(Debug, Clone, Deserialize, Tsify)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum IndexDeclaration {
+    Text(TextIndexOptions),
+    Value(ValueIndexOptions),
+    Vector(VectorIndexOptions),
 }
 
 /// Options of `searchText`.
@@ -104,12 +113,22 @@ pub struct VectorHit {
     pub distance: f32,
 }
 
-/// How many entries an index holds.
+/// How many entries an index holds, and how it was built when declared.
 #[derive(Debug, Serialize, Tsify)]
+#[serde(rename_all = "camelCase")]
 pub struct IndexStats {
     pub entries: usize,
     /// Vector indexes: writes whose value held no usable vector.
     pub skipped: u64,
+    /// The index was loaded from the index image stored at the last checkpoint instead of being
+    /// built from the keys.
+    pub restored_from_image: bool,
+    /// Keys read to build the index when it was declared (0 when restored from an image).
+    pub backfilled: u64,
+    /// Why the stored image of this index was not used (it was rebuilt), when one was offered.
+    #[tsify(optional)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_rejected: Option<String>,
 }
 
 impl Fields for TextIndexOptions {
@@ -173,20 +192,17 @@ fn vector_arg(v: &JsValue) -> Result<Vec<f32>> {
 
 #[wasm_bindgen]
 impl Store {
-    /// Declares a full-text index and indexes the keys already held that match it. Indexes are
-    /// not stored: declare them again after each open (they are rebuilt from the keys).
+    /// Declares a full-text index and indexes the keys already held that match it. Declared
+    /// here, after the open, an index is built from the keys (unless nothing was written since
+    /// the checkpoint whose image it matches); declare it in `OpenOptions.indexes` to have it
+    /// restored from its image at every open.
     #[wasm_bindgen(js_name = declareTextIndex, unchecked_return_type = "Promise<void>")]
     pub fn declare_text_index(
         &self,
         #[wasm_bindgen(unchecked_param_type = "TextIndexOptions")] options: js_sys::Object,
     ) -> js_sys::Promise {
-        let declared = parse::<TextIndexOptions>(&options.into()).and_then(|o| {
-            let mut def = TextIndexDef::new(o.name, o.pattern).language(language(o.language)?);
-            for field in o.fields.unwrap_or_default() {
-                def = def.field(field);
-            }
-            self.declare(|e| e.declare_text_index(def))
-        });
+        let declared = parse::<TextIndexOptions>(&options.into())
+            .and_then(|o| self.declare_now(IndexDeclaration::Text(o)));
         settle(declared.map(|()| JsValue::UNDEFINED))
     }
 
@@ -196,13 +212,8 @@ impl Store {
         &self,
         #[wasm_bindgen(unchecked_param_type = "ValueIndexOptions")] options: js_sys::Object,
     ) -> js_sys::Promise {
-        let declared = parse::<ValueIndexOptions>(&options.into()).and_then(|o| {
-            let mut def = ValueIndexDef::new(o.name, o.pattern);
-            for field in o.fields.unwrap_or_default() {
-                def = def.field(field);
-            }
-            self.declare(|e| e.declare_value_index(def))
-        });
+        let declared = parse::<ValueIndexOptions>(&options.into())
+            .and_then(|o| self.declare_now(IndexDeclaration::Value(o)));
         settle(declared.map(|()| JsValue::UNDEFINED))
     }
 
@@ -212,19 +223,8 @@ impl Store {
         &self,
         #[wasm_bindgen(unchecked_param_type = "VectorIndexOptions")] options: js_sys::Object,
     ) -> js_sys::Promise {
-        let declared = parse::<VectorIndexOptions>(&options.into()).and_then(|o| {
-            let metric = metric_from_name(&o.metric).ok_or_else(|| {
-                HostError::Argument(format!(
-                    "unknown metric {:?}; expected cosine, l2 or dot",
-                    o.metric
-                ))
-            })?;
-            let mut def = VectorIndexDef::new(o.name, o.pattern, o.dimension, metric);
-            if let Some(field) = o.field {
-                def = def.field(field);
-            }
-            self.declare(|e| e.declare_vector_index(def))
-        });
+        let declared = parse::<VectorIndexOptions>(&options.into())
+            .and_then(|o| self.declare_now(IndexDeclaration::Vector(o)));
         settle(declared.map(|()| JsValue::UNDEFINED))
     }
 
@@ -233,22 +233,33 @@ impl Store {
     pub fn drop_index(&self, name: String) -> js_sys::Promise {
         settle(
             self.declare(|e| Ok(e.drop_index(&name)))
+                .inspect(|_| {
+                    self.shared.borrow_mut().image_rejections.remove(&name);
+                })
                 .map(JsValue::from_bool),
         )
     }
 
-    /// Sizes of an index, or `undefined` when none has that name.
+    /// Sizes of an index and how it was built, or `undefined` when none has that name.
     #[wasm_bindgen(js_name = indexStats, unchecked_return_type = "Promise<IndexStats | undefined>")]
     pub fn index_stats(&self, name: String) -> js_sys::Promise {
-        let stats = self
-            .declare(|e| Ok(e.index_stats(&name)))
-            .and_then(|s| match s {
-                Some(s) => convert::to_js(&IndexStats {
-                    entries: s.entries,
-                    skipped: s.skipped,
-                }),
-                None => Ok(JsValue::UNDEFINED),
-            });
+        let stats = (|| {
+            let state = self.shared.borrow();
+            if state.closed {
+                return Err(HostError::Closed);
+            }
+            let Some(s) = state.engine.index_stats(&name) else {
+                return Ok(JsValue::UNDEFINED);
+            };
+            let origin = state.engine.index_origin(&name).unwrap_or_default();
+            convert::to_js(&IndexStats {
+                entries: s.entries,
+                skipped: s.skipped,
+                restored_from_image: origin.restored_from_image,
+                backfilled: origin.backfilled,
+                image_rejected: state.image_rejections.get(&name).cloned(),
+            })
+        })();
         settle(stats)
     }
 
@@ -379,7 +390,54 @@ impl Store {
     }
 }
 
+impl IndexDeclaration {
+    /// Declares this index on `engine` (exact vector search: the one index that runs in wasm).
+    pub(crate) fn declare(self, engine: &mut statemesh_core::Engine) -> Result<()> {
+        match self {
+            IndexDeclaration::Text(o) => {
+                let mut def = TextIndexDef::new(o.name, o.pattern).language(language(o.language)?);
+                for field in o.fields.unwrap_or_default() {
+                    def = def.field(field);
+                }
+                Ok(engine.declare_text_index(def)?)
+            }
+            IndexDeclaration::Value(o) => {
+                let mut def = ValueIndexDef::new(o.name, o.pattern);
+                for field in o.fields.unwrap_or_default() {
+                    def = def.field(field);
+                }
+                Ok(engine.declare_value_index(def)?)
+            }
+            IndexDeclaration::Vector(o) => {
+                let metric = metric_from_name(&o.metric).ok_or_else(|| {
+                    HostError::Argument(format!(
+                        "unknown metric {:?}; expected cosine, l2 or dot",
+                        o.metric
+                    ))
+                })?;
+                let mut def = VectorIndexDef::new(o.name, o.pattern, o.dimension, metric);
+                if let Some(field) = o.field {
+                    def = def.field(field);
+                }
+                Ok(engine.declare_vector_index(def)?)
+            }
+        }
+    }
+}
+
 impl Store {
+    /// Declares an index on the open engine (not a logged write). An image still offered from
+    /// the open is used if it matches the engine as it is now; core checks that.
+    fn declare_now(&self, declaration: IndexDeclaration) -> Result<()> {
+        let mut state = self.shared.borrow_mut();
+        if state.closed {
+            return Err(HostError::Closed);
+        }
+        declaration.declare(&mut state.engine)?;
+        state.note_image_rejections();
+        Ok(())
+    }
+
     /// Runs a declaration (not a logged write) on the open engine.
     fn declare<R>(
         &self,

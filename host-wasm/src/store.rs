@@ -104,18 +104,47 @@ fn config(opts: &OpenOptions) -> EngineConfig {
     config
 }
 
-/// Opens a store on `storage`: loads its snapshot and log and replays them.
+/// Opens a store on `storage`: loads its snapshot and log, restores the snapshot, declares the
+/// indexes of `opts` (loading the index images stored with the snapshot where they match,
+/// building the others from the keys), then replays the log into engine and indexes alike.
 pub(crate) async fn open_on(opts: &OpenOptions, mut storage: Box<dyn Storage>) -> Result<Shared> {
     let recovered = storage.load().await.map_err(HostError::Storage)?;
+    let images = if recovered.snapshot.is_some() && storage.supports_index_images() {
+        match storage.load_index_images().await {
+            Ok(images) => images,
+            Err(e) => {
+                host::warn(&format!(
+                    "statemesh: index images unreadable, indexes will be rebuilt: {e}"
+                ));
+                Vec::new()
+            }
+        }
+    } else {
+        Vec::new()
+    };
     let config = config(opts);
     let mut engine = match &recovered.snapshot {
         Some(bytes) => Engine::restore(config, bytes)?,
         None => Engine::new(config)?,
     };
+    install_codecs(&mut engine, opts)?;
+    let offered = !images.is_empty();
+    engine.offer_index_images(images);
+    for declaration in opts.indexes.iter().flatten() {
+        declaration.clone().declare(&mut engine)?;
+    }
+    let rejections = engine.take_image_rejections();
+    let before = engine.revision();
     for record in &recovered.records {
         engine.replay_bytes(&record.bytes)?;
     }
-    install_codecs(&mut engine, opts)?;
+    // Images describe the snapshot's revision: after a replay no later declaration can use them.
+    let offered = offered && engine.revision() == before;
+    if !offered {
+        engine.clear_offered_images();
+    }
+    // Text indexes build segments of what the replay wrote at their first search: now.
+    engine.flush_search()?;
     let persist = Persist::new(
         storage,
         opts.durability.unwrap_or_default(),
@@ -124,7 +153,15 @@ pub(crate) async fn open_on(opts: &OpenOptions, mut storage: Box<dyn Storage>) -
         recovered.repairs,
     );
     let feed = Feed::new(opts.event_capacity.unwrap_or(4096));
-    Ok(host::new_shared(engine, feed, Some(persist)))
+    let shared = host::new_shared(engine, feed, Some(persist));
+    {
+        let mut state = shared.borrow_mut();
+        state.offered_images = offered;
+        for (name, why) in rejections {
+            state.image_rejections.insert(name, why.to_string());
+        }
+    }
+    Ok(shared)
 }
 
 /// Registers the codec plugins of `opts` (codecs are not part of the state: every open does it).
@@ -189,6 +226,9 @@ impl Store {
             (None, None) => {
                 let mut engine = Engine::new(config(&opts))?;
                 install_codecs(&mut engine, &opts)?;
+                for declaration in opts.indexes.iter().flatten() {
+                    declaration.clone().declare(&mut engine)?;
+                }
                 let feed = Feed::new(opts.event_capacity.unwrap_or(4096));
                 host::new_shared(engine, feed, None)
             }

@@ -63,6 +63,12 @@ pub struct OpenOptions {
     /// Refuse custom values that name no registered codec.
     #[tsify(optional)]
     pub strict_codecs: Option<bool>,
+    /// Indexes declared as part of the open, before the log is replayed, so that an index image
+    /// stored at the last checkpoint can be loaded instead of rebuilding the index (`path` and
+    /// `indexedDb` stores). Each entry is `{ text: TextIndexOptions }`, `{ value:
+    /// ValueIndexOptions }` or `{ vector: VectorIndexOptions }`.
+    #[tsify(optional)]
+    pub indexes: Option<Vec<crate::search::IndexDeclaration>>,
 }
 
 /// A codec plugin and the keys it owns (`namespace:glob`); earlier entries win on overlap.
@@ -512,6 +518,7 @@ impl Fields for OpenOptions {
         "maxBytes",
         "codecs",
         "strictCodecs",
+        "indexes",
     ];
 }
 

@@ -3,8 +3,10 @@
 // transaction commits by itself as soon as its requests are done and control returns to the
 // event loop: awaiting anything unrelated in between would split one flush into several.
 //
-// Layout (database version 1): object store `log` maps revision (a number) to the record's
-// bytes; object store `meta` holds `snapshot` = { revision, bytes }.
+// Layout (database version 2): object store `log` maps revision (a number) to the record's
+// bytes; object store `meta` holds `snapshot` = { revision, bytes }; object store `images` maps
+// a snapshot's revision to the framed index images taken with it (bytes, framed and checked in
+// Rust). Version 1 had no `images`: opening such a database upgrades it by adding the store.
 
 function request(r) {
   return new Promise((resolve, reject) => {
@@ -27,11 +29,12 @@ export function openDatabase(name) {
       reject(new Error('IndexedDB is not available here'));
       return;
     }
-    const r = indexedDB.open(name, 1);
+    const r = indexedDB.open(name, 2);
     r.onupgradeneeded = () => {
       const db = r.result;
       if (!db.objectStoreNames.contains('log')) db.createObjectStore('log');
       if (!db.objectStoreNames.contains('meta')) db.createObjectStore('meta');
+      if (!db.objectStoreNames.contains('images')) db.createObjectStore('images');
     };
     r.onsuccess = () => {
       const db = r.result;
@@ -64,11 +67,35 @@ export function append(db, revisions, records, durability) {
   return finished(tx);
 }
 
+// The new snapshot, the log it covers dropped, and every stored image set dropped (they belong
+// to the previous snapshot), all in one transaction: the images store never holds a set that
+// does not describe the current snapshot, whatever happens between this and writeImages.
 export function writeSnapshot(db, revision, bytes, durability) {
-  const tx = db.transaction(['log', 'meta'], 'readwrite', { durability });
+  const tx = db.transaction(['log', 'meta', 'images'], 'readwrite', { durability });
   tx.objectStore('meta').put({ revision, bytes }, 'snapshot');
   tx.objectStore('log').delete(IDBKeyRange.upperBound(revision));
+  tx.objectStore('images').clear();
   return finished(tx);
+}
+
+// Replaces the stored image sets by `bytes` under key `revision`, in one transaction.
+export function writeImages(db, revision, bytes, durability) {
+  const tx = db.transaction('images', 'readwrite', { durability });
+  const images = tx.objectStore('images');
+  images.clear();
+  images.put(bytes, revision);
+  return finished(tx);
+}
+
+// Drops the image sets of other revisions than `revision` and resolves to the one stored under
+// it (undefined when there is none), in one transaction.
+export async function loadImages(db, revision) {
+  const tx = db.transaction('images', 'readwrite');
+  const images = tx.objectStore('images');
+  images.delete(IDBKeyRange.upperBound(revision, true));
+  images.delete(IDBKeyRange.lowerBound(revision, true));
+  const [value] = await Promise.all([request(images.get(revision)), finished(tx)]);
+  return value;
 }
 
 export function deleteDatabase(name) {

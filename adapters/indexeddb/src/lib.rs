@@ -6,6 +6,13 @@
 //! tail to repair. A snapshot replaces the old one and drops the log it covers in one
 //! transaction too. The IndexedDB calls themselves are in `src/idb.js`.
 //!
+//! Index images ([`Storage::write_index_images`]) live in the same database, in the object
+//! store `images`, one value per set under the key of its snapshot's revision, framed and
+//! checksummed as described in [`images`]. The snapshot's transaction clears that store, and
+//! the images follow in a transaction of their own: a crash in between leaves a snapshot without
+//! images (the indexes are rebuilt at the next open), never images of another snapshot. A
+//! database created before images existed (version 1) gains the store when opened.
+//!
 //! One opener per store: opening takes a Web Lock named after the database, held until the
 //! storage is dropped or the page goes away. A second tab (or a second open in the same page)
 //! gets [`StorageError::Locked`] instead of writing beside the first.
@@ -15,7 +22,9 @@
 //! may lose the last writes on a power cut, never tear them).
 #![cfg(target_family = "wasm")]
 
-use statemesh_core::{LogBytes, Recovered, Storage, StorageError};
+pub mod images;
+
+use statemesh_core::{IndexImage, LogBytes, Recovered, Storage, StorageError};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
@@ -40,6 +49,11 @@ extern "C" {
         bytes: &[u8],
         durability: &str,
     ) -> js_sys::Promise;
+    #[wasm_bindgen(js_name = writeImages)]
+    fn write_images(db: &JsValue, revision: f64, bytes: &[u8], durability: &str)
+    -> js_sys::Promise;
+    #[wasm_bindgen(js_name = loadImages)]
+    fn load_images(db: &JsValue, revision: f64) -> js_sys::Promise;
     #[wasm_bindgen(js_name = deleteDatabase)]
     fn delete_database(name: &str) -> js_sys::Promise;
     #[wasm_bindgen(js_name = acquireLock)]
@@ -336,5 +350,65 @@ impl Storage for IdbStorage {
                 Err(io("write_snapshot", &self.name)(e))
             }
         }
+    }
+
+    fn supports_index_images(&self) -> bool {
+        true
+    }
+
+    async fn write_index_images(
+        &mut self,
+        revision: u64,
+        images: &[IndexImage],
+    ) -> Result<(), StorageError> {
+        self.check_writable("write_index_images")?;
+        if self.snapshot_revision != Some(revision) {
+            return Err(StorageError::Invalid {
+                op: "write_index_images",
+                reason: format!("revision {revision} is not the current snapshot's"),
+            });
+        }
+        let bytes = images::encode(revision, images);
+        // A failure here does not poison: images are a cache, the log and snapshot are intact.
+        JsFuture::from(write_images(
+            &self.db,
+            revision as f64,
+            &bytes,
+            self.options.durability(),
+        ))
+        .await
+        .map(drop)
+        .map_err(io("write_index_images", &self.name))
+    }
+
+    async fn load_index_images(&mut self) -> Result<Vec<IndexImage>, StorageError> {
+        if self.poisoned {
+            return Err(StorageError::Poisoned);
+        }
+        if !self.loaded {
+            return Err(StorageError::Invalid {
+                op: "load_index_images",
+                reason: "call load() first".into(),
+            });
+        }
+        let Some(revision) = self.snapshot_revision else {
+            return Ok(Vec::new());
+        };
+        let stored = JsFuture::from(load_images(&self.db, revision as f64))
+            .await
+            .map_err(io("load_index_images", &self.name))?;
+        if stored.is_undefined() || stored.is_null() {
+            return Ok(Vec::new());
+        }
+        let Some(bytes) = stored.dyn_ref::<js_sys::Uint8Array>() else {
+            return Err(self.corrupt("stored index images are not bytes".into()));
+        };
+        images::decode(revision, &bytes.to_vec()).map_err(|e| match e {
+            images::ImagesError::Version(v) => StorageError::Unsupported {
+                file: format!("indexeddb:{}", self.name),
+                reason: format!("index image set format version {v}"),
+            },
+            e => self.corrupt(format!("index images: {e}")),
+        })
     }
 }

@@ -143,3 +143,250 @@ async fn writes_before_load_and_backwards_revisions_are_refused_without_poisonin
     .await
     .expect("still writable");
 }
+
+// ---- index images: tampering, damage, and databases created before images existed ----
+
+#[wasm_bindgen(inline_js = r#"
+function req(r) {
+  return new Promise((resolve, reject) => {
+    r.onsuccess = () => resolve(r.result);
+    r.onerror = () => reject(r.error);
+  });
+}
+function done(tx) {
+  return new Promise((resolve, reject) => {
+    tx.oncomplete = () => resolve();
+    tx.onerror = () => reject(tx.error);
+    tx.onabort = () => reject(tx.error);
+  });
+}
+// Replaces the value under `key` in object store `store` by what `change(old)` returns.
+export async function tamper(name, store, key, change) {
+  const db = await req(indexedDB.open(name));
+  try {
+    const read = db.transaction(store, 'readonly');
+    const old = await req(read.objectStore(store).get(key));
+    const tx = db.transaction(store, 'readwrite');
+    tx.objectStore(store).put(change(old), key);
+    await done(tx);
+  } finally {
+    db.close();
+  }
+}
+// Creates a database as version 1 of the adapter did (stores `log` and `meta`, no `images`)
+// holding the given log records (revision i + 1 = records[i]).
+export async function createVersion1(name, records) {
+  const open = indexedDB.open(name, 1);
+  open.onupgradeneeded = () => {
+    open.result.createObjectStore('log');
+    open.result.createObjectStore('meta');
+  };
+  const db = await req(open);
+  try {
+    const tx = db.transaction('log', 'readwrite');
+    records.forEach((r, i) => tx.objectStore('log').put(r, i + 1));
+    await done(tx);
+  } finally {
+    db.close();
+  }
+}
+export async function version(name) {
+  const db = await req(indexedDB.open(name));
+  const v = db.version;
+  const stores = Array.from(db.objectStoreNames);
+  db.close();
+  return { version: v, stores };
+}
+"#)]
+extern "C" {
+    async fn tamper(name: &str, store: &str, key: JsValue, change: &js_sys::Function);
+    #[wasm_bindgen(js_name = createVersion1)]
+    async fn create_version_1(name: &str, records: js_sys::Array);
+    async fn version(name: &str) -> JsValue;
+}
+
+fn sample_images(tag: u8) -> Vec<statemesh_core::IndexImage> {
+    vec![
+        statemesh_core::IndexImage {
+            name: "text".into(),
+            bytes: (0..5000u32).map(|i| (i % 251) as u8 ^ tag).collect(),
+        },
+        statemesh_core::IndexImage {
+            name: "vector".into(),
+            bytes: vec![tag; 40],
+        },
+    ]
+}
+
+/// A database with records 1..=4, a snapshot at 3 and images for it; returns its name.
+async fn with_images() -> String {
+    let name = unique("images");
+    let mut s = IdbStorage::open(&name, IdbOptions::default())
+        .await
+        .expect("open");
+    assert!(s.supports_index_images());
+    s.load().await.expect("load");
+    let records: Vec<LogBytes> = (1..=4)
+        .map(|revision| LogBytes {
+            revision,
+            bytes: vec![revision as u8],
+        })
+        .collect();
+    s.append(&records).await.expect("append");
+    s.write_snapshot(3, b"snap").await.expect("snapshot");
+    s.write_index_images(3, &sample_images(7))
+        .await
+        .expect("images");
+    drop(s);
+    name
+}
+
+async fn reload_images(name: &str) -> Result<Vec<statemesh_core::IndexImage>, StorageError> {
+    let mut s = open_after_drop(name, IdbOptions::default())
+        .await
+        .expect("reopen");
+    s.load().await.expect("load");
+    s.load_index_images().await
+}
+
+#[wasm_bindgen_test]
+async fn stored_images_come_back_and_tampered_ones_are_refused() {
+    let name = with_images().await;
+    assert_eq!(
+        reload_images(&name).await.expect("images"),
+        sample_images(7)
+    );
+
+    // One bit flipped anywhere in the stored bytes: refused as corrupt, never a wrong image.
+    for at in [0u32, 9, 17, 30, 35, 40, 45, 300, 5100] {
+        let name = with_images().await;
+        let flip = Closure::<dyn Fn(js_sys::Uint8Array) -> js_sys::Uint8Array>::new(
+            move |b: js_sys::Uint8Array| {
+                let at = at.min(b.length() - 1);
+                b.set_index(at, b.get_index(at) ^ 0x10);
+                b
+            },
+        );
+        tamper(&name, "images", 3.into(), flip.as_ref().unchecked_ref()).await;
+        match reload_images(&name).await {
+            Err(StorageError::Corrupt { .. } | StorageError::Unsupported { .. }) => {}
+            other => panic!("flip at {at}: expected Corrupt, got {other:?}"),
+        }
+    }
+    // Truncated, replaced by something that is not bytes, moved to another revision.
+    let cut = Closure::<dyn Fn(js_sys::Uint8Array) -> js_sys::Uint8Array>::new(
+        |b: js_sys::Uint8Array| b.subarray(0, b.length() - 1),
+    );
+    let name = with_images().await;
+    tamper(&name, "images", 3.into(), cut.as_ref().unchecked_ref()).await;
+    assert!(matches!(
+        reload_images(&name).await,
+        Err(StorageError::Corrupt { .. })
+    ));
+    let text = Closure::<dyn Fn(JsValue) -> JsValue>::new(|_| JsValue::from_str("not bytes"));
+    let name = with_images().await;
+    tamper(&name, "images", 3.into(), text.as_ref().unchecked_ref()).await;
+    assert!(matches!(
+        reload_images(&name).await,
+        Err(StorageError::Corrupt { .. })
+    ));
+}
+
+#[wasm_bindgen_test]
+async fn a_new_snapshot_drops_the_images_of_the_old_one() {
+    let name = with_images().await;
+    let mut s = open_after_drop(&name, IdbOptions::default())
+        .await
+        .expect("reopen");
+    s.load().await.expect("load");
+    // A crash between the snapshot and its images: the old images must not come back.
+    s.write_snapshot(4, b"snap 4").await.expect("snapshot");
+    drop(s);
+    assert_eq!(reload_images(&name).await.expect("images"), Vec::new());
+    // Images of a revision other than the snapshot's are refused, without poisoning.
+    let mut s = open_after_drop(&name, IdbOptions::default())
+        .await
+        .expect("reopen");
+    s.load().await.expect("load");
+    assert!(matches!(
+        s.write_index_images(3, &sample_images(1)).await,
+        Err(StorageError::Invalid { .. })
+    ));
+    s.write_index_images(4, &sample_images(2))
+        .await
+        .expect("images at 4");
+    s.append(&[LogBytes {
+        revision: 5,
+        bytes: vec![5],
+    }])
+    .await
+    .expect("still writable");
+    drop(s);
+    assert_eq!(
+        reload_images(&name).await.expect("images"),
+        sample_images(2)
+    );
+}
+
+#[wasm_bindgen_test]
+async fn a_version_1_database_without_an_image_store_opens_and_gains_one() {
+    let name = unique("v1");
+    let records = js_sys::Array::new();
+    for r in 1..=3u8 {
+        records.push(&js_sys::Uint8Array::from(&[r, r][..]));
+    }
+    create_version_1(&name, records).await;
+    let mut s = IdbStorage::open(&name, IdbOptions::default())
+        .await
+        .expect("open a version 1 database");
+    let got = s.load().await.expect("load");
+    assert_eq!(
+        got.records.iter().map(|r| r.revision).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert_eq!(got.records[2].bytes, vec![3, 3]);
+    assert_eq!(s.load_index_images().await.expect("no images"), Vec::new());
+    s.write_snapshot(3, b"snap").await.expect("snapshot");
+    s.write_index_images(3, &sample_images(3))
+        .await
+        .expect("images");
+    drop(s);
+    assert_eq!(
+        reload_images(&name).await.expect("images"),
+        sample_images(3)
+    );
+    let v = version(&name).await;
+    assert_eq!(
+        js_sys::Reflect::get(&v, &"version".into())
+            .ok()
+            .and_then(|v| v.as_f64()),
+        Some(2.0)
+    );
+}
+
+#[wasm_bindgen_test]
+fn image_set_bytes_never_decode_wrong_and_never_panic() {
+    use statemesh_indexeddb::images::{decode, encode};
+    let good = encode(9, &sample_images(5));
+    assert_eq!(decode(9, &good).expect("decodes"), sample_images(5));
+    assert!(decode(8, &good).is_err(), "another revision");
+    for len in 0..good.len() {
+        assert!(decode(9, &good[..len]).is_err(), "truncated to {len}");
+    }
+    for at in (0..good.len()).step_by(7) {
+        let mut bad = good.clone();
+        bad[at] ^= 0x01;
+        assert!(decode(9, &bad).is_err(), "flip at {at}");
+    }
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for n in 0..2000 {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        let mut bytes = good[..(seed as usize % 80).min(good.len())].to_vec();
+        bytes.extend((0..n % 50).map(|i| (seed >> (i % 56)) as u8));
+        let _ = decode(9, &bytes);
+    }
+    assert_eq!(
+        decode(1, &encode(1, &[])).expect("empty set"),
+        Vec::<statemesh_core::IndexImage>::new()
+    );
+}
