@@ -8,7 +8,12 @@
 //! `STATEMESH_BENCH_VECTORS` (default 20,000) 128-d clustered vectors in a separate store, once
 //! with the exact index and once with HNSW (M 16, ef_construction 200). Every open is done
 //! `STATEMESH_BENCH_ROUNDS` times (default 3), alternating the kinds; the table gives the
-//! median. Release build: `cargo bench -p statemesh --bench index_open`.
+//! median. Release build: `cargo bench -p statemesh --bench index_open`
+//! (`STATEMESH_BENCH_DOCS=0` skips the text store, `STATEMESH_BENCH_KINDS=hnsw` the exact one;
+//! the vectors come from their own seeded generator, so they are the same either way).
+//!
+//! HNSW images carry the graph, so their open reloads it (statemesh-hnsw's `image` module)
+//! where the rebuild builds it serially from the keyspace.
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 mod common;
@@ -228,19 +233,26 @@ async fn main() -> anyhow::Result<()> {
             .checkpoint_bytes(u64::MAX)
             .text_index(TextIndexDef::new("docs", "docs:**").field("body"))
     };
-    measure(
-        &format!("text, {} docs", common::thousands(n_docs as u64)),
-        &text,
-        items.to_vec(),
-        tail.to_vec(),
-        "docs",
-        rounds,
-    )
-    .await;
+    if n_docs > 0 {
+        measure(
+            &format!("text, {} docs", common::thousands(n_docs as u64)),
+            &text,
+            items.to_vec(),
+            tail.to_vec(),
+            "docs",
+            rounds,
+        )
+        .await;
+    }
+    // STATEMESH_BENCH_KINDS: `exact`, `hnsw` or both (the default).
+    let kinds = std::env::var("STATEMESH_BENCH_KINDS").unwrap_or_else(|_| "exact,hnsw".into());
     if n_vecs > 0 {
-        let all = vectors(n_vecs + 200, &mut rng);
+        let all = vectors(n_vecs + 200, &mut StdRng::seed_from_u64(7));
         let (items, tail) = all.split_at(n_vecs);
         for exact in [true, false] {
+            if !kinds.contains(if exact { "exact" } else { "hnsw" }) {
+                continue;
+            }
             let build = move || {
                 Store::builder()
                     .checkpoint_every(u64::MAX)

@@ -9,8 +9,17 @@
 //! product) is refused ([`HnswIndex::new`] returns `None`; hosts fall back to the exact index).
 //! A rebuild runs inside the write that triggers it (parallel, on rayon's pool). The adapter
 //! keeps its own copy of every vector for rebuilds, beside the graph's.
+//!
+//! Index images carry the graph itself (see [`image`]): [`VectorIndex::load`] reloads it with
+//! hnsw_rs's `HnswIo` instead of rebuilding, and falls back to a rebuild from the vectors when
+//! the image holds no graph (older images) or a graph it cannot use; [`HnswIndex::last_load`]
+//! tells which happened. Each graph reload leaks one small `HnswIo` (see [`image`]).
 
 use std::fmt;
+
+pub mod image;
+
+pub use image::{GRAPH_FORMAT_V1, GraphImageError};
 
 use hnsw_rs::anndists::dist::Distance;
 use hnsw_rs::hnsw::{Hnsw, Neighbour};
@@ -59,6 +68,15 @@ impl Distance<f32> for CoreDistance {
 
 const MAX_LAYERS: usize = 16;
 
+/// How the graph of the last [`VectorIndex::load`] came to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GraphLoad {
+    /// The graph was reloaded from the image: nothing was rebuilt.
+    Loaded,
+    /// The graph was rebuilt from the image's vectors, for this reason.
+    Rebuilt(GraphImageError),
+}
+
 /// An HNSW graph with tombstones. See the crate documentation.
 pub struct HnswIndex {
     spec: VectorSpec,
@@ -69,6 +87,7 @@ pub struct HnswIndex {
     live: std::collections::HashMap<u64, usize>,
     tombstones: usize,
     rebuilds: u64,
+    last_load: Option<GraphLoad>,
 }
 
 impl fmt::Debug for HnswIndex {
@@ -82,17 +101,23 @@ impl fmt::Debug for HnswIndex {
     }
 }
 
+/// hnsw's M and ef_construction as graphs are built with `params`.
+fn construction(params: &HnswParams) -> (usize, usize) {
+    let m = params.m.clamp(2, 255);
+    (m, params.ef_construction.max(m))
+}
+
 fn graph(
     spec: VectorSpec,
     params: &HnswParams,
     capacity: usize,
 ) -> Hnsw<'static, f32, CoreDistance> {
-    let m = params.m.clamp(2, 255);
+    let (m, ef_construction) = construction(params);
     Hnsw::new(
         m,
         capacity.max(1024),
         MAX_LAYERS,
-        params.ef_construction.max(m),
+        ef_construction,
         CoreDistance(spec.metric),
     )
 }
@@ -111,7 +136,51 @@ impl HnswIndex {
             live: Default::default(),
             tombstones: 0,
             rebuilds: 0,
+            last_load: None,
         })
+    }
+
+    /// How the last [`VectorIndex::load`] got its graph (`None` before any load).
+    pub fn last_load(&self) -> Option<&GraphLoad> {
+        self.last_load.as_ref()
+    }
+
+    /// Loads the graph in `dump.extra`, or says why it cannot be used.
+    fn load_graph(&mut self, dump: &VectorDump) -> Result<(), GraphImageError> {
+        let (m, ef_construction) = construction(&self.params);
+        let expect = image::Expect {
+            dimension: self.spec.dimension,
+            m,
+            ef_construction,
+        };
+        let loaded = image::load(dump, CoreDistance(self.spec.metric), &expect)?;
+        let d = self.spec.dimension;
+        let vectors: std::collections::HashMap<u64, &[f32]> = dump
+            .ids
+            .iter()
+            .copied()
+            .zip(dump.data.chunks_exact(d.max(1)))
+            .collect();
+        let mut slots = Vec::with_capacity(loaded.slots.len());
+        let mut live = std::collections::HashMap::with_capacity(dump.ids.len());
+        for (slot, id) in loaded.slots.iter().enumerate() {
+            slots.push(match id {
+                None => None,
+                Some(id) => {
+                    // `image::load` checked that every live slot's id has a vector.
+                    let v = vectors
+                        .get(id)
+                        .ok_or_else(|| GraphImageError::Mismatch("a vector is missing".into()))?;
+                    live.insert(*id, slot);
+                    Some((*id, v.to_vec()))
+                }
+            });
+        }
+        self.tombstones = slots.iter().filter(|s| s.is_none()).count();
+        self.graph = loaded.graph;
+        self.slots = slots;
+        self.live = live;
+        Ok(())
     }
 
     /// Removed or replaced vectors still in the graph.
@@ -228,36 +297,55 @@ impl VectorIndex for HnswIndex {
         self.set_ef_search(effort);
     }
 
-    /// The live vectors, by id. The graph itself is not dumped: hnsw_rs writes and reloads
-    /// graphs only through files (and reloads them borrowing from the loader), so an index
-    /// image holds the vectors and a load rebuilds the graph from them (see docs/search.md).
+    /// The live vectors, by id, and the graph with the adapter's slots (tombstones included) in
+    /// [`VectorDump::extra`] (see [`image`]). When hnsw_rs cannot write the graph (or the index
+    /// is empty) the dump holds the vectors only, and a load rebuilds.
     fn dump(&self) -> Option<VectorDump> {
         let mut live: Vec<&(u64, Vec<f32>)> = self.slots.iter().flatten().collect();
         live.sort_unstable_by_key(|(id, _)| *id);
         let mut dump = VectorDump {
             ids: Vec::with_capacity(live.len()),
             data: Vec::with_capacity(live.len() * self.spec.dimension),
+            extra: Vec::new(),
         };
         for (id, v) in live {
             dump.ids.push(*id);
             dump.data.extend_from_slice(v);
         }
+        if !self.slots.is_empty() {
+            let slots: Vec<Option<u64>> = self
+                .slots
+                .iter()
+                .map(|s| s.as_ref().map(|(id, _)| *id))
+                .collect();
+            dump.extra = image::dump(&self.graph, &slots).unwrap_or_default();
+        }
         Some(dump)
     }
 
-    /// Takes the dumped vectors and builds the graph of them (in parallel, as a rebuild).
+    /// Reloads the dumped graph; when there is none or it cannot be used, builds the graph of
+    /// the dumped vectors (in parallel, as a rebuild). See [`HnswIndex::last_load`].
     fn load(&mut self, dump: VectorDump) -> bool {
         let d = self.spec.dimension;
         if !self.slots.is_empty() || !dump.fits(d) {
             return false;
         }
-        self.slots = dump
-            .ids
-            .iter()
-            .zip(dump.data.chunks_exact(d.max(1)))
-            .map(|(id, v)| Some((*id, v.to_vec())))
-            .collect();
-        self.rebuild();
+        match self.load_graph(&dump) {
+            Ok(()) => self.last_load = Some(GraphLoad::Loaded),
+            Err(why) => {
+                self.graph = graph(self.spec, &self.params, 0);
+                self.live.clear();
+                self.tombstones = 0;
+                self.slots = dump
+                    .ids
+                    .iter()
+                    .zip(dump.data.chunks_exact(d.max(1)))
+                    .map(|(id, v)| Some((*id, v.to_vec())))
+                    .collect();
+                self.rebuild();
+                self.last_load = Some(GraphLoad::Rebuilt(why));
+            }
+        }
         true
     }
 }
@@ -343,11 +431,14 @@ mod tests {
         assert!(b.load(dump.clone()));
         assert!(!b.load(dump), "a non-empty index refuses a dump");
         assert_eq!(b.len(), 299);
-        assert_eq!(b.tombstones(), 0);
+        assert_eq!(b.last_load(), Some(&GraphLoad::Loaded));
+        // The graph came back with its tombstones (7, and 8's first vector).
+        assert_eq!(b.tombstones(), 2);
         let mut bad = HnswIndex::new(spec(), HnswParams::default()).unwrap();
         assert!(!bad.load(VectorDump {
             ids: vec![1, 2],
-            data: vec![0.0; 8]
+            data: vec![0.0; 8],
+            extra: Vec::new(),
         }));
         for q in [vector(3), vector(9999), vector(123_456)] {
             assert_eq!(a.search(&q, 5, None), b.search(&q, 5, None));
@@ -367,5 +458,270 @@ mod tests {
         let a = hnsw.search(&q, 5, None);
         let b = exact.search(&q, 5, None);
         assert_eq!(a, b);
+    }
+}
+
+#[cfg(test)]
+mod image_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const D: usize = 8;
+
+    fn spec() -> VectorSpec {
+        VectorSpec {
+            dimension: D,
+            metric: Metric::L2,
+        }
+    }
+
+    /// A small graph (core's distance is unoptimised in debug builds) that never rebuilds by
+    /// itself, so tombstones stay in the graph.
+    fn params() -> HnswParams {
+        HnswParams {
+            m: 8,
+            ef_construction: 40,
+            ef_search: 64,
+            rebuild_ratio: 10.0,
+            rebuild_min: 1_000_000,
+        }
+    }
+
+    /// Pseudo-random, clustered vectors from a seed.
+    fn vector(seed: u64) -> Vec<f32> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(1);
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % 10_000) as f32 / 1000.0
+        };
+        let centre = (seed % 7) as f32 * 10.0;
+        (0..D).map(|_| centre + next()).collect()
+    }
+
+    /// 1,500 vectors, a tenth removed and a tenth replaced: tombstones in the graph.
+    fn populated() -> HnswIndex {
+        let mut index = HnswIndex::new(spec(), params()).unwrap();
+        for i in 0..1_500 {
+            index.insert(i, &vector(i));
+        }
+        for i in (0..1_500).step_by(10) {
+            index.remove(i);
+            index.insert(i + 5, &vector(i + 1_000_000));
+        }
+        assert_eq!(index.tombstones(), 300);
+        assert_eq!(index.rebuilds(), 0);
+        index
+    }
+
+    fn assert_same_answers(a: &HnswIndex, b: &HnswIndex, ef: usize) {
+        let mut a_eq = 0;
+        for q in 0..300u64 {
+            let query = vector(q * 31 + 7);
+            let odd = |id: u64| id % 2 == 1;
+            for accept in [None, Some(&odd as &dyn Fn(u64) -> bool)] {
+                let x = a.search(&query, 10, accept);
+                let y = b.search(&query, 10, accept);
+                assert_eq!(x, y, "query {q}, ef {ef}");
+                a_eq += usize::from(!x.is_empty());
+            }
+        }
+        assert!(a_eq > 0);
+    }
+
+    fn load(dump: VectorDump, params: HnswParams) -> HnswIndex {
+        let mut b = HnswIndex::new(spec(), params).unwrap();
+        assert!(b.load(dump));
+        b
+    }
+
+    #[test]
+    fn a_loaded_graph_answers_exactly_as_the_original_and_keeps_doing_so() {
+        let mut a = populated();
+        let dump = a.dump().unwrap();
+        assert_eq!(dump.extra.first(), Some(&GRAPH_FORMAT_V1));
+        let mut b = load(dump.clone(), params());
+        // Nothing was rebuilt: the graph came from the image.
+        assert_eq!(b.last_load(), Some(&GraphLoad::Loaded));
+        assert_eq!(b.rebuilds(), 0);
+        assert_eq!((b.len(), b.tombstones()), (a.len(), a.tombstones()));
+        // The same graph, so the same answers even where the search is narrow enough to miss.
+        for ef in [1, 4, 64] {
+            a.set_ef_search(ef);
+            b.set_ef_search(ef);
+            assert_same_answers(&a, &b, ef);
+        }
+        // Dumping the loaded index again gives the same vectors and slots.
+        let again = b.dump().unwrap();
+        assert_eq!((&again.ids, &again.data), (&dump.ids, &dump.data));
+        // The same writes on both: inserts, replacements, deletes.
+        for (i, index) in [&mut a, &mut b].into_iter().enumerate() {
+            index.set_ef_search(64);
+            for id in 2_000..2_300 {
+                index.insert(id, &vector(id));
+            }
+            for id in (1..1_500).step_by(13) {
+                index.remove(id);
+            }
+            for id in (3..1_500).step_by(17) {
+                index.insert(id, &vector(id + 7_000_000));
+            }
+            assert_eq!(index.rebuilds(), 0, "index {i}");
+        }
+        assert_eq!((b.len(), b.tombstones()), (a.len(), a.tombstones()));
+        assert_same_answers(&a, &b, 64);
+        // Removed ids stay hidden in the loaded graph.
+        for id in (1..1_500).step_by(13) {
+            let hits = b.search(&vector(id), 5, None);
+            assert!(hits.iter().all(|n| n.id != id || id % 17 == 3));
+        }
+        // And past the rebuild threshold both rebuild alike (a parallel build: the graphs need
+        // not be identical, so only the bookkeeping is compared).
+        for index in [&mut a, &mut b] {
+            index.params.rebuild_min = 100;
+            index.params.rebuild_ratio = 0.0;
+            index.remove(2_000);
+            assert_eq!(index.rebuilds(), 1);
+            assert_eq!(index.tombstones(), 0);
+        }
+        assert_eq!(a.len(), b.len());
+        assert_eq!(a.dump().unwrap().ids, b.dump().unwrap().ids);
+    }
+
+    #[test]
+    fn an_old_vectors_only_image_still_loads_by_rebuilding() {
+        let a = populated();
+        let mut dump = a.dump().unwrap();
+        dump.extra.clear();
+        let b = load(dump, params());
+        assert_eq!(
+            b.last_load(),
+            Some(&GraphLoad::Rebuilt(GraphImageError::NoGraph))
+        );
+        assert_eq!(b.rebuilds(), 1);
+        assert_eq!((b.len(), b.tombstones()), (a.len(), 0));
+        let q = vector(42);
+        assert_eq!(a.search(&q, 1, None)[0], b.search(&q, 1, None)[0]);
+    }
+
+    #[test]
+    fn an_unknown_format_or_other_parameters_rebuild() {
+        let a = populated();
+        let mut dump = a.dump().unwrap();
+        let b = load(dump.clone(), HnswParams { m: 12, ..params() });
+        assert!(matches!(
+            b.last_load(),
+            Some(GraphLoad::Rebuilt(GraphImageError::Mismatch(_)))
+        ));
+        assert_eq!(b.len(), a.len());
+        dump.extra[0] = 99;
+        let b = load(dump, params());
+        assert_eq!(
+            b.last_load(),
+            Some(&GraphLoad::Rebuilt(GraphImageError::UnknownFormat(99)))
+        );
+        assert_eq!(b.rebuilds(), 1);
+    }
+
+    /// Offsets of the graph and data files inside the HNSW part, and the part re-checksummed.
+    fn files(extra: &[u8]) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+        let u64_at = |at: usize| u64::from_le_bytes(extra[at..at + 8].try_into().unwrap());
+        let mut at = 11;
+        let slots = u64_at(at) as usize;
+        at += 8;
+        for _ in 0..slots {
+            at += if extra[at] == 1 { 9 } else { 1 };
+        }
+        let base = u64_at(at) as usize;
+        at += 8 + base;
+        let graph = u64_at(at) as usize;
+        let g = at + 8..at + 8 + graph;
+        at = g.end;
+        let data = u64_at(at) as usize;
+        (g, at + 8..at + 8 + data)
+    }
+
+    fn reseal(extra: &mut [u8]) {
+        let sum = xxhash_rust::xxh3::xxh3_64(&extra[11..]);
+        extra[3..11].copy_from_slice(&sum.to_le_bytes());
+    }
+
+    #[test]
+    fn a_corrupted_graph_falls_back_to_a_rebuild_without_panicking() {
+        let mut params = params();
+        params.ef_construction = 16;
+        let mut a = HnswIndex::new(spec(), params).unwrap();
+        for i in 0..120 {
+            a.insert(i, &vector(i));
+        }
+        a.remove(3);
+        let dump = a.dump().unwrap();
+        let (graph, data) = files(&dump.extra);
+        assert!(graph.len() > 1000 && data.len() > 120 * D * 4);
+        let (mut loaded, mut rebuilt) = (0, 0);
+        for (n, at) in graph
+            .clone()
+            .step_by(233)
+            .chain(data.clone().step_by(47))
+            .enumerate()
+        {
+            let mut bad = dump.clone();
+            bad.extra[at] ^= 0x5a;
+            // Only the bytes flipped: the part's checksum catches it.
+            let b = load(bad.clone(), params);
+            assert_eq!(
+                b.last_load(),
+                Some(&GraphLoad::Rebuilt(GraphImageError::Checksum))
+            );
+            assert_eq!(b.len(), a.len());
+            // With the checksum made to match, the file check must catch what matters; a flip
+            // it lets through (a distance's low bits) must still leave a working index.
+            if n % 2 == 0 {
+                reseal(&mut bad.extra);
+                let b = load(bad, params);
+                match b.last_load() {
+                    Some(GraphLoad::Loaded) => loaded += 1,
+                    Some(GraphLoad::Rebuilt(
+                        GraphImageError::Malformed(_) | GraphImageError::Mismatch(_),
+                    )) => rebuilt += 1,
+                    other => panic!("unexpected {other:?}"),
+                }
+                assert_eq!(b.len(), a.len());
+                let hits = b.search(&vector(5), 5, None);
+                assert_eq!(hits.len(), 5);
+                assert!(hits.iter().all(|n| n.id != 3));
+            }
+        }
+        assert!(rebuilt > loaded, "{rebuilt} rebuilt, {loaded} loaded");
+        // Truncated or extended parts are refused too.
+        for len in [1, 3, 11, 20, dump.extra.len() - 1] {
+            let mut bad = dump.clone();
+            bad.extra.truncate(len);
+            let b = load(bad, params);
+            assert!(matches!(b.last_load(), Some(GraphLoad::Rebuilt(_))));
+        }
+        let mut bad = dump.clone();
+        bad.extra.push(0);
+        reseal(&mut bad.extra);
+        assert!(matches!(
+            load(bad, params).last_load(),
+            Some(GraphLoad::Rebuilt(GraphImageError::Malformed(_)))
+        ));
+    }
+
+    #[test]
+    fn an_empty_index_dumps_without_a_graph() {
+        let a = HnswIndex::new(spec(), params()).unwrap();
+        let dump = a.dump().unwrap();
+        assert!(dump.extra.is_empty());
+        let b = load(dump, params());
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn the_leaked_loader_is_small() {
+        // One leaked per graph loaded (see `image`): keep an eye on its size.
+        assert!(std::mem::size_of::<hnsw_rs::hnswio::HnswIo>() <= 512);
     }
 }

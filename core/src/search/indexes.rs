@@ -58,7 +58,8 @@ pub(crate) struct Vectors {
     skipped: u64,
 }
 
-/// The postcard part of a vector index image; the vectors' `f32`s (little-endian) follow it.
+/// The postcard part of a vector index image; the vectors' `f32`s (little-endian) follow it,
+/// then the vector index's own part ([`VectorDump::extra`], often empty) fills the rest.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct VectorsImage {
     next_id: u64,
@@ -98,6 +99,7 @@ impl Vectors {
         };
         Some(postcard::to_allocvec(&head).map(|mut out| {
             out.extend_from_slice(&image::f32_bytes(&dump.data));
+            out.extend_from_slice(&dump.extra);
             out
         }))
     }
@@ -105,11 +107,20 @@ impl Vectors {
     /// Loads an image body into this freshly declared (empty) index; changes nothing on error.
     fn load_image(&mut self, body: &[u8]) -> Result<(), ImageError> {
         let (head, raw) = postcard::take_from_bytes::<VectorsImage>(body).map_err(image::decode)?;
+        let bad = |what: &str| ImageError::Decode(format!("vector image: {what}"));
+        let floats = head
+            .ids
+            .len()
+            .checked_mul(self.def.spec.dimension)
+            .and_then(|n| n.checked_mul(4))
+            .filter(|n| *n <= raw.len())
+            .ok_or_else(|| bad("fewer vector bytes than ids"))?;
+        let (vectors, extra) = raw.split_at(floats);
         let dump = VectorDump {
             ids: head.ids,
-            data: image::f32s(raw)?,
+            data: image::f32s(vectors)?,
+            extra: extra.to_vec(),
         };
-        let bad = |what: &str| ImageError::Decode(format!("vector image: {what}"));
         if !dump.fits(self.def.spec.dimension) || dump.ids.len() != head.keys.len() {
             return Err(bad("vectors do not fit the declaration"));
         }

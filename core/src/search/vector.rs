@@ -139,6 +139,12 @@ pub trait VectorIndex: Send + Sync + std::fmt::Debug {
 pub struct VectorDump {
     pub ids: Vec<u64>,
     pub data: Vec<f32>,
+    /// The index's own part of the image, opaque to core (HNSW keeps its graph here so that a
+    /// load does not rebuild it); empty when it has none. Core stores it after the vectors and
+    /// hands it back unchanged, but only from an image whose checksum verified; an index must
+    /// still treat it as untrusted (loads are also called directly) and, when it cannot use it,
+    /// fall back to the vectors.
+    pub extra: Vec<u8>,
 }
 
 impl VectorDump {
@@ -274,6 +280,7 @@ impl VectorIndex for ExactVectorIndex {
         Some(VectorDump {
             ids: self.ids.clone(),
             data: self.data.clone(),
+            extra: Vec::new(),
         })
     }
 
