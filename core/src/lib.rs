@@ -24,6 +24,7 @@ pub mod event;
 pub mod key;
 mod keyspace;
 pub mod log;
+mod log_encoding;
 mod lru;
 pub mod ops;
 pub mod pattern;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::LoggedPatch;
 use crate::entry::Entry;
 use crate::error::FormatError;
+use crate::log_encoding::{AppendTo, push_record};
 use crate::time::Timestamp;
 use crate::txn::{PreparedTxn, TxnId};
 
@@ -77,75 +78,37 @@ pub enum LogOp {
     },
 }
 
-/// A postcard flavor that appends to a `Vec` a slice at a time (postcard's `ExtendFlavor`
-/// extends byte by byte, which was a tenth of the committer's time).
-struct AppendTo<'a>(&'a mut Vec<u8>);
-
-impl postcard::ser_flavors::Flavor for AppendTo<'_> {
-    type Output = ();
-
-    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
-        self.0.push(byte);
-        Ok(())
-    }
-
-    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
-        self.0.extend_from_slice(bytes);
-        Ok(())
-    }
-
-    fn finalize(self) -> postcard::Result<()> {
-        Ok(())
-    }
-}
-
 impl LogRecord {
-    /// Appends the encoded record (format byte included) to `out`.
+    /// Appends the encoded record (format byte included) to `out`: postcard's bytes, written
+    /// by the write path's own encoder (see `log_encoding`).
     pub fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), FormatError> {
-        out.push(LOG_FORMAT_V1);
-        postcard::serialize_with_flavor(self, AppendTo(out)).map_err(|e| FormatError::Decode {
-            what: "log record",
-            message: e.to_string(),
+        push_record(out, LOG_FORMAT_V1, self.revision, self.at.0, &self.ops).map_err(|e| {
+            FormatError::Decode {
+                what: "log record",
+                message: e.to_string(),
+            }
         })
+    }
+
+    /// The encoded record as postcard's serializer writes it, the reference the write path's
+    /// encoder is tested against.
+    #[doc(hidden)]
+    pub fn encode_with_postcard(&self) -> Result<Vec<u8>, FormatError> {
+        let mut out = vec![LOG_FORMAT_V1];
+        postcard::serialize_with_flavor(self, AppendTo(&mut out)).map_err(|e| {
+            FormatError::Decode {
+                what: "log record",
+                message: e.to_string(),
+            }
+        })?;
+        Ok(out)
     }
 
     /// The encoded record, format byte included.
     pub fn encode(&self) -> Result<Vec<u8>, FormatError> {
-        let mut out = Vec::with_capacity(self.size_hint());
+        let mut out = Vec::new();
         self.encode_into(&mut out)?;
         Ok(out)
-    }
-
-    /// About the encoded size, so the buffer is allocated once: the keys and values plus a
-    /// generous allowance for the numbers around them.
-    fn size_hint(&self) -> usize {
-        let ops: usize = self
-            .ops
-            .iter()
-            .map(|op| match op {
-                LogOp::Put {
-                    namespace,
-                    path,
-                    entry,
-                }
-                | LogOp::Metadata {
-                    namespace,
-                    path,
-                    entry,
-                } => {
-                    namespace.len()
-                        + path.len()
-                        + entry.value.len()
-                        + entry.user_meta.as_ref().map_or(0, |m| m.len())
-                        + 64
-                }
-                LogOp::Delete { namespace, path }
-                | LogOp::Evict { namespace, path }
-                | LogOp::Expire { namespace, path } => namespace.len() + path.len() + 4,
-                _ => 64,
-            })
-            .sum();
-        ops + 24
     }
 
     /// How many ops an encoded record holds, read from its head without decoding the rest, so

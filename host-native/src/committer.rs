@@ -1,10 +1,10 @@
 //! The committer: one thread that owns the storage adapter and makes log records durable.
 //!
-//! Writers apply their change to the engine under the store lock and, still under it, hand the
-//! records to the committer, so records reach storage in revision order. The committer encodes
-//! them (off the writers' thread and outside the lock: a tenth of a bulk load's time was
-//! encoding), takes everything queued since its last round and appends it in one call:
-//! concurrent writers share one fsync (group commit). It then publishes the durable revision; CP writers wait for
+//! Writers apply their change to the engine under the store lock and, still under it, encode
+//! the records into reused buffers and queue them for the committer (see [`LogBuffers`] for
+//! why there and not here), so records reach storage in revision order. The committer takes
+//! everything queued since its last round and appends it in one call: concurrent writers share
+//! one fsync (group commit). It then publishes the durable revision; CP writers wait for
 //! it before they return. A storage failure poisons the store: the committer refuses all later
 //! work and every waiter and later call sees [`Error::Poisoned`].
 
@@ -16,10 +16,11 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use statemesh_core::{IndexImage, LogBytes, LogRecord, Storage, StorageError};
+use statemesh_core::{IndexImage, LogBytes, Storage, StorageError};
 use tokio::sync::{oneshot, watch};
 
 use crate::error::{Error, Result};
+use crate::log_buffers::LogBuffers;
 
 /// Most queued jobs taken in one round, so one huge backlog cannot starve replies.
 const MAX_ROUND: usize = 4096;
@@ -37,7 +38,10 @@ pub(crate) const AP_GATHER: Duration = Duration::from_millis(1);
 pub(crate) type OnDurable = Box<dyn Fn(u64) + Send>;
 
 enum Job {
-    Append(Vec<LogRecord>),
+    /// Encoded records, in revision order; their buffers go back to [`LogBuffers`].
+    Append(Vec<LogBytes>),
+    /// A writer could not encode what the engine committed: nothing later may be persisted.
+    Poison(StorageError),
     Checkpoint {
         revision: u64,
         bytes: Vec<u8>,
@@ -56,6 +60,7 @@ pub(crate) struct Committer {
     thread: Mutex<Option<JoinHandle<()>>>,
     /// Encoded log bytes appended since the store last took the count (checkpoint trigger).
     log_bytes: Arc<AtomicU64>,
+    buffers: Arc<LogBuffers>,
 }
 
 /// The first storage failure, kept so every later caller can be told what happened.
@@ -99,7 +104,9 @@ impl Committer {
         let durable_revision = Arc::new(AtomicU64::new(durable));
         let poison = Arc::new(Poison::default());
         let log_bytes = Arc::new(AtomicU64::new(0));
+        let buffers = Arc::new(LogBuffers::default());
         let worker = Worker {
+            buffers: buffers.clone(),
             log_bytes: log_bytes.clone(),
             storage,
             jobs: rx,
@@ -127,6 +134,7 @@ impl Committer {
             poison,
             thread: Mutex::new(Some(thread)),
             log_bytes,
+            buffers,
         })
     }
 
@@ -144,9 +152,33 @@ impl Committer {
         &self.log_bytes
     }
 
-    /// Queues records for the next round. Call under the store lock, in revision order.
-    pub(crate) fn append(&self, records: Vec<LogRecord>) -> Result<()> {
-        self.send(Job::Append(records))
+    /// Encodes the records the engine has waiting and queues them for the next round. Call
+    /// under the store lock, so records are queued in revision order. Returns the last
+    /// revision queued and how many records were.
+    pub(crate) fn append_from(
+        &self,
+        engine: &mut statemesh_core::Engine,
+    ) -> Result<Option<(u64, usize)>> {
+        match self.buffers.encode(engine) {
+            Ok(records) => match records.last().map(|r| r.revision) {
+                None => Ok(None),
+                Some(last) => {
+                    let count = records.len();
+                    self.send(Job::Append(records))?;
+                    Ok(Some((last, count)))
+                }
+            },
+            Err(e) => {
+                let cause = StorageError::Io {
+                    op: "encode log record",
+                    path: String::new(),
+                    message: e.to_string(),
+                };
+                // The engine committed what cannot be persisted: nothing later may be either.
+                let _ = self.send(Job::Poison(cause.clone()));
+                Err(Error::Poisoned(cause))
+            }
+        }
     }
 
     fn send(&self, job: Job) -> Result<()> {
@@ -228,6 +260,7 @@ struct Worker {
     gather: Option<Duration>,
     on_durable: OnDurable,
     log_bytes: Arc<AtomicU64>,
+    buffers: Arc<LogBuffers>,
 }
 
 impl Worker {
@@ -265,11 +298,16 @@ impl Worker {
                 match job {
                     Job::Append(mut records) => {
                         while let Some(Job::Append(_)) = round.front() {
-                            if let Some(Job::Append(more)) = round.pop_front() {
-                                records.extend(more);
+                            if let Some(Job::Append(mut more)) = round.pop_front() {
+                                records.append(&mut more);
+                                self.buffers.give_back(more);
                             }
                         }
                         self.append(&records);
+                        self.buffers.give_back(records);
+                    }
+                    Job::Poison(cause) => {
+                        let _ = self.guarded(|_| Err(cause));
                     }
                     Job::Checkpoint {
                         revision,
@@ -302,22 +340,14 @@ impl Worker {
         let _ = self.sync();
     }
 
-    fn append(&mut self, records: &[LogRecord]) {
+    fn append(&mut self, records: &[LogBytes]) {
         let Some(last) = records.last().map(|r| r.revision) else {
             return;
         };
-        let encoded = match encode(records) {
-            Ok(encoded) => encoded,
-            Err(cause) => {
-                // The engine committed what cannot be persisted: nothing later may be either.
-                let _ = self.guarded(|_| Err(cause));
-                return;
-            }
-        };
-        let bytes: usize = encoded.iter().map(|r| r.bytes.len()).sum();
+        let bytes: usize = records.iter().map(|r| r.bytes.len()).sum();
         self.log_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
         if self
-            .guarded(|s| futures_executor::block_on(s.append(&encoded)))
+            .guarded(|s| futures_executor::block_on(s.append(records)))
             .is_ok()
         {
             self.durable_revision.store(last, Ordering::Release);
@@ -343,22 +373,4 @@ impl Worker {
             self.durable.send_modify(|_| {});
         })
     }
-}
-
-/// The records' storage form.
-fn encode(records: &[LogRecord]) -> Result<Vec<LogBytes>, StorageError> {
-    records
-        .iter()
-        .map(|record| {
-            let bytes = record.encode().map_err(|e| StorageError::Io {
-                op: "encode log record",
-                path: String::new(),
-                message: e.to_string(),
-            })?;
-            Ok(LogBytes {
-                revision: record.revision,
-                bytes,
-            })
-        })
-        .collect()
 }

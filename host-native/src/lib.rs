@@ -24,6 +24,7 @@ mod committer;
 mod error;
 mod feed;
 mod history;
+mod log_buffers;
 mod scan_stream;
 mod search;
 pub mod server;

@@ -132,17 +132,15 @@ impl Inner {
             }
         }
         let queued = match &self.persist {
-            Some(persist) => {
-                let records = state.engine.poll_log_all();
-                let last = records.last().map(|r| r.revision);
-                if !records.is_empty() {
+            Some(persist) => match persist.committer.append_from(&mut state.engine)? {
+                Some((last, count)) => {
                     persist
                         .since_checkpoint
-                        .fetch_add(records.len() as u64, Ordering::Relaxed);
-                    persist.committer.append(records)?;
+                        .fetch_add(count as u64, Ordering::Relaxed);
+                    Some(last)
                 }
-                last
-            }
+                None => None,
+            },
             None => None,
         };
         if state.engine.poll_timeout() != deadline_before {

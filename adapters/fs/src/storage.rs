@@ -92,7 +92,13 @@ pub struct FsStorage<D: Disk = StdDisk> {
     /// When the log was last synced; kept only under `SyncPolicy::EveryMillis`, the one policy
     /// that reads a clock, so the other policies run where `Instant` does not (wasm32).
     last_sync: Option<Instant>,
+    /// The frames of one append, reused: growing a fresh buffer frame by frame cost the
+    /// committer a copy of everything per doubling and fresh pages besides.
+    frames: Vec<u8>,
 }
+
+/// An append buffer larger than this is given back after the append (a bulk load's).
+const KEEP_FRAMES: usize = 1 << 20;
 
 #[derive(Debug, Clone, Copy)]
 struct Segment {
@@ -173,6 +179,7 @@ impl<D: Disk> FsStorage<D> {
             file_unsynced: false,
             dir_unsynced: false,
             last_sync,
+            frames: Vec::new(),
         })
     }
 
@@ -504,7 +511,27 @@ impl<D: Disk> FsStorage<D> {
 
     fn append_now(&mut self, records: &[LogBytes]) -> Result<(), StorageError> {
         let limit = self.options.segment_bytes;
-        let mut buf = Vec::new();
+        let mut buf = std::mem::take(&mut self.frames);
+        let total: usize = records
+            .iter()
+            .map(|r| format::frame_len(r.bytes.len()))
+            .sum();
+        buf.reserve(total.saturating_add(format::segment_header().len()));
+        let result = self.append_frames(records, limit, &mut buf);
+        if buf.capacity() <= KEEP_FRAMES {
+            buf.clear();
+            self.frames = buf;
+        }
+        result
+    }
+
+    /// Frames `records` into `buf` and writes them, one write per segment touched.
+    fn append_frames(
+        &mut self,
+        records: &[LogBytes],
+        limit: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), StorageError> {
         let mut i = 0;
         while let Some(first) = records.get(i) {
             if self.active.as_ref().is_some_and(|a| a.len >= limit) {
@@ -523,7 +550,7 @@ impl<D: Disk> FsStorage<D> {
             // One write per segment touched: usually exactly one.
             let mut last = first.revision;
             while let Some(r) = records.get(i) {
-                format::encode_frame(&mut buf, r.revision, &r.bytes);
+                format::encode_frame(buf, r.revision, &r.bytes);
                 len += format::frame_len(r.bytes.len()) as u64;
                 last = r.revision;
                 i += 1;
@@ -547,7 +574,7 @@ impl<D: Disk> FsStorage<D> {
             self.file_unsynced = true;
             active
                 .file
-                .append(&buf)
+                .append(buf)
                 .map_err(io_err("write", &active.path))?;
             active.len = len;
             if let Some(seg) = self.segments.last_mut() {
