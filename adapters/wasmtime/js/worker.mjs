@@ -3,8 +3,10 @@
 // (statemesh/plugins always gives it; docs/plugins.md), which is deterministic and synchronous;
 // this Worker is the other tool, for a hard limit in milliseconds: Node can terminate a Worker,
 // which stops the wasm code running in it at once. A call past its deadline rejects with a CodecError of kind "timeout"; the worker is
-// terminated and the next call starts a fresh one. Loading runs under the same deadline, so a
-// start function that never returns fails the load instead of hanging it.
+// terminated and the next call starts a fresh one. Loading runs under the same deadline, counted
+// from when the thread starts running (Node's start of a worker is not the plugin's time, and
+// takes hundreds of milliseconds on a loaded machine), so a start function that never returns
+// fails the load instead of hanging it.
 //
 // Costs: every call is a message round trip between threads (tens of microseconds, against
 // well under a microsecond in-thread), and calls are asynchronous. The browser equivalent is a
@@ -15,6 +17,8 @@ import { CodecError, PluginLoadError, loadPlugin } from "./loader.mjs";
 
 if (!isMainThread && workerData && workerData.statemeshPlugin) {
   const { bytes, limits } = workerData;
+  // Node's own start of the thread is not the plugin's time: the load deadline starts here.
+  parentPort.postMessage({ booted: true });
   let plugin;
   try {
     plugin = await loadPlugin(bytes, limits);
@@ -31,6 +35,9 @@ if (!isMainThread && workerData && workerData.statemeshPlugin) {
     }
   });
 }
+
+/** How long a worker thread may take to start running at all (not the plugin's load time). */
+const WORKER_START_MS = 30_000;
 
 const METHODS = { validate: "validate", encode: "encode", decode: "decode", toText: "to_text", toJson: "to_json" };
 
@@ -62,23 +69,37 @@ export class WorkerPlugin {
     });
     this.worker = worker;
     this.ready = new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const fail = (error) => {
+        clearTimeout(timer);
         this._kill();
-        reject(new PluginLoadError("instantiate", `plugin did not load within ${this.timeoutMs} ms`));
-      }, this.timeoutMs);
-      worker.once("message", (m) => {
-        clearTimeout(timer);
-        if (m.ready) resolve(m);
-        else {
-          this._kill();
-          reject(new PluginLoadError(m.loadError.kind, m.loadError.message));
+        reject(error);
+      };
+      // Until the thread runs, only a stuck start is guarded against (a loaded machine can take
+      // seconds to start a worker); from its first message the plugin has `timeoutMs` to load.
+      let timer = setTimeout(
+        () => fail(new PluginLoadError("instantiate", `the worker did not start within ${WORKER_START_MS} ms`)),
+        WORKER_START_MS,
+      );
+      const onLoad = (m) => {
+        if (m.booted) {
+          clearTimeout(timer);
+          timer = setTimeout(
+            () => fail(new PluginLoadError("instantiate", `plugin did not load within ${this.timeoutMs} ms`)),
+            this.timeoutMs,
+          );
+          return;
         }
-        worker.on("message", (msg) => this._reply(msg));
-      });
-      worker.once("error", (e) => {
         clearTimeout(timer);
-        reject(new PluginLoadError("instantiate", e.message));
-      });
+        worker.off("message", onLoad);
+        if (m.ready) {
+          resolve(m);
+          worker.on("message", (msg) => this._reply(msg));
+        } else {
+          fail(new PluginLoadError(m.loadError.kind, m.loadError.message));
+        }
+      };
+      worker.on("message", onLoad);
+      worker.once("error", (e) => fail(new PluginLoadError("instantiate", e.message)));
     });
     return this.ready;
   }
