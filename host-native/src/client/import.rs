@@ -27,8 +27,8 @@ impl Client {
     /// - One item too large for a request on its own fails with code `TOO_LARGE` before it is
     ///   sent; the batches before it stay.
     /// - If the connection breaks, the batch in flight may or may not have been applied
-    ///   ([`Error::Connection`]); the count of the ones acknowledged before it is lost with
-    ///   the error, so resume from what [`Client::exists`] or [`Client::get`] finds.
+    ///   ([`Error::Connection`]), and the import stops there: it is never resent. Find where
+    ///   to resume by reading the keys back.
     pub async fn import<K: AsRef<str>>(
         &self,
         items: impl IntoIterator<Item = (K, Value)>,
