@@ -106,4 +106,9 @@ pub enum SubscriptionError {
         "changes after revision {requested} are compacted; the history starts after revision {floor}"
     )]
     Compacted { requested: u64, floor: u64 },
+    /// [`crate::Client`]: the connection the subscription lived on broke, so the server
+    /// dropped it. The client dials again on its next call; subscribe again with
+    /// [`crate::Client::stream_changes`] from the last revision processed to miss nothing.
+    #[error("the connection to the server broke; subscribe again from the last revision seen")]
+    Disconnected,
 }

@@ -92,8 +92,10 @@ impl Drop for Subscription {
     }
 }
 
-/// A handler subscription from [`crate::Store::subscribe_with`]: the handler runs on a tokio
-/// task until [`HandlerSubscription::unsubscribe`] (or drop), or until the store closes.
+/// A handler subscription from [`crate::Store::subscribe_with`] (or
+/// [`crate::Client::subscribe_with`]): the handler runs on a tokio task until
+/// [`HandlerSubscription::unsubscribe`] (or drop), or until the store (the client's
+/// connection) closes.
 #[derive(Debug)]
 pub struct HandlerSubscription {
     task: tokio::task::AbortHandle,
@@ -117,6 +119,11 @@ impl HandlerSubscription {
         HandlerSubscription {
             task: task.abort_handle(),
         }
+    }
+
+    /// A handler already running on `task` ([`crate::Client::subscribe_with`]'s).
+    pub(crate) fn from_task(task: tokio::task::AbortHandle) -> HandlerSubscription {
+        HandlerSubscription { task }
     }
 
     /// Stops calling the handler.

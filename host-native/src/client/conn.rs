@@ -29,11 +29,13 @@ pub(crate) const SUBSCRIPTION_BUFFER: usize = 4096;
 
 pub(crate) type EventResult = std::result::Result<ChangeEvent, SubscriptionError>;
 
-/// Where a subscription's events go, and whether it was cut off for not keeping up.
+/// Where a subscription's events go, and whether it was cut off for not keeping up or by a
+/// broken connection (for when its buffer is too full to take the error itself).
 #[derive(Clone)]
 pub(crate) struct SubSink {
     pub(crate) tx: mpsc::Sender<EventResult>,
     pub(crate) lagged: Arc<AtomicBool>,
+    pub(crate) disconnected: Arc<AtomicBool>,
 }
 
 enum Pending {
@@ -47,8 +49,18 @@ enum Pending {
 struct Shared {
     pending: Mutex<HashMap<u64, Pending>>,
     subs: Mutex<HashMap<u64, SubSink>>,
-    /// Why the connection ended, once it has.
-    closed: Mutex<Option<String>>,
+    /// How the connection ended, once it has.
+    closed: Mutex<Option<Ended>>,
+}
+
+/// How a connection ended: the two call for different errors (and for a client, different
+/// next steps: a broken connection is dialed again, a closed client is not).
+#[derive(Clone)]
+enum Ended {
+    /// The socket broke, the server closed it, or it sent something unreadable.
+    Broke(String),
+    /// [`crate::Client::close`].
+    ByClient,
 }
 
 /// The connection itself; [`crate::Client`] wraps it in an `Arc`.
@@ -57,6 +69,15 @@ pub(crate) struct Connection {
     shared: Arc<Shared>,
     next_id: AtomicU64,
     reader: AbortHandle,
+    writer: AbortHandle,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("closed", &self.is_closed())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Drop for Connection {
@@ -77,19 +98,40 @@ impl Connection {
         let (read_half, write_half) = stream.into_split();
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared::default());
-        tokio::spawn(write_loop(rx, write_half));
+        let writer = tokio::spawn(write_loop(rx, write_half)).abort_handle();
         let reader = tokio::spawn(read_loop(read_half, shared.clone())).abort_handle();
         Ok(Connection {
             tx,
             shared,
             next_id: AtomicU64::new(1),
             reader,
+            writer,
         })
     }
 
+    /// True once the connection has ended, broken or closed: nothing sent on it is answered.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.shared.closed.lock().is_some()
+    }
+
+    /// Ends the connection for [`crate::Client::close`]: calls in flight fail with
+    /// [`Error::Closed`], subscriptions end with [`SubscriptionError::Closed`], and the socket
+    /// is dropped (the server then rolls back this connection's open transactions).
+    pub(crate) fn close(&self) {
+        end(&self.shared, Ended::ByClient);
+        self.reader.abort();
+        self.writer.abort();
+    }
+
+    /// The error for a request that found the connection already ended: it was never sent.
     fn closed_error(&self) -> Error {
-        let reason = self.shared.closed.lock().clone();
-        Error::Connection(reason.unwrap_or_else(|| "the connection is closed".into()))
+        match self.shared.closed.lock().clone() {
+            Some(Ended::ByClient) => Error::Closed,
+            Some(Ended::Broke(reason)) => Error::Connection(format!(
+                "{reason} (the request was not sent: this handle belongs to that connection)"
+            )),
+            None => Error::Connection("the connection is closed (the request was not sent)".into()),
+        }
     }
 
     /// Sends `op` with `args` and waits for its result.
@@ -130,7 +172,11 @@ impl Connection {
         }
         match answer.await {
             Ok(result) => result,
-            Err(_) => Err(self.closed_error()),
+            // The reader fails every pending request before it ends, so this is a reader
+            // that panicked or was aborted: the request may have reached the server.
+            Err(_) => Err(Error::Connection(in_flight(
+                "the connection ended without an answer",
+            ))),
         }
     }
 
@@ -191,6 +237,22 @@ impl Args {
         if let Err(e) = written {
             self.error = Some(e.to_string());
         }
+        self
+    }
+
+    /// Adds an argument already serialized as JSON (a bulk load's items, sized as they are
+    /// encoded).
+    pub(crate) fn with_raw(mut self, name: &str, json: &[u8]) -> Args {
+        if self.error.is_some() {
+            return self;
+        }
+        self.bytes.push(b',');
+        if let Err(e) = serde_json::to_writer(&mut self.bytes, name) {
+            self.error = Some(e.to_string());
+            return self;
+        }
+        self.bytes.push(b':');
+        self.bytes.extend_from_slice(json);
         self
     }
 
@@ -258,7 +320,7 @@ async fn read_loop(socket: OwnedReadHalf, shared: Arc<Shared>) {
             _ => break "the server sent something that is not a JSON object".to_owned(),
         }
     };
-    fail_all(&shared, reason);
+    end(&shared, Ended::Broke(reason));
 }
 
 /// Routes one line from the server; returns a reason when the connection is over.
@@ -324,17 +386,43 @@ fn deliver_event(shared: &Shared, sub: u64, mut message: Map<String, Json>) {
     }
 }
 
-fn fail_all(shared: &Shared, reason: String) {
+/// What a request in flight gets when its connection breaks: it may or may not have been
+/// applied, so the caller (not the client) decides whether repeating it is safe.
+fn in_flight(reason: &str) -> String {
+    format!(
+        "{reason}; the request was in flight and may or may not have been applied (not retried)"
+    )
+}
+
+/// Marks the connection ended and fails everything waiting on it. The first ending wins:
+/// a close after a break (or a break noticed after a close) changes nothing.
+fn end(shared: &Shared, how: Ended) {
     let mut pending = shared.pending.lock();
-    *shared.closed.lock() = Some(reason.clone());
+    {
+        let mut closed = shared.closed.lock();
+        if closed.is_some() {
+            return;
+        }
+        *closed = Some(how.clone());
+    }
     for (_, p) in pending.drain() {
         let done = match p {
             Pending::Call(done) | Pending::Subscribe(done, _) => done,
         };
-        let _ = done.send(Err(Error::Connection(reason.clone())));
+        let _ = done.send(Err(match &how {
+            Ended::ByClient => Error::Closed,
+            Ended::Broke(reason) => Error::Connection(in_flight(reason)),
+        }));
     }
     drop(pending);
+    let ended = match how {
+        Ended::ByClient => SubscriptionError::Closed,
+        Ended::Broke(_) => SubscriptionError::Disconnected,
+    };
     for (_, sink) in shared.subs.lock().drain() {
-        let _ = sink.tx.try_send(Err(SubscriptionError::Closed));
+        if ended == SubscriptionError::Disconnected {
+            sink.disconnected.store(true, Ordering::Release);
+        }
+        let _ = sink.tx.try_send(Err(ended));
     }
 }

@@ -12,15 +12,19 @@
 //!
 //! A client is one TCP connection speaking the JSON-lines protocol (docs/protocol.md). Clones
 //! share it, and calls from many tasks are pipelined over it: each request carries an id and
-//! its response is matched back, so no call waits for another's round trip.
+//! its response is matched back, so no call waits for another's round trip. When the
+//! connection breaks, the next call dials again (see [`Client`]).
 
 mod conn;
 mod decode;
 mod history_ops;
+mod import;
+mod link;
 mod store_ops;
 mod subscription;
 mod txn;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,9 +39,33 @@ use statemesh_core::Value;
 
 /// A connection to a `statemesh serve` JSON-lines port. Cheap to clone; clones share the
 /// connection. Methods mirror [`crate::Store`]'s names, arguments and results.
+///
+/// # When the connection breaks
+///
+/// (The server restarted, the network failed, the server closed it.) Nothing happens in the
+/// background; the next call on any clone dials the same address again, with the same token,
+/// waiting up to 10 s for the server to accept, and goes out on the new connection. If the
+/// server is still unreachable that call fails with [`Error::Connection`], and the one after
+/// it dials again.
+///
+/// - A call that was in flight when the connection broke is **not** resent: it fails with
+///   [`Error::Connection`] saying so, because a write may or may not have been applied. Retry
+///   only what is safe to repeat (a [`Client::put_if_version`], a read).
+/// - A [`RemoteSubscription`] (and a [`crate::HandlerSubscription`] from
+///   [`Client::subscribe_with`]) belongs to its connection: it ends with
+///   [`crate::SubscriptionError::Disconnected`]. Subscribe again with
+///   [`Client::stream_changes`] from the last revision processed to miss nothing.
+/// - A [`RemoteTransaction`] belongs to its connection too, and the server rolled it back: its
+///   later calls fail with [`Error::Connection`]. A prepared transaction is not lost
+///   (it no longer belongs to a connection); resolve it with [`Client::commit_prepared`].
+/// - A break the operating system does not report (a silent network partition) is only
+///   noticed by the server's idle timeout or a request timeout
+///   ([`Client::with_request_timeout`]).
+///
+/// After [`Client::close`] nothing is dialed again: every call fails with [`Error::Closed`].
 #[derive(Clone)]
 pub struct Client {
-    conn: Arc<conn::Connection>,
+    link: Arc<link::Link>,
     /// How long a call waits for its answer; `None`: as long as the connection lives.
     timeout: Option<Duration>,
 }
@@ -57,14 +85,26 @@ pub struct ServerStats {
     pub revision: u64,
     pub history_floor: u64,
     pub open_transactions: u64,
+    /// Most items one `multi_put` may carry (the store's `max_batch`).
+    pub max_batch: u64,
+    /// Longest request line the server reads (`--max-request-bytes`); a longer one closes
+    /// the connection.
+    pub max_request_bytes: u64,
 }
+
+/// What a server too old to report its limits in `stats` is assumed to have: the defaults.
+const DEFAULT_MAX_BATCH: u64 = 100_000;
+const DEFAULT_MAX_REQUEST_BYTES: u64 = 32 << 20;
 
 impl Client {
     /// Connects to a server that needs no token. `addr` is `host:port`.
     pub async fn connect(addr: &str) -> Result<Client> {
-        let conn = conn::Connection::open(addr).await?;
+        Client::open(addr, None).await
+    }
+
+    async fn open(addr: &str, token: Option<&str>) -> Result<Client> {
         Ok(Client {
-            conn: Arc::new(conn),
+            link: Arc::new(link::Link::open(addr, token).await?),
             timeout: None,
         })
     }
@@ -79,17 +119,49 @@ impl Client {
     }
 
     /// Connects and authenticates with `token` (the server's `--auth-token`). A wrong token
-    /// fails with code `UNAUTHORIZED`.
+    /// fails with code `UNAUTHORIZED`. A reconnect authenticates again with the same token.
     pub async fn connect_with_token(addr: &str, token: &str) -> Result<Client> {
-        let client = Client::connect(addr).await?;
-        client
-            .call("auth", args([("token", Json::from(token))]))
-            .await?;
-        Ok(client)
+        Client::open(addr, Some(token)).await
     }
 
+    /// Sends `op` on the current connection (dialing a new one if it broke).
     pub(crate) async fn call(&self, op: &str, args: impl Into<conn::Args>) -> Result<Json> {
-        let call = self.conn.call(op, args.into());
+        let args = args.into();
+        self.timed(op, async {
+            self.link.connection().await?.call(op, args).await
+        })
+        .await
+    }
+
+    /// As [`Client::call`], and also returns the connection it went out on, for a handle
+    /// that belongs to it (a transaction).
+    pub(crate) async fn call_pinned(
+        &self,
+        op: &str,
+        args: impl Into<conn::Args>,
+    ) -> Result<(Arc<conn::Connection>, Json)> {
+        let args = args.into();
+        self.timed(op, async {
+            let conn = self.link.connection().await?;
+            let reply = conn.call(op, args).await?;
+            Ok((conn, reply))
+        })
+        .await
+    }
+
+    /// Sends `op` on `conn` only: a transaction's calls must not follow the client to a new
+    /// connection, where the server does not know the transaction.
+    pub(crate) async fn call_on(
+        &self,
+        conn: &conn::Connection,
+        op: &str,
+        args: impl Into<conn::Args>,
+    ) -> Result<Json> {
+        self.timed(op, conn.call(op, args.into())).await
+    }
+
+    /// Applies this handle's request timeout (dialing again counts towards it).
+    async fn timed<T>(&self, op: &str, call: impl Future<Output = Result<T>>) -> Result<T> {
         match self.timeout {
             None => call.await,
             Some(after) => tokio::time::timeout(after, call).await.unwrap_or_else(|_| {
@@ -99,6 +171,15 @@ impl Client {
                 })
             }),
         }
+    }
+
+    /// Closes the connection, as [`crate::Store::close`] closes the store: later calls on
+    /// every clone fail with [`Error::Closed`] (and dial nothing), calls in flight fail with
+    /// it too, and subscriptions end with [`crate::SubscriptionError::Closed`]. The server
+    /// rolls back transactions left open on the connection; the store itself stays up for
+    /// other clients.
+    pub async fn close(&self) {
+        self.link.close();
     }
 
     /// Round trip to the server.
@@ -114,6 +195,9 @@ impl Client {
             revision: decode::u64_field(&s, "revision")?,
             history_floor: decode::u64_field(&s, "history_floor")?,
             open_transactions: decode::u64_field(&s, "open_transactions")?,
+            max_batch: decode::u64_field(&s, "max_batch").unwrap_or(DEFAULT_MAX_BATCH),
+            max_request_bytes: decode::u64_field(&s, "max_request_bytes")
+                .unwrap_or(DEFAULT_MAX_REQUEST_BYTES),
         })
     }
 
@@ -136,6 +220,13 @@ impl Client {
     /// Makes every acknowledged write durable now (see [`crate::Store::flush`]).
     pub async fn flush(&self) -> Result<()> {
         self.call("flush", Map::new()).await.map(|_| ())
+    }
+
+    /// The oldest revision reads and change streams can start from, as
+    /// [`crate::Store::history_floor`]. A round trip (the `stats` op carries it), so unlike the
+    /// store's it is `async` and returns `Result`.
+    pub async fn history_floor(&self) -> Result<u64> {
+        Ok(self.stats().await?.history_floor)
     }
 
     /// Writes a snapshot so recovery replays less (see [`crate::Store::checkpoint`]).

@@ -9,6 +9,7 @@ use statemesh_core::{Cursor, Metadata, PutOptions, Record, ScanPage, Ttl, Value,
 use super::conn::Args;
 use super::{Client, args, decode, wire};
 use crate::error::{Error, Result};
+use crate::scan_stream::ScanStream;
 use crate::server::jsonl::wire::WireValue;
 
 fn key(key: &str) -> Map<String, Json> {
@@ -112,6 +113,13 @@ impl Client {
             a.insert("cursor".into(), c.encode().into());
         }
         decode::scan_page(self.call("scan", a).await?)
+    }
+
+    /// Every key under `prefix`, as a stream of pages of up to `batch` items (see
+    /// [`crate::Store::scan_stream`]): the same [`ScanStream`] type, one `scan` request per
+    /// page. A page that fails (the connection broke) ends the stream with its error.
+    pub fn scan_stream(&self, prefix: &str, batch: usize) -> ScanStream {
+        ScanStream::remote(self.clone(), prefix.to_owned(), batch)
     }
 
     // ---- writes ----

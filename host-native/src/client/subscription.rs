@@ -8,10 +8,10 @@ use std::task::{Context, Poll};
 use serde_json::{Map, Value as Json};
 use tokio::sync::mpsc;
 
-use super::conn::{EventResult, SUBSCRIPTION_BUFFER, SubSink};
+use super::conn::{Connection, EventResult, SUBSCRIPTION_BUFFER, SubSink};
 use super::{Client, args, decode};
 use crate::error::{Error, Result};
-use crate::{ChangeEvent, Since, SubscriptionError};
+use crate::{ChangeEvent, HandlerSubscription, Since, SubscriptionError};
 
 /// Events pushed by the server for one subscription, as [`crate::Subscription`] /
 /// [`crate::ChangeStream`]; also a `futures_core::Stream`. Dropping it unsubscribes.
@@ -21,10 +21,13 @@ use crate::{ChangeEvent, Since, SubscriptionError};
 /// [`Client::stream_changes`] from the last revision seen.
 #[derive(Debug)]
 pub struct RemoteSubscription {
-    client: Client,
+    /// The connection the server keeps this subscription on: unsubscribing goes there, not
+    /// to whatever connection the client has dialed since.
+    conn: Arc<Connection>,
     sub: u64,
     rx: mpsc::Receiver<EventResult>,
     lagged: Arc<AtomicBool>,
+    disconnected: Arc<AtomicBool>,
     ended: bool,
 }
 
@@ -38,6 +41,38 @@ impl Client {
     pub async fn subscribe_pattern(&self, pattern: &str) -> Result<RemoteSubscription> {
         self.open_subscription(args([("pattern", pattern.into())]))
             .await
+    }
+
+    /// Calls `handler` with every change to keys matching `pattern` (every change when `None`)
+    /// from now on, on a tokio task, until the returned handle is dropped or unsubscribed, as
+    /// [`crate::Store::subscribe_with`].
+    ///
+    /// Differences forced by the network: it is `async` (the subscription is in place on the
+    /// server when it returns, so no later write is missed), and the first error the handler
+    /// gets is also its last: `Lagged` (the server or this client cut off a handler slower
+    /// than the writes), `Disconnected` (the connection broke) or `Closed`. The store's handler
+    /// goes on after `Lagged`; here, subscribe again with [`Client::stream_changes`] from the
+    /// last revision seen.
+    pub async fn subscribe_with(
+        &self,
+        pattern: Option<&str>,
+        mut handler: impl FnMut(std::result::Result<ChangeEvent, SubscriptionError>) + Send + 'static,
+    ) -> Result<HandlerSubscription> {
+        let mut subscription = match pattern {
+            Some(p) => self.subscribe_pattern(p).await?,
+            None => self.subscribe().await?,
+        };
+        let task = tokio::spawn(async move {
+            loop {
+                let next = subscription.recv().await;
+                let ended = next.is_err();
+                handler(next);
+                if ended {
+                    return;
+                }
+            }
+        });
+        Ok(HandlerSubscription::from_task(task.abort_handle()))
     }
 
     /// Changes after `since` (history first, then live), as [`crate::Store::stream_changes`].
@@ -80,16 +115,20 @@ impl Client {
     async fn open_subscription(&self, a: Map<String, Json>) -> Result<RemoteSubscription> {
         let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
         let lagged = Arc::new(AtomicBool::new(false));
+        let disconnected = Arc::new(AtomicBool::new(false));
         let sink = SubSink {
             tx,
             lagged: lagged.clone(),
+            disconnected: disconnected.clone(),
         };
-        let r = self.conn.subscribe(a.into(), sink).await?;
+        let conn = self.link.connection().await?;
+        let r = conn.subscribe(a.into(), sink).await?;
         Ok(RemoteSubscription {
-            client: self.clone(),
+            conn,
             sub: decode::u64_field(&r, "sub")?,
             rx,
             lagged,
+            disconnected,
             ended: false,
         })
     }
@@ -119,6 +158,8 @@ impl RemoteSubscription {
                 self.ended = true;
                 Poll::Ready(Err(if self.lagged.load(Ordering::Acquire) {
                     SubscriptionError::Lagged { missed: 0 }
+                } else if self.disconnected.load(Ordering::Acquire) {
+                    SubscriptionError::Disconnected
                 } else {
                     SubscriptionError::Closed
                 }))
@@ -145,9 +186,8 @@ impl futures_core::Stream for RemoteSubscription {
 
 impl Drop for RemoteSubscription {
     fn drop(&mut self) {
-        self.client.conn.forget_subscription(self.sub);
-        self.client
-            .conn
+        self.conn.forget_subscription(self.sub);
+        self.conn
             .send_and_forget("unsubscribe", args([("sub", self.sub.into())]).into());
     }
 }

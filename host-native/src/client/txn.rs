@@ -1,19 +1,27 @@
 //! Interactive transactions over the network.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value as Json;
 use statemesh_core::{Isolation, Txn, TxnId, TxnResult, Value, WaitPolicy, WriteResult};
 
+use super::conn::{Args, Connection};
 use super::{Client, args, decode, wire};
 use crate::error::{Error, Result};
 use crate::server::jsonl::txn_wire;
 
 /// An open transaction on the server, as [`crate::Transaction`]. Dropping it without commit
 /// or rollback rolls it back (the server does too when the connection drops).
+///
+/// It belongs to the connection it was begun on: if that connection breaks, the server rolls
+/// it back and its later calls fail with [`Error::Connection`] even once the client has
+/// dialed again.
 #[derive(Debug)]
 pub struct RemoteTransaction {
+    /// For the request timeout of the handle that began it.
     client: Client,
+    conn: Arc<Connection>,
     id: u64,
     finished: bool,
 }
@@ -64,8 +72,8 @@ impl Client {
             _ => "serializable",
         };
         let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-        let r = self
-            .call(
+        let (conn, r) = self
+            .call_pinned(
                 "begin",
                 args([
                     ("isolation", Json::from(isolation)),
@@ -75,6 +83,7 @@ impl Client {
             .await?;
         Ok(RemoteTransaction {
             client: self.clone(),
+            conn,
             id: decode::u64_field(&r, "txn")?,
             finished: false,
         })
@@ -86,6 +95,10 @@ impl RemoteTransaction {
         ("txn", Json::from(self.id))
     }
 
+    async fn call(&self, op: &str, a: impl Into<Args>) -> Result<Json> {
+        self.client.call_on(&self.conn, op, a).await
+    }
+
     /// The transaction's id on the server.
     pub fn id(&self) -> TxnId {
         TxnId(self.id)
@@ -94,7 +107,6 @@ impl RemoteTransaction {
     /// The value of `key` as this transaction sees it.
     pub async fn get(&self, key: &str) -> Result<Option<Value>> {
         let r = self
-            .client
             .call("txn_get", args([self.id_arg(), ("key", key.into())]))
             .await?;
         decode::opt_value(r)
@@ -103,13 +115,12 @@ impl RemoteTransaction {
     /// Buffers a put.
     pub async fn put(&self, key: &str, value: impl Into<Value>) -> Result<()> {
         let value = wire(&value.into())?;
-        self.client
-            .call(
-                "txn_put",
-                args([self.id_arg(), ("key", key.into()), ("value", value)]),
-            )
-            .await
-            .map(|_| ())
+        self.call(
+            "txn_put",
+            args([self.id_arg(), ("key", key.into()), ("value", value)]),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Buffers a put whose key expires `ttl_ms` after the commit.
@@ -126,13 +137,12 @@ impl RemoteTransaction {
             ("value", value),
             ("ttl_ms", ttl_ms.into()),
         ]);
-        self.client.call("txn_put", a).await.map(|_| ())
+        self.call("txn_put", a).await.map(|_| ())
     }
 
     /// Buffers a delete.
     pub async fn delete(&self, key: &str) -> Result<()> {
-        self.client
-            .call("txn_delete", args([self.id_arg(), ("key", key.into())]))
+        self.call("txn_delete", args([self.id_arg(), ("key", key.into())]))
             .await
             .map(|_| ())
     }
@@ -140,7 +150,7 @@ impl RemoteTransaction {
     /// Validates and applies the buffered writes as one revision.
     pub async fn commit(mut self) -> Result<WriteResult> {
         self.finished = true;
-        let r = self.client.call("commit", args([self.id_arg()])).await?;
+        let r = self.call("commit", args([self.id_arg()])).await?;
         decode::write_result(&r)
     }
 
@@ -152,7 +162,6 @@ impl RemoteTransaction {
         self.finished = true;
         let wait = matches!(policy, WaitPolicy::Wait);
         let r = self
-            .client
             .call("prepare", args([self.id_arg(), ("wait", wait.into())]))
             .await?;
         decode::u64_field(&r, "txn").map(TxnId)
@@ -161,8 +170,7 @@ impl RemoteTransaction {
     /// Drops the transaction and its buffered writes.
     pub async fn rollback(mut self) -> Result<()> {
         self.finished = true;
-        self.client
-            .call("rollback", args([self.id_arg()]))
+        self.call("rollback", args([self.id_arg()]))
             .await
             .map(|_| ())
     }
@@ -171,8 +179,7 @@ impl RemoteTransaction {
 impl Drop for RemoteTransaction {
     fn drop(&mut self) {
         if !self.finished {
-            self.client
-                .conn
+            self.conn
                 .send_and_forget("rollback", args([self.id_arg()]).into());
         }
     }

@@ -32,10 +32,17 @@ pub(crate) struct Conn {
     /// Set by a subscription that found no room for an event: the connection must close.
     pub(crate) overflow: Notify,
     pub(crate) overflowed: AtomicU64,
+    /// The server's `--max-request-bytes`, which `stats` reports so a client can size batches.
+    pub(crate) max_request_bytes: usize,
 }
 
 impl Conn {
-    pub(crate) fn new(store: Store, outbox: Outbox, token: Option<String>) -> Conn {
+    pub(crate) fn new(
+        store: Store,
+        outbox: Outbox,
+        token: Option<String>,
+        max_request_bytes: usize,
+    ) -> Conn {
         let token = token.filter(|t| !t.is_empty());
         Conn {
             store,
@@ -47,6 +54,7 @@ impl Conn {
             next_sub: AtomicU64::new(1),
             overflow: Notify::new(),
             overflowed: AtomicU64::new(0),
+            max_request_bytes,
         }
     }
 

@@ -85,7 +85,8 @@ async fn forward(conn: Arc<Conn>, sub: u64, mut source: Source, first: Vec<u8>) 
                 let code = match e {
                     SubscriptionError::Lagged { .. } => "LAGGED",
                     SubscriptionError::Compacted { .. } => "COMPACTED",
-                    SubscriptionError::Closed => "CLOSED",
+                    // Disconnected is the client's own; a store's feed never ends with it.
+                    SubscriptionError::Closed | SubscriptionError::Disconnected => "CLOSED",
                 };
                 let line = json!({
                     "sub": sub, "end": true,

@@ -57,6 +57,7 @@ pub(crate) async fn serve_connection(stream: TcpStream, session: Session) -> std
         session.store.clone(),
         outbox.clone(),
         session.config.auth_token.clone(),
+        session.config.max_request_bytes,
     ));
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT as usize));
     let max = session.config.max_request_bytes;

@@ -292,6 +292,9 @@ async fn run(conn: &Arc<Conn>, id: &Json, op: &str, mut a: Args) -> OpResult<Rep
             "revision": store.revision(),
             "history_floor": store.history_floor(),
             "open_transactions": store.open_transactions(),
+            // What a client needs to split a bulk load into requests the server takes.
+            "max_batch": store.read_engine(|e| e.config().max_batch)?,
+            "max_request_bytes": conn.max_request_bytes,
         })),
         "flush" => {
             store.flush().await?;
