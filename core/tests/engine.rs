@@ -4,7 +4,7 @@
 
 use statemesh_core::{
     ChangeKind, Engine, EngineConfig, EngineError, FormatError, LogRecord, PutOptions, Timestamp,
-    Value, ValueError, WriteOp,
+    Ttl, Value, ValueError, WriteOp,
 };
 
 const T: Timestamp = Timestamp(1_000);
@@ -311,4 +311,51 @@ fn an_absolute_expiry_is_kept_exactly_and_must_be_in_the_future() {
         Some(Value::from("v"))
     );
     assert_eq!(e.get(at, "r:k").unwrap(), None);
+}
+
+/// `increment_checked`: the check sees the current value; a refusal changes nothing (no
+/// revision, no log record, the TTL and value untouched); an accepted one increments as
+/// `increment` does and keeps the TTL.
+#[test]
+fn increment_checked_refuses_without_writing_and_keeps_the_ttl_when_it_accepts() {
+    let mut e = Engine::new(EngineConfig::default()).unwrap();
+    e.put_with_ttl(T, "c:n", &Value::from("+5"), 60_000)
+        .unwrap();
+    while e.poll_log().is_some() {}
+    let revision = e.revision();
+    let refused = e
+        .increment_checked(T, "c:n", 1, |v| {
+            if v.payload().first() == Some(&b'+') {
+                Err("plus sign")
+            } else {
+                Ok(())
+            }
+        })
+        .unwrap();
+    assert_eq!(refused.err(), Some("plus sign"));
+    assert_eq!(e.revision(), revision);
+    assert!(e.poll_log().is_none());
+    assert_eq!(e.get(T, "c:n").unwrap(), Some(Value::from("+5")));
+
+    let (n, _) = e
+        .increment_checked(T, "c:n", 2, |_| Ok::<(), ()>(()))
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 7);
+    assert_eq!(e.get(T, "c:n").unwrap(), Some(Value::Integer(7)));
+    assert_eq!(e.revision(), revision + 1);
+    assert_eq!(
+        e.get_ttl(T, "c:n").unwrap(),
+        Some(Ttl::Expires {
+            at: Timestamp(T.0 + 60_000),
+            remaining_ms: 60_000
+        }),
+        "the TTL is kept"
+    );
+    // A missing key is not checked: it counts as 0.
+    let (m, _) = e
+        .increment_checked(T, "c:new", 3, |_| Err("called"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(m, 3);
 }

@@ -1,5 +1,6 @@
 //! Single-key writes.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 
 use super::Engine;
@@ -140,27 +141,50 @@ impl Engine {
         key: &str,
         delta: i64,
     ) -> Result<(i64, WriteResult), EngineError> {
+        match self.increment_checked(now, key, delta, |_| Ok::<(), Infallible>(())) {
+            Ok(Ok(done)) => Ok(done),
+            Ok(Err(never)) => match never {},
+            Err(e) => Err(e),
+        }
+    }
+
+    /// As [`Engine::increment`], once `check` accepts the key's current value (it is not called
+    /// for a missing key). A host whose protocol refuses values the engine would increment (the
+    /// Redis port refuses `"+5"` and `"05"`) checks them in the same lookup; a refusal changes
+    /// nothing and comes back as the inner `Err`.
+    pub fn increment_checked<R>(
+        &mut self,
+        now: Timestamp,
+        key: &str,
+        delta: i64,
+        check: impl FnOnce(&StoredValue) -> Result<(), R>,
+    ) -> Result<Result<(i64, WriteResult), R>, EngineError> {
         let key = self.config.keys.parse(key)?;
         self.check_unlocked(&key)?;
         let now = self.begin(now);
         let old = self.current(&key);
         let current = match old {
             None => 0,
-            Some(e) => match e.value.decode()? {
-                Value::Integer(i) => i,
-                Value::String(s) => s.parse::<i64>().map_err(|_| EngineError::WrongType {
-                    key: key.to_key_string(),
-                    expected: "an integer or a decimal integer string",
-                    actual: "non-numeric string",
-                })?,
-                other => {
-                    return Err(EngineError::WrongType {
+            Some(e) => {
+                if let Err(refused) = check(&e.value) {
+                    return Ok(Err(refused));
+                }
+                match e.value.decode()? {
+                    Value::Integer(i) => i,
+                    Value::String(s) => s.parse::<i64>().map_err(|_| EngineError::WrongType {
                         key: key.to_key_string(),
                         expected: "an integer or a decimal integer string",
-                        actual: other.kind().name(),
-                    });
+                        actual: "non-numeric string",
+                    })?,
+                    other => {
+                        return Err(EngineError::WrongType {
+                            key: key.to_key_string(),
+                            expected: "an integer or a decimal integer string",
+                            actual: other.kind().name(),
+                        });
+                    }
                 }
-            },
+            }
         };
         let next = current
             .checked_add(delta)
@@ -168,7 +192,14 @@ impl Engine {
                 key: key.to_key_string(),
             })?;
         let stored = self.encode(&Value::Integer(next))?;
-        Ok((next, self.replace_keeping_ttl(now, &key, stored)))
+        // The entry is built from the one lookup above (`replace_keeping_ttl` would look the
+        // key up again): increments are hot on the Redis port.
+        let mut batch = self.batch(now);
+        let entry = self.next_entry(&batch, old, stored, old.and_then(|e| e.expires_at));
+        let result = self
+            .write_entry(&mut batch, &key, entry)
+            .finish(self, batch);
+        Ok(Ok((next, result)))
     }
 
     /// Appends to a string (with a string) or to bytes (with bytes); a missing key starts empty.

@@ -379,22 +379,20 @@ fn incr(
     out: &mut Vec<u8>,
 ) -> Result<(), CmdError> {
     with_key(k, |k| {
-        if let Some(v) = e.get_stored(now, k)? {
-            match v.kind()? {
-                ValueKind::Integer => {}
-                ValueKind::String | ValueKind::Bytes if parse_i64(v.payload()).is_some() => {}
-                ValueKind::String | ValueKind::Bytes => {
-                    reply::not_integer(out);
-                    return Ok(());
-                }
-                _ => {
-                    reply::wrong_type(out);
-                    return Ok(());
-                }
-            }
-        }
-        match e.increment(now, k, delta) {
-            Ok((n, _)) => reply::int(out, n),
+        // Redis refuses what the engine would increment ("+5", "05"): refused in the engine's
+        // own lookup of the key rather than by reading it first.
+        let checked = e.increment_checked(now, k, delta, |v| match v.kind() {
+            Ok(ValueKind::Integer) => Ok(()),
+            Ok(ValueKind::String | ValueKind::Bytes) if parse_i64(v.payload()).is_some() => Ok(()),
+            Ok(ValueKind::String | ValueKind::Bytes) => Err(IncrRefusal::NotInteger),
+            Ok(_) => Err(IncrRefusal::WrongType),
+            Err(err) => Err(IncrRefusal::Value(err)),
+        });
+        match checked {
+            Ok(Ok((n, _))) => reply::int(out, n),
+            Ok(Err(IncrRefusal::NotInteger)) => reply::not_integer(out),
+            Ok(Err(IncrRefusal::WrongType)) => reply::wrong_type(out),
+            Ok(Err(IncrRefusal::Value(err))) => return Err(err.into()),
             Err(EngineError::Overflow { .. }) => {
                 reply::error(out, "ERR increment or decrement would overflow")
             }
@@ -404,6 +402,13 @@ fn incr(
         }
         Ok(())
     })
+}
+
+/// Why INCR refused a key's current value before the engine would have.
+enum IncrRefusal {
+    NotInteger,
+    WrongType,
+    Value(statemesh_core::ValueError),
 }
 
 /// APPEND: strings and bytes grow in place (the engine's append); an integer turns into the
