@@ -48,8 +48,8 @@ pub use log::{LogOp, LogRecord};
 pub use ops::{Cursor, PutOptions, ScanPage, WriteOp, WriteResult};
 pub use pattern::{Pattern, PatternError};
 pub use search::{
-    ImageError, IndexImage, IndexOrigin, IndexStats, Language, Metric, SearchError, TextHit,
-    TextIndexDef, ValueIndexDef, VectorHit, VectorIndex, VectorIndexDef, VectorSpec,
+    ImageError, ImageSetError, IndexImage, IndexOrigin, IndexStats, Language, Metric, SearchError,
+    TextHit, TextIndexDef, ValueIndexDef, VectorHit, VectorIndex, VectorIndexDef, VectorSpec,
 };
 pub use storage::{LogBytes, MemoryStorage, Recovered, Storage, StorageError};
 pub use time::{Now, Timestamp};

@@ -2,7 +2,9 @@
 //!
 //! Core defines the trait and never calls it: hosts do (the engine is sans-IO). An adapter stores
 //! opaque bytes — encoded [`crate::LogRecord`]s and snapshots — and gives them back at open.
-//! Framing, checksums, file layout and durability are the adapter's business.
+//! Framing, checksums, file layout and durability are the adapter's business, with one
+//! exception: index images are stored as core's image set ([`crate::search::encode_image_set`]),
+//! so that every adapter keeps the same, pinned bytes for them.
 //!
 //! Contract for every adapter (checked by the conformance suite in `tests/`):
 //! 1. `append` returns `Ok` only when the records are durable under the adapter's sync policy

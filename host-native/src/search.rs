@@ -165,7 +165,9 @@ impl Store {
 
     /// How the index `name` was built when the store opened (or when it was declared): loaded
     /// from the index image stored with the last checkpoint, or built from the keyspace (and
-    /// from how many keys).
+    /// from how many keys). For an HNSW index loaded from an image,
+    /// `rebuilt_from_image_vectors` tells a graph reloaded from the image (`false`) from one
+    /// rebuilt from the image's vectors (`true`: the image held no usable graph).
     pub fn index_origin(&self, name: &str) -> Result<Option<IndexOrigin>> {
         self.read_engine(|e| e.index_origin(name))
     }

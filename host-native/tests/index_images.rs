@@ -320,3 +320,28 @@ async fn damaged_stale_or_mismatched_images_are_ignored_and_indexes_rebuilt() {
     check_contents(&store).await;
     store.close().await;
 }
+
+#[tokio::test]
+async fn index_origin_tells_a_reloaded_hnsw_graph_from_one_rebuilt_from_the_image_vectors() {
+    // Written by HNSW: the image holds the graph, which is reloaded. Written by the exact index:
+    // the image holds only the vectors, from which HNSW rebuilds its graph.
+    for (written_exact, rebuilt) in [(false, false), (true, true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(Timestamp(1_000_000)));
+        populate(dir.path(), &clock, written_exact).await;
+        let store = builder(&clock, false).open(dir.path()).await.unwrap();
+        let emb = store.index_origin("emb").unwrap().unwrap();
+        assert!(emb.restored_from_image, "written exact: {written_exact}");
+        assert_eq!(emb.backfilled, 0, "written exact: {written_exact}");
+        assert_eq!(
+            emb.rebuilt_from_image_vectors, rebuilt,
+            "written exact: {written_exact}"
+        );
+        for name in ["notes", "by_owner"] {
+            let origin = store.index_origin(name).unwrap().unwrap();
+            assert!(origin.restored_from_image && !origin.rebuilt_from_image_vectors);
+        }
+        check_contents(&store).await;
+        store.close().await;
+    }
+}

@@ -1,17 +1,18 @@
-//! Byte layouts: file names, segment headers, frames and snapshot files.
+//! Byte layouts: file names, segment headers, frames and snapshot files. Index-image files hold
+//! core's index image set as it is (`statemesh_core::search::encode_image_set`).
 //!
 //! Every integer is little-endian. Checksums are XXH3-64. Nothing here panics on any input:
 //! all reads from file contents go through `get` and checked arithmetic.
 
-use statemesh_core::search::IndexImage;
 use xxhash_rust::xxh3::Xxh3Default;
 
 /// First 8 bytes of every WAL segment.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"SMESHWAL";
 /// First 8 bytes of every snapshot file.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"SMESHSNP";
-/// First 8 bytes of every index-image file.
-pub const IMAGES_MAGIC: [u8; 8] = *b"SMESHIDX";
+/// First 8 bytes of every index-image file. Its bytes are core's index image set
+/// ([`statemesh_core::search::encode_image_set`]), which the IndexedDB adapter stores too.
+pub const IMAGES_MAGIC: [u8; 8] = statemesh_core::search::IMAGE_SET_MAGIC;
 /// Format version written into segment and snapshot headers.
 pub const FORMAT_VERSION: u8 = 1;
 /// Checksum algorithm byte in segment headers: XXH3-64 of `revision || payload`.
@@ -220,70 +221,8 @@ pub(crate) fn valid_frame_after(data: &[u8], from: usize, after: u64) -> Option<
 
 /// A snapshot file's bytes for `revision` and `payload`.
 pub(crate) fn encode_snapshot(revision: u64, payload: &[u8]) -> Vec<u8> {
-    encode_checked(SNAPSHOT_MAGIC, revision, payload)
-}
-
-/// An index-image file: the snapshot file's header (with its own magic) around a payload of
-/// `count: u32`, then per image `name length: u32, name (UTF-8), image length: u64, image`.
-pub(crate) fn encode_images(revision: u64, images: &[IndexImage]) -> Vec<u8> {
-    let len: usize = images
-        .iter()
-        .map(|i| 12 + i.name.len() + i.bytes.len())
-        .sum();
-    let mut payload = Vec::with_capacity(4 + len);
-    payload.extend_from_slice(&(images.len() as u32).to_le_bytes());
-    for image in images {
-        payload.extend_from_slice(&(image.name.len() as u32).to_le_bytes());
-        payload.extend_from_slice(image.name.as_bytes());
-        payload.extend_from_slice(&(image.bytes.len() as u64).to_le_bytes());
-        payload.extend_from_slice(&image.bytes);
-    }
-    encode_checked(IMAGES_MAGIC, revision, &payload)
-}
-
-/// The images of an index-image file, checked like a snapshot file.
-pub(crate) fn decode_images(
-    data: &[u8],
-    expected_revision: u64,
-) -> Result<Vec<IndexImage>, SnapshotError> {
-    let payload = decode_checked(IMAGES_MAGIC, "index images", data, expected_revision)?;
-    let corrupt = |at: usize, reason: &str| SnapshotError::Corrupt {
-        offset: (SNAPSHOT_HEADER_LEN + at) as u64,
-        reason: reason.to_owned(),
-    };
-    let count = read_u32(payload, 0).ok_or_else(|| corrupt(0, "short image count"))?;
-    let mut at = 4usize;
-    let mut images = Vec::new();
-    for _ in 0..count {
-        let name_len = read_u32(payload, at).ok_or_else(|| corrupt(at, "short name length"))?;
-        let name_end = at
-            .checked_add(4 + name_len as usize)
-            .filter(|&end| end <= payload.len())
-            .ok_or_else(|| corrupt(at, "name runs past the end"))?;
-        let name = std::str::from_utf8(&payload[at + 4..name_end])
-            .map_err(|_| corrupt(at, "name is not UTF-8"))?;
-        let len = read_u64(payload, name_end).ok_or_else(|| corrupt(name_end, "short length"))?;
-        let start = name_end + 8;
-        let end = usize::try_from(len)
-            .ok()
-            .and_then(|len| start.checked_add(len))
-            .filter(|&end| end <= payload.len())
-            .ok_or_else(|| corrupt(name_end, "image runs past the end"))?;
-        images.push(IndexImage {
-            name: name.to_owned(),
-            bytes: payload[start..end].to_vec(),
-        });
-        at = end;
-    }
-    if at != payload.len() {
-        return Err(corrupt(at, "trailing bytes after the images"));
-    }
-    Ok(images)
-}
-
-fn encode_checked(magic: [u8; 8], revision: u64, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(SNAPSHOT_HEADER_LEN + payload.len());
-    out.extend_from_slice(&magic);
+    out.extend_from_slice(&SNAPSHOT_MAGIC);
     out.push(FORMAT_VERSION);
     out.extend_from_slice(&[0u8; 7]);
     out.extend_from_slice(&revision.to_le_bytes());
@@ -312,31 +251,22 @@ pub(crate) enum SnapshotError {
 /// The payload of a snapshot file, checked against its header and against `expected_revision`
 /// (the revision in its name).
 pub(crate) fn decode_snapshot(data: &[u8], expected_revision: u64) -> Result<&[u8], SnapshotError> {
-    decode_checked(SNAPSHOT_MAGIC, "snapshot", data, expected_revision)
-}
-
-fn decode_checked<'a>(
-    magic: [u8; 8],
-    what: &str,
-    data: &'a [u8],
-    expected_revision: u64,
-) -> Result<&'a [u8], SnapshotError> {
     let corrupt = |offset: u64, reason: String| SnapshotError::Corrupt { offset, reason };
     let Some(header) = data.get(..SNAPSHOT_HEADER_LEN) else {
         return Err(corrupt(
             0,
             format!(
-                "short {what} header ({} of {SNAPSHOT_HEADER_LEN} bytes)",
+                "short snapshot header ({} of {SNAPSHOT_HEADER_LEN} bytes)",
                 data.len()
             ),
         ));
     };
-    if header[..8] != magic {
-        return Err(corrupt(0, format!("bad {what} magic")));
+    if header[..8] != SNAPSHOT_MAGIC {
+        return Err(corrupt(0, "bad snapshot magic".into()));
     }
     if header[8] != FORMAT_VERSION {
         return Err(SnapshotError::Unsupported(format!(
-            "{what} format version {}",
+            "snapshot format version {}",
             header[8]
         )));
     }
@@ -345,25 +275,25 @@ fn decode_checked<'a>(
         read_u64(header, 24),
         read_u64(header, 32),
     ) else {
-        return Err(corrupt(0, format!("short {what} header")));
+        return Err(corrupt(0, "short snapshot header".into()));
     };
     let payload = &data[SNAPSHOT_HEADER_LEN..];
     if payload.len() as u64 != len {
         return Err(corrupt(
             24,
             format!(
-                "{what} length {len} but {} payload bytes present",
+                "snapshot length {len} but {} payload bytes present",
                 payload.len()
             ),
         ));
     }
     if snapshot_checksum(&header[..32], payload) != checksum {
-        return Err(corrupt(32, format!("{what} checksum mismatch")));
+        return Err(corrupt(32, "snapshot checksum mismatch".into()));
     }
     if revision != expected_revision {
         return Err(corrupt(
             16,
-            format!("{what} holds revision {revision}, its name says {expected_revision}"),
+            format!("snapshot holds revision {revision}, its name says {expected_revision}"),
         ));
     }
     Ok(payload)

@@ -4,7 +4,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use statemesh_core::search::IndexImage;
+use statemesh_core::search::{ImageSetError, IndexImage, decode_image_set, encode_image_set};
 use statemesh_core::{LogBytes, Recovered, Storage, StorageError};
 
 use crate::disk::{Disk, DiskFile, StdDisk};
@@ -682,7 +682,7 @@ impl<D: Disk> FsStorage<D> {
     /// fsync), then removes image files of other revisions.
     fn images_now(&mut self, revision: u64, images: &[IndexImage]) -> Result<(), StorageError> {
         let name = format::images_name(revision);
-        self.replace_file(&name, &format::encode_images(revision, images))?;
+        self.replace_file(&name, &encode_image_set(revision, images))?;
         self.remove_images_except(revision);
         Ok(())
     }
@@ -716,15 +716,15 @@ impl<D: Disk> FsStorage<D> {
             return Ok(Vec::new());
         }
         let data = self.disk.read(&path).map_err(io_err("read", &path))?;
-        format::decode_images(&data, revision).map_err(|e| match e {
-            SnapshotError::Corrupt { offset, reason } => StorageError::Corrupt {
+        decode_image_set(&data, revision).map_err(|e| match e {
+            ImageSetError::UnknownVersion(version) => StorageError::Unsupported {
                 file: path.display().to_string(),
-                offset,
-                reason,
+                reason: format!("index image set format version {version}"),
             },
-            SnapshotError::Unsupported(reason) => StorageError::Unsupported {
+            e => StorageError::Corrupt {
                 file: path.display().to_string(),
-                reason,
+                offset: e.offset(),
+                reason: e.to_string(),
             },
         })
     }

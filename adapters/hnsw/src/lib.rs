@@ -245,6 +245,11 @@ impl HnswIndex {
 }
 
 impl VectorIndex for HnswIndex {
+    /// Whether the last load rebuilt the graph from the vectors (see [`HnswIndex::last_load`]).
+    fn rebuilt_on_load(&self) -> bool {
+        matches!(self.last_load, Some(GraphLoad::Rebuilt(_)))
+    }
+
     fn insert(&mut self, id: u64, vector: &[f32]) {
         if let Some(old) = self.live.remove(&id) {
             self.bury(old);
@@ -432,6 +437,7 @@ mod tests {
         assert!(!b.load(dump), "a non-empty index refuses a dump");
         assert_eq!(b.len(), 299);
         assert_eq!(b.last_load(), Some(&GraphLoad::Loaded));
+        assert!(!b.rebuilt_on_load(), "what core reports in IndexOrigin");
         // The graph came back with its tombstones (7, and 8's first vector).
         assert_eq!(b.tombstones(), 2);
         let mut bad = HnswIndex::new(spec(), HnswParams::default()).unwrap();
@@ -599,6 +605,7 @@ mod image_tests {
             b.last_load(),
             Some(&GraphLoad::Rebuilt(GraphImageError::NoGraph))
         );
+        assert!(b.rebuilt_on_load(), "what core reports in IndexOrigin");
         assert_eq!(b.rebuilds(), 1);
         assert_eq!((b.len(), b.tombstones()), (a.len(), 0));
         let q = vector(42);

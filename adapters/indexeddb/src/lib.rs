@@ -7,8 +7,9 @@
 //! transaction too. The IndexedDB calls themselves are in `src/idb.js`.
 //!
 //! Index images ([`Storage::write_index_images`]) live in the same database, in the object
-//! store `images`, one value per set under the key of its snapshot's revision, framed and
-//! checksummed as described in [`images`]. The snapshot's transaction clears that store, and
+//! store `images`, one value per set under the key of its snapshot's revision: core's index
+//! image set ([`statemesh_core::search::encode_image_set`]), the same bytes as the file
+//! adapter's `index-<rev>.img` (layout in docs/storage.md). The snapshot's transaction clears that store, and
 //! the images follow in a transaction of their own: a crash in between leaves a snapshot without
 //! images (the indexes are rebuilt at the next open), never images of another snapshot. A
 //! database created before images existed (version 1) gains the store when opened.
@@ -22,8 +23,7 @@
 //! may lose the last writes on a power cut, never tear them).
 #![cfg(target_family = "wasm")]
 
-pub mod images;
-
+use statemesh_core::search::{ImageSetError, decode_image_set, encode_image_set};
 use statemesh_core::{IndexImage, LogBytes, Recovered, Storage, StorageError};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -368,7 +368,7 @@ impl Storage for IdbStorage {
                 reason: format!("revision {revision} is not the current snapshot's"),
             });
         }
-        let bytes = images::encode(revision, images);
+        let bytes = encode_image_set(revision, images);
         // A failure here does not poison: images are a cache, the log and snapshot are intact.
         JsFuture::from(write_images(
             &self.db,
@@ -403,12 +403,16 @@ impl Storage for IdbStorage {
         let Some(bytes) = stored.dyn_ref::<js_sys::Uint8Array>() else {
             return Err(self.corrupt("stored index images are not bytes".into()));
         };
-        images::decode(revision, &bytes.to_vec()).map_err(|e| match e {
-            images::ImagesError::Version(v) => StorageError::Unsupported {
+        decode_image_set(&bytes.to_vec(), revision).map_err(|e| match e {
+            ImageSetError::UnknownVersion(v) => StorageError::Unsupported {
                 file: format!("indexeddb:{}", self.name),
                 reason: format!("index image set format version {v}"),
             },
-            e => self.corrupt(format!("index images: {e}")),
+            e => StorageError::Corrupt {
+                file: format!("indexeddb:{}", self.name),
+                offset: e.offset(),
+                reason: e.to_string(),
+            },
         })
     }
 }

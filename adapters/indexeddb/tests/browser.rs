@@ -190,6 +190,15 @@ export async function createVersion1(name, records) {
     db.close();
   }
 }
+// The value stored under `key` in object store `store`.
+export async function stored(name, store, key) {
+  const db = await req(indexedDB.open(name));
+  try {
+    return await req(db.transaction(store, 'readonly').objectStore(store).get(key));
+  } finally {
+    db.close();
+  }
+}
 export async function version(name) {
   const db = await req(indexedDB.open(name));
   const v = db.version;
@@ -203,6 +212,7 @@ extern "C" {
     #[wasm_bindgen(js_name = createVersion1)]
     async fn create_version_1(name: &str, records: js_sys::Array);
     async fn version(name: &str) -> JsValue;
+    async fn stored(name: &str, store: &str, key: JsValue) -> JsValue;
 }
 
 fn sample_images(tag: u8) -> Vec<statemesh_core::IndexImage> {
@@ -364,29 +374,80 @@ async fn a_version_1_database_without_an_image_store_opens_and_gains_one() {
     );
 }
 
+// ---- the stored bytes of an image set are pinned ----
+
+/// The fixture also pinned by the file adapter's tests: both adapters store the same bytes.
+const FIXTURE: &str = include_str!("../../../core/tests/fixtures/index-image-set-v1.hex");
+
+/// The fixture's bytes: hex digits, with whitespace and `#` comments ignored.
+fn fixture_bytes() -> Vec<u8> {
+    let hex: String = FIXTURE
+        .lines()
+        .map(|line| line.split('#').next().unwrap_or(""))
+        .flat_map(|line| line.chars().filter(|c| !c.is_whitespace()))
+        .collect();
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+fn fixture_images() -> Vec<statemesh_core::IndexImage> {
+    vec![
+        statemesh_core::IndexImage {
+            name: "text".into(),
+            bytes: b"abc".to_vec(),
+        },
+        statemesh_core::IndexImage {
+            name: "vec".into(),
+            bytes: vec![0x00, 0xff],
+        },
+    ]
+}
+
+/// A database with records 1..=6, a snapshot at 5 and the fixture's images; returns its name.
+async fn with_fixture_images() -> String {
+    let name = unique("pinned");
+    let mut s = IdbStorage::open(&name, IdbOptions::default())
+        .await
+        .expect("open");
+    s.load().await.expect("load");
+    let records: Vec<LogBytes> = (1..=6)
+        .map(|revision| LogBytes {
+            revision,
+            bytes: vec![revision as u8],
+        })
+        .collect();
+    s.append(&records).await.expect("append");
+    s.write_snapshot(5, b"snap").await.expect("snapshot");
+    s.write_index_images(5, &fixture_images())
+        .await
+        .expect("images");
+    drop(s);
+    name
+}
+
 #[wasm_bindgen_test]
-fn image_set_bytes_never_decode_wrong_and_never_panic() {
-    use statemesh_indexeddb::images::{decode, encode};
-    let good = encode(9, &sample_images(5));
-    assert_eq!(decode(9, &good).expect("decodes"), sample_images(5));
-    assert!(decode(8, &good).is_err(), "another revision");
-    for len in 0..good.len() {
-        assert!(decode(9, &good[..len]).is_err(), "truncated to {len}");
-    }
-    for at in (0..good.len()).step_by(7) {
-        let mut bad = good.clone();
-        bad[at] ^= 0x01;
-        assert!(decode(9, &bad).is_err(), "flip at {at}");
-    }
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    for n in 0..2000 {
-        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-        let mut bytes = good[..(seed as usize % 80).min(good.len())].to_vec();
-        bytes.extend((0..n % 50).map(|i| (seed >> (i % 56)) as u8));
-        let _ = decode(9, &bytes);
-    }
+async fn an_image_set_is_stored_with_the_pinned_bytes() {
+    let name = with_fixture_images().await;
+    let value = stored(&name, "images", 5.into()).await;
+    let bytes = value
+        .dyn_ref::<js_sys::Uint8Array>()
+        .expect("stored as a Uint8Array")
+        .to_vec();
+    assert_eq!(bytes, fixture_bytes());
+}
+
+#[wasm_bindgen_test]
+async fn an_image_set_with_the_pinned_bytes_loads() {
+    let name = with_fixture_images().await;
+    // Replace what this build wrote by the fixture, as a database of an earlier build holds it.
+    let fixture = Closure::<dyn Fn(JsValue) -> JsValue>::new(|_| {
+        js_sys::Uint8Array::from(fixture_bytes().as_slice()).into()
+    });
+    tamper(&name, "images", 5.into(), fixture.as_ref().unchecked_ref()).await;
     assert_eq!(
-        decode(1, &encode(1, &[])).expect("empty set"),
-        Vec::<statemesh_core::IndexImage>::new()
+        reload_images(&name).await.expect("images"),
+        fixture_images()
     );
 }

@@ -44,6 +44,11 @@ pub struct IndexOrigin {
     pub restored_from_image: bool,
     /// Keys read from the keyspace to build it when it was declared (0 when restored).
     pub backfilled: u64,
+    /// Vector indexes restored from an image: the vector index could not use its own part of
+    /// the image (an HNSW graph: missing in images written without one, such as an exact
+    /// index's, or unusable) and rebuilt it from the image's vectors. The keyspace was still
+    /// not read. `false` when the image was used whole, and for every other index.
+    pub rebuilt_from_image_vectors: bool,
 }
 
 /// A vector index with the key <-> id mapping core keeps for it.
@@ -237,6 +242,7 @@ impl<T> Declared<T> {
             origin: IndexOrigin {
                 restored_from_image: restored,
                 backfilled: 0,
+                rebuilt_from_image_vectors: false,
             },
         }
     }
@@ -401,8 +407,10 @@ impl Indexes {
         let body = self.offered_body(&name, Kind::Vector, revision, &declaration);
         let mut vectors = Vectors::new(def, index);
         let restored = self.loaded(&name, body, &mut vectors, Vectors::load_image);
-        self.vector
-            .insert(name, Declared::new(pattern, vectors, declaration, restored));
+        let rebuilt = restored && vectors.index.rebuilt_on_load();
+        let mut declared = Declared::new(pattern, vectors, declaration, restored);
+        declared.origin.rebuilt_from_image_vectors = rebuilt;
+        self.vector.insert(name, declared);
         Ok(!restored)
     }
 

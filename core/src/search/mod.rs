@@ -16,6 +16,7 @@
 
 mod extract;
 mod image;
+mod image_set;
 mod indexes;
 mod names;
 mod text;
@@ -25,6 +26,10 @@ mod vector;
 
 pub(crate) use extract::{Scalar, vector_bytes};
 pub use image::{IMAGE_FORMAT_V1, ImageError, IndexImage};
+pub use image_set::{
+    IMAGE_SET_FORMAT_V1, IMAGE_SET_HEADER_LEN, IMAGE_SET_MAGIC, ImageSetError, decode_image_set,
+    encode_image_set,
+};
 pub use indexes::{IndexOrigin, IndexStats, Indexes};
 pub use names::{LANGUAGES, language_from_name, language_name, metric_from_name, metric_name};
 pub use tantivy::tokenizer::Language;

@@ -131,6 +131,13 @@ pub trait VectorIndex: Send + Sync + std::fmt::Debug {
     fn load(&mut self, _dump: VectorDump) -> bool {
         false
     }
+    /// After a [`VectorIndex::load`] that returned `true`: whether the index could not use its
+    /// own part of the dump ([`VectorDump::extra`], e.g. an HNSW graph: absent in older images,
+    /// or unusable) and rebuilt its structure from the dumped vectors instead. Core reports it
+    /// in [`super::IndexOrigin::rebuilt_from_image_vectors`]. Indexes with no such part: `false`.
+    fn rebuilt_on_load(&self) -> bool {
+        false
+    }
 }
 
 /// The vectors of an index, as index images hold them: `ids[i]`'s vector is
