@@ -125,23 +125,34 @@ fn entry_bound(entry: &Entry) -> usize {
         + entry.user_meta.as_ref().map_or(0, |m| m.len())
 }
 
-/// Most bytes `op` takes encoded; 64 for the ops postcard encodes (only reserved space).
-fn op_bound(op: &LogOp) -> usize {
-    match op {
+/// The parts of an op with a fast path: its variant index, its key and, for the ops that
+/// carry one, its entry. `None` for the ops postcard encodes.
+fn fast_parts(op: &LogOp) -> Option<(u32, &CompactString, &CompactString, Option<&Entry>)> {
+    Some(match op {
         LogOp::Put {
             namespace,
             path,
             entry,
-        }
-        | LogOp::Metadata {
+        } => (PUT, namespace, path, Some(entry)),
+        LogOp::Metadata {
             namespace,
             path,
             entry,
-        } => VARINT_MAX + key_bound(namespace, path) + entry_bound(entry),
-        LogOp::Delete { namespace, path }
-        | LogOp::Evict { namespace, path }
-        | LogOp::Expire { namespace, path } => VARINT_MAX + key_bound(namespace, path),
-        _ => 64,
+        } => (METADATA, namespace, path, Some(entry)),
+        LogOp::Delete { namespace, path } => (DELETE, namespace, path, None),
+        LogOp::Evict { namespace, path } => (EVICT, namespace, path, None),
+        LogOp::Expire { namespace, path } => (EXPIRE, namespace, path, None),
+        _ => return None,
+    })
+}
+
+/// Most bytes `op` takes encoded; 64 for the ops postcard encodes (only reserved space).
+fn op_bound(op: &LogOp) -> usize {
+    match fast_parts(op) {
+        Some((_, namespace, path, entry)) => {
+            VARINT_MAX + key_bound(namespace, path) + entry.map_or(0, entry_bound)
+        }
+        None => 64,
     }
 }
 
@@ -149,54 +160,17 @@ impl Writer<'_> {
     /// Writes `op` if it has a fast path; false (nothing written) if not.
     #[inline]
     fn op(&mut self, op: &LogOp) -> bool {
-        match op {
-            LogOp::Put {
-                namespace,
-                path,
-                entry,
-            }
-            | LogOp::Metadata {
-                namespace,
-                path,
-                entry,
-            } => {
-                let variant = if matches!(op, LogOp::Put { .. }) {
-                    PUT
-                } else {
-                    METADATA
-                };
-                self.varint(variant.into());
-                self.bytes(namespace.as_bytes());
-                self.bytes(path.as_bytes());
-                self.entry(entry);
-            }
-            LogOp::Delete { namespace, path }
-            | LogOp::Evict { namespace, path }
-            | LogOp::Expire { namespace, path } => {
-                let variant = match op {
-                    LogOp::Delete { .. } => DELETE,
-                    LogOp::Evict { .. } => EVICT,
-                    _ => EXPIRE,
-                };
-                self.varint(variant.into());
-                self.bytes(namespace.as_bytes());
-                self.bytes(path.as_bytes());
-            }
-            _ => return false,
+        let Some((variant, namespace, path, entry)) = fast_parts(op) else {
+            return false;
+        };
+        self.varint(variant.into());
+        self.bytes(namespace.as_bytes());
+        self.bytes(path.as_bytes());
+        if let Some(entry) = entry {
+            self.entry(entry);
         }
         true
     }
-}
-
-fn has_fast_path(op: &LogOp) -> bool {
-    matches!(
-        op,
-        LogOp::Put { .. }
-            | LogOp::Metadata { .. }
-            | LogOp::Delete { .. }
-            | LogOp::Evict { .. }
-            | LogOp::Expire { .. }
-    )
 }
 
 /// Appends a whole record: its format byte, then postcard's encoding of its fields. A record
@@ -209,7 +183,7 @@ pub(crate) fn push_record(
     at: u64,
     ops: &[LogOp],
 ) -> postcard::Result<()> {
-    if ops.iter().all(has_fast_path) {
+    if ops.iter().all(|op| fast_parts(op).is_some()) {
         let bound = 1 + HEAD_BOUND + ops.iter().map(op_bound).sum::<usize>();
         append(out, bound, |w| {
             w.byte(format);

@@ -9,37 +9,13 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use statemesh_core::{IndexImage, Storage};
+use statemesh_core::Storage;
 use statemesh_fs::{FsOptions, SimDisk};
 
-const FIXTURE: &str = include_str!("../../../core/tests/fixtures/index-image-set-v1.hex");
+#[path = "../../../core/tests/fixtures/image_set_fixture.rs"]
+mod fixture;
+
 const IMG: &str = "/db/index-00000000000000000005.img";
-
-/// The fixture's bytes: hex digits, with whitespace and `#` comments ignored.
-fn fixture_bytes() -> Vec<u8> {
-    let hex: String = FIXTURE
-        .lines()
-        .map(|line| line.split('#').next().unwrap_or(""))
-        .flat_map(|line| line.chars().filter(|c| !c.is_whitespace()))
-        .collect();
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-        .collect()
-}
-
-fn fixture_images() -> Vec<IndexImage> {
-    vec![
-        IndexImage {
-            name: "text".into(),
-            bytes: b"abc".to_vec(),
-        },
-        IndexImage {
-            name: "vec".into(),
-            bytes: vec![0x00, 0xff],
-        },
-    ]
-}
 
 /// A directory with a snapshot at revision 5 and no images yet.
 fn with_snapshot() -> SimDisk {
@@ -56,15 +32,15 @@ fn with_snapshot() -> SimDisk {
 fn an_image_file_is_written_with_the_pinned_bytes() {
     let disk = with_snapshot();
     let (mut s, _) = reopen(&disk, Path::new(DIR), FsOptions::default()).unwrap();
-    block_on(s.write_index_images(5, &fixture_images())).unwrap();
+    block_on(s.write_index_images(5, &fixture::images())).unwrap();
     drop(s);
-    assert_eq!(disk.read_file(Path::new(IMG)).unwrap(), fixture_bytes());
+    assert_eq!(disk.read_file(Path::new(IMG)).unwrap(), fixture::bytes());
 }
 
 #[test]
 fn an_image_file_with_the_pinned_bytes_loads() {
     let disk = with_snapshot();
-    disk.write_file(Path::new(IMG), &fixture_bytes());
+    disk.write_file(Path::new(IMG), &fixture::bytes());
     let (mut s, _) = reopen(&disk, Path::new(DIR), FsOptions::default()).unwrap();
-    assert_eq!(block_on(s.load_index_images()).unwrap(), fixture_images());
+    assert_eq!(block_on(s.load_index_images()).unwrap(), fixture::images());
 }

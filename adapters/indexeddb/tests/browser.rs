@@ -376,34 +376,9 @@ async fn a_version_1_database_without_an_image_store_opens_and_gains_one() {
 
 // ---- the stored bytes of an image set are pinned ----
 
-/// The fixture also pinned by the file adapter's tests: both adapters store the same bytes.
-const FIXTURE: &str = include_str!("../../../core/tests/fixtures/index-image-set-v1.hex");
-
-/// The fixture's bytes: hex digits, with whitespace and `#` comments ignored.
-fn fixture_bytes() -> Vec<u8> {
-    let hex: String = FIXTURE
-        .lines()
-        .map(|line| line.split('#').next().unwrap_or(""))
-        .flat_map(|line| line.chars().filter(|c| !c.is_whitespace()))
-        .collect();
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
-        .collect()
-}
-
-fn fixture_images() -> Vec<statemesh_core::IndexImage> {
-    vec![
-        statemesh_core::IndexImage {
-            name: "text".into(),
-            bytes: b"abc".to_vec(),
-        },
-        statemesh_core::IndexImage {
-            name: "vec".into(),
-            bytes: vec![0x00, 0xff],
-        },
-    ]
-}
+/// The fixture also pinned by core's and the file adapter's tests: both adapters store the same bytes.
+#[path = "../../../core/tests/fixtures/image_set_fixture.rs"]
+mod fixture;
 
 /// A database with records 1..=6, a snapshot at 5 and the fixture's images; returns its name.
 async fn with_fixture_images() -> String {
@@ -420,7 +395,7 @@ async fn with_fixture_images() -> String {
         .collect();
     s.append(&records).await.expect("append");
     s.write_snapshot(5, b"snap").await.expect("snapshot");
-    s.write_index_images(5, &fixture_images())
+    s.write_index_images(5, &fixture::images())
         .await
         .expect("images");
     drop(s);
@@ -435,7 +410,7 @@ async fn an_image_set_is_stored_with_the_pinned_bytes() {
         .dyn_ref::<js_sys::Uint8Array>()
         .expect("stored as a Uint8Array")
         .to_vec();
-    assert_eq!(bytes, fixture_bytes());
+    assert_eq!(bytes, fixture::bytes());
 }
 
 #[wasm_bindgen_test]
@@ -443,11 +418,11 @@ async fn an_image_set_with_the_pinned_bytes_loads() {
     let name = with_fixture_images().await;
     // Replace what this build wrote by the fixture, as a database of an earlier build holds it.
     let fixture = Closure::<dyn Fn(JsValue) -> JsValue>::new(|_| {
-        js_sys::Uint8Array::from(fixture_bytes().as_slice()).into()
+        js_sys::Uint8Array::from(fixture::bytes().as_slice()).into()
     });
     tamper(&name, "images", 5.into(), fixture.as_ref().unchecked_ref()).await;
     assert_eq!(
         reload_images(&name).await.expect("images"),
-        fixture_images()
+        fixture::images()
     );
 }
