@@ -1,5 +1,6 @@
 //! The Client methods that mirror the Store's bulk, streaming and lifecycle calls (`import`,
-//! `scan_stream`, `subscribe_with`, `history_floor`, `close`): each answers as an embedded
+//! `scan_stream`, `subscribe_with`, `history_floor`, `open_transactions`, `close`): each
+//! answers as an embedded
 //! store doing the same thing, against the real binary.
 
 #[path = "server_jsonl_common/mod.rs"]
@@ -293,4 +294,34 @@ async fn close_ends_the_client_as_it_ends_a_store() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(other.get("c:txn").await.expect("get"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_transactions_counts_as_on_the_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &["--in-memory"]);
+    let client = Client::connect(&server.addr).await.expect("connect");
+    let store = Store::in_memory().await.expect("store");
+    let timeout = Duration::from_secs(30);
+    assert_eq!(client.open_transactions().await.expect("count"), 0);
+    let local = store
+        .begin(statemesh::Isolation::Snapshot, timeout)
+        .await
+        .expect("begin");
+    let first = client
+        .begin(statemesh::Isolation::Snapshot, timeout)
+        .await
+        .expect("begin");
+    let second = client
+        .begin(statemesh::Isolation::Serializable, timeout)
+        .await
+        .expect("begin");
+    assert_eq!(store.open_transactions(), 1);
+    assert_eq!(client.open_transactions().await.expect("count"), 2);
+    first.rollback().await.expect("rollback");
+    local.rollback().await.expect("rollback");
+    assert_eq!(store.open_transactions(), 0);
+    assert_eq!(client.open_transactions().await.expect("count"), 1);
+    second.rollback().await.expect("rollback");
+    assert_eq!(client.open_transactions().await.expect("count"), 0);
 }

@@ -229,6 +229,13 @@ impl Client {
         Ok(self.stats().await?.history_floor)
     }
 
+    /// Open (not yet prepared) interactive transactions on the server, of every connection, as
+    /// [`crate::Store::open_transactions`]. A round trip (the `stats` op carries it), so it is
+    /// `async` and returns `Result`.
+    pub async fn open_transactions(&self) -> Result<usize> {
+        Ok(usize::try_from(self.stats().await?.open_transactions).unwrap_or(usize::MAX))
+    }
+
     /// Writes a snapshot so recovery replays less (see [`crate::Store::checkpoint`]).
     pub async fn checkpoint(&self) -> Result<()> {
         self.call("checkpoint", Map::new()).await.map(|_| ())
