@@ -1,6 +1,6 @@
 //! The Client methods that mirror the Store's bulk, streaming and lifecycle calls (`import`,
-//! `scan_stream`, `subscribe_with`, `history_floor`, `open_transactions`, `close`): each
-//! answers as an embedded
+//! `scan_stream`, `subscribe_with`, `history_floor`, `open_transactions`, `index_origin`,
+//! `set_vector_search_effort`, `close`): each answers as an embedded
 //! store doing the same thing, against the real binary.
 
 #[path = "server_jsonl_common/mod.rs"]
@@ -324,4 +324,57 @@ async fn open_transactions_counts_as_on_the_store() {
     assert_eq!(client.open_transactions().await.expect("count"), 1);
     second.rollback().await.expect("rollback");
     assert_eq!(client.open_transactions().await.expect("count"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_origin_and_search_effort_answer_as_on_the_store() {
+    use statemesh::{Metric, VectorIndexDef};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &["--in-memory"]);
+    let client = Client::connect(&server.addr).await.expect("connect");
+    let store = Store::in_memory().await.expect("store");
+    for i in 0..3i64 {
+        let key = format!("emb:{i}");
+        let v = json!({ "v": [i as f64, 1.0, 0.5] });
+        store.put(&key, Value::Json(v.clone())).await.expect("put");
+        client.put(&key, Value::Json(v)).await.expect("put");
+    }
+    let def = || VectorIndexDef::new("emb", "emb:*", 3, Metric::Cosine).field("v");
+    store.declare_vector_index(def()).await.expect("declare");
+    client.declare_vector_index(def()).await.expect("declare");
+    let origin = store.index_origin("emb").expect("origin");
+    assert_eq!(origin.map(|o| o.backfilled), Some(3));
+    assert_eq!(client.index_origin("emb").await.expect("origin"), origin);
+    assert_eq!(client.index_origin("nope").await.expect("origin"), None);
+    assert_eq!(store.index_origin("nope").expect("origin"), None);
+
+    for effort in [0, 1, 512] {
+        store
+            .set_vector_search_effort("emb", effort)
+            .expect("effort");
+        client
+            .set_vector_search_effort("emb", effort)
+            .await
+            .expect("effort");
+        let query = [2.0, 1.0, 0.5];
+        let local: Vec<String> = store
+            .vector_search("emb", &query, 3, None)
+            .await
+            .expect("search")
+            .into_iter()
+            .map(|h| h.key)
+            .collect();
+        let remote: Vec<String> = client
+            .vector_search("emb", &query, 3, None)
+            .await
+            .expect("search")
+            .into_iter()
+            .map(|h| h.key)
+            .collect();
+        assert_eq!(remote, local);
+    }
+    assert_eq!(
+        code(client.set_vector_search_effort("nope", 8).await),
+        code(store.set_vector_search_effort("nope", 8))
+    );
 }

@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value as Json};
 use statemesh_core::search::{
-    IndexStats, TextHit, TextIndexDef, ValueIndexDef, VectorHit, VectorIndexDef,
+    IndexOrigin, IndexStats, TextHit, TextIndexDef, ValueIndexDef, VectorHit, VectorIndexDef,
 };
 use statemesh_core::{Cursor, Metadata, PutOptions, Record, ScanPage, Ttl, Value, WriteResult};
 
@@ -364,6 +364,33 @@ impl Client {
             entries,
             skipped: decode::u64_field(&r, "skipped")?,
         }))
+    }
+
+    /// How the index `name` was built on the server (see [`crate::Store::index_origin`]).
+    pub async fn index_origin(&self, name: &str) -> Result<Option<IndexOrigin>> {
+        let r = self
+            .call("index_origin", args([("name", name.into())]))
+            .await?;
+        if r.is_null() {
+            return Ok(None);
+        }
+        let flag = |field: &str| {
+            r.get(field)
+                .and_then(Json::as_bool)
+                .ok_or_else(|| Error::Protocol(format!("index_origin: {field}")))
+        };
+        Ok(Some(IndexOrigin {
+            restored_from_image: flag("restored_from_image")?,
+            backfilled: decode::u64_field(&r, "backfilled")?,
+            rebuilt_from_image_vectors: flag("rebuilt_from_image_vectors")?,
+        }))
+    }
+
+    /// Sets how hard vector index `index` searches (see
+    /// [`crate::Store::set_vector_search_effort`]); async, unlike the store's.
+    pub async fn set_vector_search_effort(&self, index: &str, effort: usize) -> Result<()> {
+        let a = args([("index", index.into()), ("effort", effort.into())]);
+        self.call("set_vector_search_effort", a).await.map(|_| ())
     }
 
     /// The best `limit` keys for `query` in text index `index`.

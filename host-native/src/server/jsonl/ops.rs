@@ -267,6 +267,8 @@ async fn run(conn: &Arc<Conn>, id: &Json, op: &str, mut a: Args) -> OpResult<Rep
         | "declare_vector_index"
         | "drop_index"
         | "index_stats"
+        | "index_origin"
+        | "set_vector_search_effort"
         | "search_text"
         | "search_by_value"
         | "add_vector"

@@ -45,6 +45,21 @@ pub(crate) async fn run(store: &Store, op: &str, mut a: Args) -> OpResult<Reply>
             let stats = store.index_stats(a.str("name")?)?;
             reply(&stats.map(|s| json!({"entries": s.entries, "skipped": s.skipped})))
         }
+        "index_origin" => {
+            let origin = store.index_origin(a.str("name")?)?;
+            reply(&origin.map(|o| {
+                json!({
+                    "restored_from_image": o.restored_from_image,
+                    "backfilled": o.backfilled,
+                    "rebuilt_from_image_vectors": o.rebuilt_from_image_vectors,
+                })
+            }))
+        }
+        "set_vector_search_effort" => {
+            let effort = usize::try_from(a.u64("effort")?).unwrap_or(usize::MAX);
+            store.set_vector_search_effort(a.str("index")?, effort)?;
+            reply(&true)
+        }
         "search_text" => {
             let hits = store
                 .search_text(
