@@ -357,21 +357,11 @@ async fn index_origin_and_search_effort_answer_as_on_the_store() {
             .await
             .expect("effort");
         let query = [2.0, 1.0, 0.5];
-        let local: Vec<String> = store
-            .vector_search("emb", &query, 3, None)
-            .await
-            .expect("search")
-            .into_iter()
-            .map(|h| h.key)
-            .collect();
-        let remote: Vec<String> = client
-            .vector_search("emb", &query, 3, None)
-            .await
-            .expect("search")
-            .into_iter()
-            .map(|h| h.key)
-            .collect();
-        assert_eq!(remote, local);
+        let keys =
+            |hits: Vec<statemesh::VectorHit>| hits.into_iter().map(|h| h.key).collect::<Vec<_>>();
+        let local = store.vector_search("emb", &query, 3, None).await;
+        let remote = client.vector_search("emb", &query, 3, None).await;
+        assert_eq!(keys(remote.expect("search")), keys(local.expect("search")));
     }
     assert_eq!(
         code(client.set_vector_search_effort("nope", 8).await),
