@@ -51,6 +51,18 @@ pub struct LogBytes {
     pub bytes: Vec<u8>,
 }
 
+/// The check every adapter makes before `write_index_images`: images belong to the snapshot
+/// they were taken with, so `revision` must be the current snapshot's (`snapshot`).
+pub fn check_images_revision(revision: u64, snapshot: Option<u64>) -> Result<(), StorageError> {
+    if snapshot == Some(revision) {
+        return Ok(());
+    }
+    Err(StorageError::Invalid {
+        op: "write_index_images",
+        reason: format!("revision {revision} is not the current snapshot's ({snapshot:?})"),
+    })
+}
+
 /// Why storage failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -240,12 +252,7 @@ impl Storage for MemoryStorage {
         if state.poisoned {
             return Err(StorageError::Poisoned);
         }
-        if state.snapshot.as_ref().map(|(r, _)| *r) != Some(revision) {
-            return Err(StorageError::Invalid {
-                op: "write_index_images",
-                reason: format!("revision {revision} is not the current snapshot's"),
-            });
-        }
+        check_images_revision(revision, state.snapshot.as_ref().map(|(r, _)| *r))?;
         state.images = Some((revision, images.to_vec()));
         Ok(())
     }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use statemesh_core::search::{ImageSetError, IndexImage, decode_image_set, encode_image_set};
+use statemesh_core::storage::check_images_revision;
 use statemesh_core::{LogBytes, Recovered, Storage, StorageError};
 
 use crate::disk::{Disk, DiskFile, StdDisk};
@@ -787,15 +788,7 @@ impl<D: Disk> Storage for FsStorage<D> {
         images: &[IndexImage],
     ) -> Result<(), StorageError> {
         self.check_writable("write_index_images")?;
-        if self.snapshot_revision != Some(revision) {
-            return Err(self.misuse(
-                "write_index_images",
-                format!(
-                    "revision {revision} is not the current snapshot's ({:?})",
-                    self.snapshot_revision
-                ),
-            ));
-        }
+        check_images_revision(revision, self.snapshot_revision)?;
         self.images_now(revision, images)
     }
 

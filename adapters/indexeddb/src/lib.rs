@@ -24,6 +24,7 @@
 #![cfg(target_family = "wasm")]
 
 use statemesh_core::search::{ImageSetError, decode_image_set, encode_image_set};
+use statemesh_core::storage::check_images_revision;
 use statemesh_core::{IndexImage, LogBytes, Recovered, Storage, StorageError};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -362,12 +363,7 @@ impl Storage for IdbStorage {
         images: &[IndexImage],
     ) -> Result<(), StorageError> {
         self.check_writable("write_index_images")?;
-        if self.snapshot_revision != Some(revision) {
-            return Err(StorageError::Invalid {
-                op: "write_index_images",
-                reason: format!("revision {revision} is not the current snapshot's"),
-            });
-        }
+        check_images_revision(revision, self.snapshot_revision)?;
         let bytes = encode_image_set(revision, images);
         // A failure here does not poison: images are a cache, the log and snapshot are intact.
         JsFuture::from(write_images(
