@@ -368,3 +368,151 @@ async fn index_origin_and_search_effort_answer_as_on_the_store() {
         code(store.set_vector_search_effort("nope", 8))
     );
 }
+
+/// Values of every kind a client can send, under `kinds:` keys.
+fn kinds() -> Vec<(String, Value)> {
+    vec![
+        ("kinds:text".into(), Value::from("hello")),
+        ("kinds:int".into(), Value::from(-42i64)),
+        ("kinds:float".into(), Value::Float(2.5)),
+        ("kinds:bool".into(), Value::Bool(true)),
+        (
+            "kinds:json".into(),
+            Value::Json(json!({"a": [1, 2], "b": null})),
+        ),
+        (
+            "kinds:bytes".into(),
+            Value::Bytes(vec![0, 159, 146, 150, 255]),
+        ),
+        (
+            "kinds:doc".into(),
+            Value::Document {
+                content_type: "image/png".into(),
+                data: vec![137, 80, 78, 71],
+            },
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_stored_returns_the_stores_own_bytes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &["--in-memory"]);
+    let client = Client::connect(&server.addr).await.expect("connect");
+    let store = Store::in_memory().await.expect("store");
+    for (key, value) in kinds() {
+        store.put(&key, value.clone()).await.expect("put");
+        client.put(&key, value.clone()).await.expect("put");
+        let local = store.get_stored(&key).await.expect("get_stored");
+        let remote = client.get_stored(&key).await.expect("get_stored");
+        let (local, remote) = (local.expect("stored"), remote.expect("stored"));
+        assert_eq!(remote.as_bytes(), local.as_bytes(), "{key}");
+        assert_eq!(remote.decode().expect("decode"), value, "{key}");
+    }
+    assert!(
+        client
+            .get_stored("kinds:none")
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert_eq!(
+        code(client.get_stored("kinds:bad*").await),
+        code(store.get_stored("kinds:bad*").await)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clients_snapshot_opens_as_the_servers_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[]);
+    let client = Client::connect(&server.addr).await.expect("connect");
+    for (key, value) in kinds() {
+        client.put(&key, value).await.expect("put");
+    }
+    client.delete("kinds:bool").await.expect("delete");
+    client
+        .put_with_ttl("kinds:later", "expires", 3_600_000)
+        .await
+        .expect("put");
+    let bytes = client.snapshot().await.expect("snapshot");
+    let copy = Store::builder()
+        .open_snapshot(&bytes)
+        .await
+        .expect("open the snapshot");
+    assert_eq!(copy.revision(), client.revision().await.expect("revision"));
+    assert_eq!(
+        copy.get_pattern("**").await.expect("read"),
+        client.get_pattern("**").await.expect("read")
+    );
+    assert!(copy.get_ttl("kinds:later").await.expect("ttl").is_some());
+    assert_eq!(copy.get("kinds:bool").await.expect("get"), None);
+}
+
+/// The log segments of a data directory, oldest first.
+fn segments(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found: Vec<_> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    found.sort();
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_repairs_report_what_the_servers_open_repaired() {
+    // Two copies of one directory whose log ends in a torn frame: an embedded store opens one,
+    // the server the other, and both report the same repair.
+    let (embedded, served) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    let store = Store::open(embedded.path()).await.expect("open");
+    for i in 0..20i64 {
+        store.put(&format!("a:k{i}"), i).await.expect("put");
+    }
+    store.close().await;
+    let last = segments(embedded.path()).pop().expect("a segment");
+    let mut bytes = std::fs::read(&last).expect("read");
+    bytes.extend_from_slice(&[0x40, 0, 0, 0, 21, 0, 0]);
+    std::fs::write(&last, &bytes).expect("tear");
+    for file in segments(embedded.path()) {
+        let name = file.file_name().expect("name");
+        std::fs::copy(&file, served.path().join(name)).expect("copy");
+    }
+
+    let local = Store::open(embedded.path()).await.expect("open");
+    let server = Server::start(served.path(), &[]);
+    let client = Client::connect(&server.addr).await.expect("connect");
+    let remote = client.recovery_repairs().await.expect("repairs");
+    assert_eq!(remote.len(), 1, "{remote:?}");
+    // The same repair, of the same file, in the other directory.
+    let served_dir = served.path().to_str().expect("utf-8");
+    let embedded_dir = embedded.path().to_str().expect("utf-8");
+    let moved: Vec<String> = local
+        .recovery_repairs()
+        .iter()
+        .map(|r| r.replace(embedded_dir, served_dir))
+        .collect();
+    assert_eq!(remote, moved);
+    assert_eq!(
+        client.stats().await.expect("stats").recovery_repairs,
+        remote
+    );
+    assert_eq!(client.revision().await.expect("revision"), 20);
+    local.close().await;
+
+    // After a clean restart nothing is left to repair, on the server as on the store.
+    server.terminate();
+    let server = Server::start(served.path(), &[]);
+    let client = Client::connect(&server.addr).await.expect("connect");
+    assert!(client.recovery_repairs().await.expect("repairs").is_empty());
+    assert!(
+        Store::open(embedded.path())
+            .await
+            .expect("open")
+            .recovery_repairs()
+            .is_empty()
+    );
+}

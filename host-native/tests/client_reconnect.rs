@@ -152,3 +152,47 @@ async fn a_wrong_address_keeps_failing_and_close_stops_dialing() {
     c.close().await;
     assert_eq!(c.ping().await.expect_err("closed").code(), "CLOSED");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_break_with_a_full_event_buffer_still_ends_in_disconnected() {
+    const BUFFER: usize = 4096;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &["--in-memory"]);
+    let client = Client::connect(&server.addr).await.expect("connect");
+    let mut sub = client.subscribe_pattern("full:*").await.expect("subscribe");
+    // Exactly as many events as the subscription buffers, never read until the break.
+    let items: Vec<(String, Value)> = (0..BUFFER)
+        .map(|i| (format!("full:k{i:05}"), Value::from(i as i64)))
+        .collect();
+    client.multi_put(&items).await.expect("write");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while sub.buffered() < BUFFER {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {BUFFER} events arrived",
+            sub.buffered()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.kill();
+    // Every buffered event comes out, in order, then the end: Disconnected, not Lagged (the
+    // buffer was full, but nothing was dropped) and not Closed.
+    for i in 0..BUFFER {
+        let event = tokio::time::timeout(Duration::from_secs(10), sub.recv())
+            .await
+            .expect("buffered events are ready")
+            .unwrap_or_else(|e| panic!("event {i}: {e:?}"));
+        assert_eq!(event.key, format!("full:k{i:05}"));
+    }
+    let end = tokio::time::timeout(Duration::from_secs(10), sub.recv())
+        .await
+        .expect("the break is noticed");
+    assert_eq!(
+        end.expect_err("no more events"),
+        SubscriptionError::Disconnected
+    );
+    assert_eq!(
+        sub.recv().await.expect_err("ended"),
+        SubscriptionError::Closed
+    );
+}

@@ -129,6 +129,12 @@ pub(crate) fn metadata(json: Json) -> Result<Metadata> {
     Ok(meta)
 }
 
+/// The bytes of a base64 string (`get_stored`, `snapshot`).
+pub(crate) fn base64(json: &Json, what: &str) -> Result<Vec<u8>> {
+    wire::base64_field(json, what)
+        .map_err(|e| Error::Protocol(format!("{e} in the server's response")))
+}
+
 pub(crate) fn string(json: Json) -> Result<String> {
     match json {
         Json::String(s) => Ok(s),

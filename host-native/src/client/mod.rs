@@ -77,7 +77,7 @@ impl std::fmt::Debug for Client {
 }
 
 /// What [`Client::stats`] reports about the server's store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ServerStats {
     /// Keys held (expired keys not yet swept included), as [`crate::Store::len`].
@@ -90,6 +90,12 @@ pub struct ServerStats {
     /// Longest request line the server reads (`--max-request-bytes`); a longer one closes
     /// the connection.
     pub max_request_bytes: u64,
+    /// How long building the declared indexes took when the server's store opened
+    /// ([`crate::Store::index_build_time`]); zero from a server that does not report it.
+    pub index_build_time: Duration,
+    /// What storage repaired when the server's store opened
+    /// ([`crate::Store::recovery_repairs`]); empty after a clean shutdown.
+    pub recovery_repairs: Vec<String>,
 }
 
 /// What a server too old to report its limits in `stats` is assumed to have: the defaults.
@@ -189,16 +195,27 @@ impl Client {
 
     /// Sizes and revisions of the server's store.
     pub async fn stats(&self) -> Result<ServerStats> {
-        let s = self.call("stats", Map::new()).await?;
-        Ok(ServerStats {
-            keys: decode::u64_field(&s, "keys")?,
-            revision: decode::u64_field(&s, "revision")?,
-            history_floor: decode::u64_field(&s, "history_floor")?,
-            open_transactions: decode::u64_field(&s, "open_transactions")?,
-            max_batch: decode::u64_field(&s, "max_batch").unwrap_or(DEFAULT_MAX_BATCH),
-            max_request_bytes: decode::u64_field(&s, "max_request_bytes")
-                .unwrap_or(DEFAULT_MAX_REQUEST_BYTES),
-        })
+        server_stats(&self.call("stats", Map::new()).await?)
+    }
+
+    /// How long building the declared indexes took when the server's store opened, as
+    /// [`crate::Store::index_build_time`]. A round trip (the `stats` op carries it).
+    pub async fn index_build_time(&self) -> Result<Duration> {
+        Ok(self.stats().await?.index_build_time)
+    }
+
+    /// What storage repaired when the server's store opened (a torn tail truncated after a
+    /// crash, ...), as [`crate::Store::recovery_repairs`]. A round trip (the `stats` op).
+    pub async fn recovery_repairs(&self) -> Result<Vec<String>> {
+        Ok(self.stats().await?.recovery_repairs)
+    }
+
+    /// The server's whole state as bytes, as [`crate::Store::snapshot`]: open it with
+    /// [`crate::StoreBuilder::open_snapshot`]. It travels as one response line, so it suits
+    /// states of up to a few hundred MiB (the client reads lines of up to 1 GiB); for more,
+    /// use `statemesh export` or a checkpoint on the server's machine.
+    pub async fn snapshot(&self) -> Result<Vec<u8>> {
+        decode::base64(&self.call("snapshot", Map::new()).await?, "snapshot")
     }
 
     /// Keys held, as [`crate::Store::len`] (a round trip here).
@@ -242,6 +259,27 @@ impl Client {
     }
 }
 
+/// Reads a `stats` result. The fields added after the first release default when absent, so
+/// a client can talk to an older server.
+fn server_stats(s: &Json) -> Result<ServerStats> {
+    Ok(ServerStats {
+        keys: decode::u64_field(s, "keys")?,
+        revision: decode::u64_field(s, "revision")?,
+        history_floor: decode::u64_field(s, "history_floor")?,
+        open_transactions: decode::u64_field(s, "open_transactions")?,
+        max_batch: decode::u64_field(s, "max_batch").unwrap_or(DEFAULT_MAX_BATCH),
+        max_request_bytes: decode::u64_field(s, "max_request_bytes")
+            .unwrap_or(DEFAULT_MAX_REQUEST_BYTES),
+        index_build_time: Duration::from_micros(
+            decode::u64_field(s, "index_build_us").unwrap_or(0),
+        ),
+        recovery_repairs: match s.get("recovery_repairs") {
+            None => Vec::new(),
+            Some(list) => decode::strings(list.clone())?,
+        },
+    })
+}
+
 /// Builds a request's arguments.
 pub(crate) fn args<const N: usize>(pairs: [(&str, Json); N]) -> Map<String, Json> {
     pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
@@ -250,4 +288,38 @@ pub(crate) fn args<const N: usize>(pairs: [(&str, Json); N]) -> Map<String, Json
 /// A value in its wire form.
 pub(crate) fn wire(value: &Value) -> Result<Json> {
     serde_json::to_value(WireValue(value)).map_err(|e| Error::Protocol(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn stats_read_every_field_and_default_the_late_ones() {
+        let full = json!({
+            "keys": 3, "revision": 9, "history_floor": 2, "open_transactions": 1,
+            "max_batch": 10, "max_request_bytes": 2048, "index_build_us": 1500,
+            "recovery_repairs": ["truncated a torn tail"],
+        });
+        let s = server_stats(&full).expect("stats");
+        assert_eq!((s.keys, s.revision, s.history_floor), (3, 9, 2));
+        assert_eq!((s.max_batch, s.max_request_bytes), (10, 2048));
+        assert_eq!(s.index_build_time, Duration::from_micros(1500));
+        assert_eq!(s.recovery_repairs, ["truncated a torn tail"]);
+
+        let old = json!({"keys": 0, "revision": 0, "history_floor": 0, "open_transactions": 0});
+        let s = server_stats(&old).expect("stats of an older server");
+        assert_eq!(s.max_batch, DEFAULT_MAX_BATCH);
+        assert_eq!(s.max_request_bytes, DEFAULT_MAX_REQUEST_BYTES);
+        assert_eq!(s.index_build_time, Duration::ZERO);
+        assert!(s.recovery_repairs.is_empty());
+
+        let bad = json!({"keys": 0, "revision": 0, "history_floor": 0, "open_transactions": 0,
+            "recovery_repairs": [1]});
+        assert_eq!(
+            server_stats(&bad).expect_err("not strings").code(),
+            "PROTOCOL"
+        );
+    }
 }

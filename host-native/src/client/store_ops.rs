@@ -4,7 +4,9 @@ use serde_json::{Map, Value as Json};
 use statemesh_core::search::{
     IndexOrigin, IndexStats, TextHit, TextIndexDef, ValueIndexDef, VectorHit, VectorIndexDef,
 };
-use statemesh_core::{Cursor, Metadata, PutOptions, Record, ScanPage, Ttl, Value, WriteResult};
+use statemesh_core::{
+    Cursor, Metadata, PutOptions, Record, ScanPage, StoredValue, Ttl, Value, WriteResult,
+};
 
 use super::conn::Args;
 use super::{Client, args, decode, wire};
@@ -69,6 +71,20 @@ impl Client {
         let meta = decode::metadata(take(&mut r, "meta"))?;
         let key = decode::string(take(&mut r, "key"))?;
         Ok(Some(Record { key, value, meta }))
+    }
+
+    /// The stored form of the value of `key`, as [`crate::Store::get_stored`]: its bytes
+    /// cross undecoded (`payload()` reads them, `decode()` decodes), values of custom codecs
+    /// included.
+    pub async fn get_stored(&self, key_: &str) -> Result<Option<StoredValue>> {
+        let r = self.call("get_stored", key(key_)).await?;
+        if r.is_null() {
+            return Ok(None);
+        }
+        let bytes = decode::base64(&r, "get_stored")?;
+        StoredValue::from_bytes(bytes)
+            .map(Some)
+            .map_err(|e| Error::Protocol(format!("stored value from the server: {e}")))
     }
 
     /// The metadata of `key` without its value.

@@ -168,6 +168,12 @@ impl RemoteSubscription {
         }
     }
 
+    /// Events received and waiting for [`RemoteSubscription::recv`]. Past 4096 the
+    /// subscription is cut off with `Lagged`: this says how close an application is to that.
+    pub fn buffered(&self) -> usize {
+        self.rx.len()
+    }
+
     /// Ends the subscription (the same as dropping it).
     pub fn unsubscribe(self) {}
 }

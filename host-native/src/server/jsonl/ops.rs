@@ -99,6 +99,12 @@ async fn run(conn: &Arc<Conn>, id: &Json, op: &str, mut a: Args) -> OpResult<Rep
                 meta: wire::metadata(&r.meta),
             }))
         }
+        "get_stored" => {
+            // The stored form (header and payload) as base64: values of any kind, custom
+            // codecs' included, cross without being decoded.
+            let found = store.get_stored(a.str("key")?).await?;
+            reply(&found.map(|v| wire::base64(v.as_bytes())))
+        }
         "get_metadata" => {
             let found = store.get_metadata(a.str("key")?).await?;
             reply(&found.as_ref().map(wire::metadata))
@@ -297,7 +303,13 @@ async fn run(conn: &Arc<Conn>, id: &Json, op: &str, mut a: Args) -> OpResult<Rep
             // What a client needs to split a bulk load into requests the server takes.
             "max_batch": store.read_engine(|e| e.config().max_batch)?,
             "max_request_bytes": conn.max_request_bytes,
+            "index_build_us": u64::try_from(store.index_build_time().as_micros())
+                .unwrap_or(u64::MAX),
+            "recovery_repairs": store.recovery_repairs(),
         })),
+        // The whole state in one line: it is held in memory three times over while it is
+        // sent (state, snapshot bytes, base64), as the store's own `snapshot` holds it twice.
+        "snapshot" => reply(&wire::base64(&store.snapshot().await?)),
         "flush" => {
             store.flush().await?;
             reply(&true)

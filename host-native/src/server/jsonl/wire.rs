@@ -177,7 +177,13 @@ fn string_field(body: &Json, name: &str, tag: &str) -> Result<String, String> {
         .ok_or_else(|| format!("{tag}.{name} must be a string"))
 }
 
-fn base64_field(json: &Json, what: &str) -> Result<Vec<u8>, String> {
+/// Bytes as the protocol carries them: standard base64 with padding.
+pub(crate) fn base64(bytes: &[u8]) -> String {
+    B64.encode(bytes)
+}
+
+/// The bytes of a base64 string field; `what` names it in the error.
+pub(crate) fn base64_field(json: &Json, what: &str) -> Result<Vec<u8>, String> {
     let text = json
         .as_str()
         .ok_or_else(|| format!("{what} must be a base64 string"))?;
