@@ -156,18 +156,26 @@ impl Backend {
         }
     }
 
-    /// Number of live keys and the store revision.
+    /// Sizes, revisions and what the store's open found (see [`Stats`]).
     pub(crate) async fn stats(&self) -> statemesh::Result<Stats> {
         match self {
             Backend::Local(s) => Ok(Stats {
                 keys: s.len() as u64,
                 revision: s.revision(),
+                history_floor: s.history_floor(),
+                open_transactions: s.open_transactions() as u64,
+                index_build_time: s.index_build_time(),
+                repairs: s.recovery_repairs().to_vec(),
             }),
             Backend::Remote(c) => {
                 let stats = c.stats().await?;
                 Ok(Stats {
                     keys: stats.keys,
                     revision: stats.revision,
+                    history_floor: stats.history_floor,
+                    open_transactions: stats.open_transactions,
+                    index_build_time: stats.index_build_time,
+                    repairs: stats.recovery_repairs,
                 })
             }
         }
@@ -186,10 +194,16 @@ impl Backend {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+/// What `statemesh stats` prints. For a data directory, the repairs are those this command's
+/// own open made (a torn tail after a crash); for a server, those of the server's open.
+#[derive(Debug, Clone)]
 pub(crate) struct Stats {
     pub(crate) keys: u64,
     pub(crate) revision: u64,
+    pub(crate) history_floor: u64,
+    pub(crate) open_transactions: u64,
+    pub(crate) index_build_time: std::time::Duration,
+    pub(crate) repairs: Vec<String>,
 }
 
 async fn open_local(dir: &Path, access: Access) -> anyhow::Result<Backend> {

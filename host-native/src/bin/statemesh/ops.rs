@@ -247,6 +247,16 @@ pub(crate) async fn stats(args: TargetOnly) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "keys {}", stats.keys)?;
     writeln!(out, "revision {}", stats.revision)?;
+    writeln!(out, "history_floor {}", stats.history_floor)?;
+    writeln!(out, "open_transactions {}", stats.open_transactions)?;
+    writeln!(
+        out,
+        "index_build_ms {:.3}",
+        stats.index_build_time.as_secs_f64() * 1000.0
+    )?;
+    for repair in &stats.repairs {
+        writeln!(out, "repair {repair}")?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
