@@ -1,9 +1,10 @@
 //! The committer: one thread that owns the storage adapter and makes log records durable.
 //!
-//! Writers apply their change to the engine under the store lock and, still under it, encode
-//! the records into reused buffers and queue them for the committer (see [`LogBuffers`] for
-//! why there and not here), so records reach storage in revision order. The committer takes
-//! everything queued since its last round and appends it in one call: concurrent writers share
+//! Writers apply their change to the engine under the store lock and, still under it, take
+//! its records and queue them for the committer, so records reach storage in revision order.
+//! The committer encodes them into buffers of its own and hands the records back to be
+//! dropped by a writer (see [`RecordLists`] for why). It takes everything queued since its
+//! last round and appends it in one call: concurrent writers share
 //! one fsync (group commit). It then publishes the durable revision; CP writers wait for
 //! it before they return. A storage failure poisons the store: the committer refuses all later
 //! work and every waiter and later call sees [`Error::Poisoned`].
@@ -16,11 +17,11 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use statemesh_core::{IndexImage, LogBytes, Storage, StorageError};
+use statemesh_core::{IndexImage, LogBytes, LogRecord, Storage, StorageError};
 use tokio::sync::{oneshot, watch};
 
 use crate::error::{Error, Result};
-use crate::log_buffers::LogBuffers;
+use crate::log_lists::RecordLists;
 
 /// Most queued jobs taken in one round, so one huge backlog cannot starve replies.
 const MAX_ROUND: usize = 4096;
@@ -38,10 +39,8 @@ pub(crate) const AP_GATHER: Duration = Duration::from_millis(1);
 pub(crate) type OnDurable = Box<dyn Fn(u64) + Send>;
 
 enum Job {
-    /// Encoded records, in revision order; their buffers go back to [`LogBuffers`].
-    Append(Vec<LogBytes>),
-    /// A writer could not encode what the engine committed: nothing later may be persisted.
-    Poison(StorageError),
+    /// Records in revision order; the list goes back to [`RecordLists`] once appended.
+    Append(Vec<LogRecord>),
     Checkpoint {
         revision: u64,
         bytes: Vec<u8>,
@@ -60,7 +59,7 @@ pub(crate) struct Committer {
     thread: Mutex<Option<JoinHandle<()>>>,
     /// Encoded log bytes appended since the store last took the count (checkpoint trigger).
     log_bytes: Arc<AtomicU64>,
-    buffers: Arc<LogBuffers>,
+    lists: Arc<RecordLists>,
 }
 
 /// The first storage failure, kept so every later caller can be told what happened.
@@ -104,9 +103,11 @@ impl Committer {
         let durable_revision = Arc::new(AtomicU64::new(durable));
         let poison = Arc::new(Poison::default());
         let log_bytes = Arc::new(AtomicU64::new(0));
-        let buffers = Arc::new(LogBuffers::default());
+        let lists = Arc::new(RecordLists::default());
         let worker = Worker {
-            buffers: buffers.clone(),
+            lists: lists.clone(),
+            encoded: Vec::new(),
+            round_lists: Vec::new(),
             log_bytes: log_bytes.clone(),
             storage,
             jobs: rx,
@@ -134,7 +135,7 @@ impl Committer {
             poison,
             thread: Mutex::new(Some(thread)),
             log_bytes,
-            buffers,
+            lists,
         })
     }
 
@@ -152,31 +153,23 @@ impl Committer {
         &self.log_bytes
     }
 
-    /// Encodes the records the engine has waiting and queues them for the next round. Call
-    /// under the store lock, so records are queued in revision order. Returns the last
-    /// revision queued and how many records were.
+    /// Takes the records the engine has waiting and queues them for the next round. Call under
+    /// the store lock, so records are queued in revision order. Returns the last revision
+    /// queued and how many records were.
     pub(crate) fn append_from(
         &self,
         engine: &mut statemesh_core::Engine,
     ) -> Result<Option<(u64, usize)>> {
-        match self.buffers.encode(engine) {
-            Ok(records) => match records.last().map(|r| r.revision) {
-                None => Ok(None),
-                Some(last) => {
-                    let count = records.len();
-                    self.send(Job::Append(records))?;
-                    Ok(Some((last, count)))
-                }
-            },
-            Err(e) => {
-                let cause = StorageError::Io {
-                    op: "encode log record",
-                    path: String::new(),
-                    message: e.to_string(),
-                };
-                // The engine committed what cannot be persisted: nothing later may be either.
-                let _ = self.send(Job::Poison(cause.clone()));
-                Err(Error::Poisoned(cause))
+        let records = self.lists.take(engine);
+        match records.last().map(|r| r.revision) {
+            None => {
+                self.lists.unused(records);
+                Ok(None)
+            }
+            Some(last) => {
+                let count = records.len();
+                self.send(Job::Append(records))?;
+                Ok(Some((last, count)))
             }
         }
     }
@@ -260,8 +253,16 @@ struct Worker {
     gather: Option<Duration>,
     on_durable: OnDurable,
     log_bytes: Arc<AtomicU64>,
-    buffers: Arc<LogBuffers>,
+    lists: Arc<RecordLists>,
+    /// The round's records, encoded; the buffers are this thread's and serve every round.
+    encoded: Vec<LogBytes>,
+    /// The record lists of the round being appended.
+    round_lists: Vec<Vec<LogRecord>>,
 }
+
+/// Encoding buffers kept between rounds, at most, and the largest kept.
+const MAX_ENCODED_KEPT: usize = 8192;
+const MAX_ENCODED_BYTES: usize = 4096;
 
 impl Worker {
     fn run(mut self) {
@@ -296,18 +297,14 @@ impl Worker {
             }
             while let Some(job) = round.pop_front() {
                 match job {
-                    Job::Append(mut records) => {
+                    Job::Append(records) => {
+                        self.round_lists.push(records);
                         while let Some(Job::Append(_)) = round.front() {
-                            if let Some(Job::Append(mut more)) = round.pop_front() {
-                                records.append(&mut more);
-                                self.buffers.give_back(more);
+                            if let Some(Job::Append(more)) = round.pop_front() {
+                                self.round_lists.push(more);
                             }
                         }
-                        self.append(&records);
-                        self.buffers.give_back(records);
-                    }
-                    Job::Poison(cause) => {
-                        let _ = self.guarded(|_| Err(cause));
+                        self.append_round();
                     }
                     Job::Checkpoint {
                         revision,
@@ -340,19 +337,75 @@ impl Worker {
         let _ = self.sync();
     }
 
-    fn append(&mut self, records: &[LogBytes]) {
+    /// Encodes the round's records, appends them, and hands their lists back.
+    fn append_round(&mut self) {
+        let mut count = 0;
+        let mut failed = None;
+        'encode: for list in &self.round_lists {
+            for record in list {
+                if count == self.encoded.len() {
+                    self.encoded.push(LogBytes {
+                        revision: 0,
+                        bytes: Vec::new(),
+                    });
+                }
+                let slot = &mut self.encoded[count];
+                slot.revision = record.revision;
+                slot.bytes.clear();
+                if let Err(e) = record.encode_into(&mut slot.bytes) {
+                    failed = Some(e);
+                    break 'encode;
+                }
+                count += 1;
+            }
+        }
+        for list in self.round_lists.drain(..) {
+            self.lists.spent(list);
+        }
+        match failed {
+            // The engine committed what cannot be persisted: nothing later may be either.
+            Some(e) => {
+                let cause = StorageError::Io {
+                    op: "encode log record",
+                    path: String::new(),
+                    message: e.to_string(),
+                };
+                let _ = self.guarded(|_| Err(cause));
+            }
+            None => self.append(count),
+        }
+        // A burst's buffers, and large records' ones, are not kept.
+        self.encoded.truncate(MAX_ENCODED_KEPT);
+        for slot in &mut self.encoded {
+            if slot.bytes.capacity() > MAX_ENCODED_BYTES {
+                slot.bytes = Vec::new();
+            }
+        }
+    }
+
+    /// Appends the first `count` encoded records.
+    fn append(&mut self, count: usize) {
+        let records = &self.encoded[..count];
         let Some(last) = records.last().map(|r| r.revision) else {
             return;
         };
         let bytes: usize = records.iter().map(|r| r.bytes.len()).sum();
         self.log_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
-        if self
-            .guarded(|s| futures_executor::block_on(s.append(records)))
-            .is_ok()
-        {
-            self.durable_revision.store(last, Ordering::Release);
-            self.durable.send_replace(last);
-            (self.on_durable)(last);
+        let (storage, poison) = (&mut self.storage, &self.poison);
+        let appended = if poison.set.load(Ordering::Acquire) {
+            Err(StorageError::Poisoned)
+        } else {
+            futures_executor::block_on(storage.append(records))
+        };
+        match appended {
+            Ok(()) => {
+                self.durable_revision.store(last, Ordering::Release);
+                self.durable.send_replace(last);
+                (self.on_durable)(last);
+            }
+            Err(e) => {
+                let _ = self.guarded(|_| Err(e));
+            }
         }
     }
 
