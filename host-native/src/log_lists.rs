@@ -35,9 +35,10 @@ struct Lists {
 
 impl RecordLists {
     /// Moves every record the engine has waiting, in order, into a list. Empty when the engine
-    /// logged nothing. First drops the records the committer is done with, on this thread.
+    /// logged nothing. First drops the records the committer is done with, on this thread,
+    /// handing their op lists back to the engine for its next writes.
     pub(crate) fn take(&self, engine: &mut Engine) -> Vec<LogRecord> {
-        self.drop_spent();
+        self.drop_spent(engine);
         let mut list = self.lists.lock().spare.pop().unwrap_or_default();
         while let Some(record) = engine.poll_log() {
             list.push(record);
@@ -56,7 +57,7 @@ impl RecordLists {
     }
 
     /// Drops the records of the spent lists (outside the lock) and keeps the lists.
-    fn drop_spent(&self) {
+    fn drop_spent(&self, engine: &mut Engine) {
         let spent = {
             let mut lists = self.lists.lock();
             if lists.spent.is_empty() {
@@ -66,7 +67,9 @@ impl RecordLists {
         };
         let mut cleared = Vec::with_capacity(spent.len());
         for mut list in spent {
-            list.clear();
+            for record in list.drain(..) {
+                engine.recycle_log(record);
+            }
             cleared.push(list);
         }
         let mut lists = self.lists.lock();
