@@ -2,6 +2,9 @@
 //! and import/export round trips on a real data directory.
 #![allow(clippy::unwrap_used)]
 
+#[path = "log_tail/mod.rs"]
+mod log_tail;
+
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -452,16 +455,7 @@ fn stats_reports_revisions_and_what_the_open_repaired() {
 
     // A crash mid-append leaves a partial frame at the end of the last segment: the next open
     // truncates it, and `stats` says so, once.
-    let mut segments: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "log"))
-        .collect();
-    segments.sort();
-    let last = segments.last().unwrap();
-    let mut bytes = std::fs::read(last).unwrap();
-    bytes.extend_from_slice(&[0x40, 0, 0, 0, 21, 0, 0]);
-    std::fs::write(last, &bytes).unwrap();
+    log_tail::tear_last_segment(&dir);
     let repaired = stdout(&statemesh(&dir, &["stats"]));
     assert!(repaired.contains("keys 2\n"), "{repaired}");
     assert_eq!(

@@ -5,6 +5,8 @@
 
 #[path = "server_jsonl_common/mod.rs"]
 mod common;
+#[path = "log_tail/mod.rs"]
+mod log_tail;
 
 use std::time::Duration;
 
@@ -449,17 +451,6 @@ async fn a_clients_snapshot_opens_as_the_servers_state() {
     assert_eq!(copy.get("kinds:bool").await.expect("get"), None);
 }
 
-/// The log segments of a data directory, oldest first.
-fn segments(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut found: Vec<_> = std::fs::read_dir(dir)
-        .expect("read dir")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "log"))
-        .collect();
-    found.sort();
-    found
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recovery_repairs_report_what_the_servers_open_repaired() {
     // Two copies of one directory whose log ends in a torn frame: an embedded store opens one,
@@ -473,11 +464,8 @@ async fn recovery_repairs_report_what_the_servers_open_repaired() {
         store.put(&format!("a:k{i}"), i).await.expect("put");
     }
     store.close().await;
-    let last = segments(embedded.path()).pop().expect("a segment");
-    let mut bytes = std::fs::read(&last).expect("read");
-    bytes.extend_from_slice(&[0x40, 0, 0, 0, 21, 0, 0]);
-    std::fs::write(&last, &bytes).expect("tear");
-    for file in segments(embedded.path()) {
+    log_tail::tear_last_segment(embedded.path());
+    for file in log_tail::segments(embedded.path()) {
         let name = file.file_name().expect("name");
         std::fs::copy(&file, served.path().join(name)).expect("copy");
     }

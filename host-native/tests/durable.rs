@@ -1,6 +1,9 @@
 //! The Store on durable storage: recovery, CP and AP acknowledgement, poisoning, checkpoints.
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
+#[path = "log_tail/mod.rs"]
+mod log_tail;
+
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -249,17 +252,7 @@ async fn a_torn_log_tail_is_repaired_and_reported_on_open() {
             .recovery_repairs()
             .is_empty()
     );
-    // A crash mid-append leaves a partial frame at the end of the last segment.
-    let mut segments: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "log"))
-        .collect();
-    segments.sort();
-    let last = segments.last().unwrap();
-    let mut bytes = std::fs::read(last).unwrap();
-    bytes.extend_from_slice(&[0x40, 0, 0, 0, 21, 0, 0]);
-    std::fs::write(last, &bytes).unwrap();
+    log_tail::tear_last_segment(dir.path());
 
     let store = Store::open(dir.path()).await.unwrap();
     assert_eq!(
