@@ -385,28 +385,22 @@ impl Worker {
 
     /// Appends the first `count` encoded records.
     fn append(&mut self, count: usize) {
-        let records = &self.encoded[..count];
-        let Some(last) = records.last().map(|r| r.revision) else {
-            return;
-        };
-        let bytes: usize = records.iter().map(|r| r.bytes.len()).sum();
-        self.log_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
-        let (storage, poison) = (&mut self.storage, &self.poison);
-        let appended = if poison.set.load(Ordering::Acquire) {
-            Err(StorageError::Poisoned)
-        } else {
-            futures_executor::block_on(storage.append(records))
-        };
-        match appended {
-            Ok(()) => {
+        // Out of `self` for the call, so `guarded` can borrow `self`; taking a `Vec` is free.
+        let encoded = std::mem::take(&mut self.encoded);
+        let records = &encoded[..count];
+        if let Some(last) = records.last().map(|r| r.revision) {
+            let bytes: usize = records.iter().map(|r| r.bytes.len()).sum();
+            self.log_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+            if self
+                .guarded(|s| futures_executor::block_on(s.append(records)))
+                .is_ok()
+            {
                 self.durable_revision.store(last, Ordering::Release);
                 self.durable.send_replace(last);
                 (self.on_durable)(last);
             }
-            Err(e) => {
-                let _ = self.guarded(|_| Err(e));
-            }
         }
+        self.encoded = encoded;
     }
 
     fn sync(&mut self) -> Result<(), StorageError> {
