@@ -19,6 +19,16 @@ fn code<T: std::fmt::Debug>(r: statemesh::Result<T>) -> String {
     r.expect_err("an error").code().to_owned()
 }
 
+/// A server without persistence, a client of it, and an embedded store to compare it with.
+/// The server and its directory live as long as the tuple's first two fields.
+async fn remote_and_local() -> (tempfile::TempDir, Server, Client, Store) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &["--in-memory"]);
+    let client = Client::connect(&server.addr).await.expect("connect");
+    let store = Store::in_memory().await.expect("store");
+    (dir, server, client, store)
+}
+
 fn items(n: usize) -> Vec<(String, Value)> {
     (0..n)
         .map(|i| {
@@ -117,10 +127,7 @@ async fn pages(mut stream: statemesh::ScanStream) -> Vec<Vec<(String, Value)>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scan_stream_yields_the_stores_pages() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(dir.path(), &["--in-memory"]);
-    let client = Client::connect(&server.addr).await.expect("connect");
-    let store = Store::in_memory().await.expect("store");
+    let (_dir, _server, client, store) = remote_and_local().await;
     let mut writes: Vec<(String, Value)> = (0..25)
         .map(|i| (format!("s:k{i:02}"), Value::from(i as i64)))
         .collect();
@@ -232,10 +239,7 @@ async fn subscribe_with_calls_the_handler_as_the_store_does() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_floor_follows_compaction_as_on_the_store() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(dir.path(), &["--in-memory"]);
-    let client = Client::connect(&server.addr).await.expect("connect");
-    let store = Store::in_memory().await.expect("store");
+    let (_dir, _server, client, store) = remote_and_local().await;
     assert_eq!(
         client.history_floor().await.expect("floor"),
         store.history_floor()
@@ -300,10 +304,7 @@ async fn close_ends_the_client_as_it_ends_a_store() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_transactions_counts_as_on_the_store() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(dir.path(), &["--in-memory"]);
-    let client = Client::connect(&server.addr).await.expect("connect");
-    let store = Store::in_memory().await.expect("store");
+    let (_dir, _server, client, store) = remote_and_local().await;
     let timeout = Duration::from_secs(30);
     assert_eq!(client.open_transactions().await.expect("count"), 0);
     let local = store
@@ -331,10 +332,7 @@ async fn open_transactions_counts_as_on_the_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn index_origin_and_search_effort_answer_as_on_the_store() {
     use statemesh::{Metric, VectorIndexDef};
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(dir.path(), &["--in-memory"]);
-    let client = Client::connect(&server.addr).await.expect("connect");
-    let store = Store::in_memory().await.expect("store");
+    let (_dir, _server, client, store) = remote_and_local().await;
     for i in 0..3i64 {
         let key = format!("emb:{i}");
         let v = json!({ "v": [i as f64, 1.0, 0.5] });
@@ -398,10 +396,7 @@ fn kinds() -> Vec<(String, Value)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_stored_returns_the_stores_own_bytes() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(dir.path(), &["--in-memory"]);
-    let client = Client::connect(&server.addr).await.expect("connect");
-    let store = Store::in_memory().await.expect("store");
+    let (_dir, _server, client, store) = remote_and_local().await;
     for (key, value) in kinds() {
         store.put(&key, value.clone()).await.expect("put");
         client.put(&key, value.clone()).await.expect("put");
