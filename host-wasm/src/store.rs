@@ -190,16 +190,19 @@ fn install_codecs(_engine: &mut Engine, opts: &OpenOptions) -> Result<()> {
 }
 
 #[cfg(target_family = "wasm")]
-async fn open_indexed_db(name: &str, relaxed: bool) -> Result<Box<dyn Storage>> {
-    use statemesh_indexeddb::{IdbOptions, IdbStorage};
-    let storage = IdbStorage::open(name, IdbOptions::default().relaxed(relaxed))
+async fn open_indexed_db(name: &str, opts: &OpenOptions) -> Result<Box<dyn Storage>> {
+    use statemesh_indexeddb::{DEFAULT_LOCK_WAIT_MS, IdbOptions, IdbStorage};
+    let options = IdbOptions::default()
+        .relaxed(opts.relaxed_durability.unwrap_or(false))
+        .lock_wait_ms(opts.lock_wait_ms.unwrap_or(DEFAULT_LOCK_WAIT_MS));
+    let storage = IdbStorage::open(name, options)
         .await
         .map_err(HostError::Storage)?;
     Ok(Box::new(storage))
 }
 
 #[cfg(not(target_family = "wasm"))]
-async fn open_indexed_db(_name: &str, _relaxed: bool) -> Result<Box<dyn Storage>> {
+async fn open_indexed_db(_name: &str, _opts: &OpenOptions) -> Result<Box<dyn Storage>> {
     Err(HostError::Unsupported(
         "IndexedDB exists only in wasm builds".into(),
     ))
@@ -219,8 +222,7 @@ impl Store {
                 open_on(&opts, storage).await?
             }
             (None, Some(name)) => {
-                let relaxed = opts.relaxed_durability.unwrap_or(false);
-                let storage = open_indexed_db(name, relaxed).await?;
+                let storage = open_indexed_db(name, &opts).await?;
                 open_on(&opts, storage).await?
             }
             (None, None) => {

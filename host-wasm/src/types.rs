@@ -31,6 +31,11 @@ pub struct OpenOptions {
     /// writes, never tear them). Default false (strict).
     #[tsify(optional)]
     pub relaxed_durability: Option<bool>,
+    /// IndexedDB only: how long the open waits for another tab, worker or store holding the
+    /// database to close it before failing with `STORE_LOCKED` (default 2000; 0 fails at once).
+    /// A reloaded page needs the wait: its old document lets go only as it is torn down.
+    #[tsify(optional)]
+    pub lock_wait_ms: Option<u32>,
     /// `"cp"` (default): a write resolves once durable. `"ap"`: at once, persisted right after.
     #[tsify(optional)]
     pub durability: Option<Durability>,
@@ -507,6 +512,7 @@ impl Fields for OpenOptions {
         "path",
         "indexedDb",
         "relaxedDurability",
+        "lockWaitMs",
         "durability",
         "separator",
         "caseInsensitiveKeys",

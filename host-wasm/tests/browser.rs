@@ -30,21 +30,10 @@ fn options(name: &str) -> OpenOptions {
     }
 }
 
-/// Opens again once the previous handle's Web Lock is released (that happens asynchronously).
+/// Opens again after a close. The previous handle's Web Lock is released asynchronously; the
+/// open's default lock wait covers that.
 async fn reopen(name: &str) -> Store {
-    for _ in 0..200 {
-        match Store::open_with(options(name)).await {
-            Ok(store) => return store,
-            Err(e) if e.code() == "STORE_LOCKED" => {
-                let wait = js_sys::Promise::new(&mut |resolve, _| {
-                    let _ = resolve.call0(&JsValue::UNDEFINED);
-                });
-                let _ = JsFuture::from(wait).await;
-            }
-            Err(e) => panic!("reopen: {e}"),
-        }
-    }
-    panic!("the lock was never released");
+    Store::open_with(options(name)).await.expect("reopen")
 }
 
 #[wasm_bindgen_test]
@@ -62,7 +51,11 @@ async fn a_store_on_indexeddb_survives_close_and_reopen() {
     js(store.multi_put(entries.into())).await;
     js(store.increment("stats:n".into(), Some(5.0))).await;
 
-    let second = Store::open_with(options(&name)).await;
+    let second = Store::open_with(OpenOptions {
+        lock_wait_ms: Some(50),
+        ..options(&name)
+    })
+    .await;
     assert_eq!(second.err().map(|e| e.code()), Some("STORE_LOCKED"));
 
     js(store.close()).await;
@@ -206,18 +199,9 @@ fn indexed(name: &str) -> OpenOptions {
     }
 }
 
-/// Opens with the indexes declared, waiting out the previous handle's lock.
+/// Opens with the indexes declared (the default lock wait covers the previous handle's release).
 async fn reopen_indexed(name: &str) -> Store {
-    for _ in 0..200 {
-        match Store::open_with(indexed(name)).await {
-            Ok(store) => return store,
-            Err(e) if e.code() == "STORE_LOCKED" => {
-                let _ = JsFuture::from(js_sys::Promise::resolve(&JsValue::UNDEFINED)).await;
-            }
-            Err(e) => panic!("reopen: {e}"),
-        }
-    }
-    panic!("the lock was never released");
+    Store::open_with(indexed(name)).await.expect("reopen")
 }
 
 fn json(text: &str) -> JsValue {

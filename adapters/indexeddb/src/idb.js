@@ -104,17 +104,29 @@ export function deleteDatabase(name) {
 
 // One opener per store across tabs and workers of an origin: a Web Lock held until release()
 // is called (or the page goes away). Resolves to the release function, or null when another
-// context holds the lock.
-export function acquireLock(name) {
+// context still holds the lock after `waitMs`. Waiting at all matters: a page being reloaded
+// releases its lock only as its old document is torn down, which can be after the new document
+// asks, so an `ifAvailable` request alone would tell a reloading page it is open elsewhere.
+export function acquireLock(name, waitMs) {
   const locks = globalThis.navigator?.locks;
   if (!locks) return Promise.resolve(() => {});
   return new Promise((resolve, reject) => {
-    locks.request(name, { ifAvailable: true }, (lock) => {
+    const granted = (lock) => {
       if (!lock) {
         resolve(null);
         return undefined;
       }
       return new Promise((release) => resolve(release));
-    }).catch(reject);
+    };
+    if (!(waitMs > 0)) {
+      locks.request(name, { ifAvailable: true }, granted).catch(reject);
+      return;
+    }
+    const timeout = new AbortController();
+    const timer = setTimeout(() => timeout.abort(), waitMs);
+    locks.request(name, { signal: timeout.signal }, (lock) => {
+      clearTimeout(timer);
+      return granted(lock);
+    }).catch((e) => (timeout.signal.aborted ? resolve(null) : reject(e)));
   });
 }

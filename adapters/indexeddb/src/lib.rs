@@ -16,7 +16,9 @@
 //!
 //! One opener per store: opening takes a Web Lock named after the database, held until the
 //! storage is dropped or the page goes away. A second tab (or a second open in the same page)
-//! gets [`StorageError::Locked`] instead of writing beside the first.
+//! gets [`StorageError::Locked`] instead of writing beside the first, once it has waited
+//! [`IdbOptions::lock_wait_ms`] for the holder to let go (a reloading page's old document
+//! releases the lock only as it is torn down).
 //!
 //! Durability: transactions ask for `durability: "strict"` by default, so a resolved `append`
 //! has been flushed by the browser; [`IdbOptions::relaxed`] trades that for speed (the browser
@@ -58,22 +60,44 @@ extern "C" {
     #[wasm_bindgen(js_name = deleteDatabase)]
     fn delete_database(name: &str) -> js_sys::Promise;
     #[wasm_bindgen(js_name = acquireLock)]
-    fn acquire_lock(name: &str) -> js_sys::Promise;
+    fn acquire_lock(name: &str, wait_ms: u32) -> js_sys::Promise;
 }
 
 /// Revisions are IndexedDB keys as JS numbers: exact up to 2^53.
 const MAX_REVISION: u64 = (1 << 53) - 1;
 
+/// How long [`IdbStorage::open`] waits for the lock by default, in milliseconds.
+pub const DEFAULT_LOCK_WAIT_MS: u32 = 2000;
+
 /// Options of [`IdbStorage`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct IdbOptions {
     /// Ask the browser for relaxed durability (faster commits; a power cut may lose the last
     /// ones, but never tears a transaction).
     pub relaxed: bool,
+    /// How long an open waits for another holder of the store to let go before it fails with
+    /// [`StorageError::Locked`] (0: fail at once). A reloaded page needs some wait: its old
+    /// document releases the lock only while being torn down, after the new one may have asked.
+    pub lock_wait_ms: u32,
+}
+
+impl Default for IdbOptions {
+    fn default() -> Self {
+        IdbOptions {
+            relaxed: false,
+            lock_wait_ms: DEFAULT_LOCK_WAIT_MS,
+        }
+    }
 }
 
 impl IdbOptions {
+    /// How long an open waits for the lock, in milliseconds (default [`DEFAULT_LOCK_WAIT_MS`]).
+    pub fn lock_wait_ms(mut self, ms: u32) -> Self {
+        self.lock_wait_ms = ms;
+        self
+    }
+
     /// Relaxed (`true`) or strict (`false`, the default) transaction durability.
     pub fn relaxed(mut self, relaxed: bool) -> Self {
         self.relaxed = relaxed;
@@ -118,9 +142,12 @@ impl IdbStorage {
     /// Opens (creating it if needed) the IndexedDB database `name` and takes its lock. Call
     /// [`Storage::load`] next.
     pub async fn open(name: &str, options: IdbOptions) -> Result<IdbStorage, StorageError> {
-        let lock = JsFuture::from(acquire_lock(&format!("statemesh:{name}")))
-            .await
-            .map_err(io("lock", name))?;
+        let lock = JsFuture::from(acquire_lock(
+            &format!("statemesh:{name}"),
+            options.lock_wait_ms,
+        ))
+        .await
+        .map_err(io("lock", name))?;
         let Some(release) = lock.dyn_ref::<js_sys::Function>().cloned() else {
             return Err(StorageError::Locked {
                 path: format!("indexeddb:{name} (open in another tab, worker or store)"),

@@ -32,18 +32,6 @@ fn unique(prefix: &str) -> String {
     )
 }
 
-/// Opens `name`, waiting out the lock of a handle that was just dropped (a Web Lock is released
-/// asynchronously).
-async fn open_after_drop(name: &str, options: IdbOptions) -> Result<IdbStorage, StorageError> {
-    for _ in 0..200 {
-        match IdbStorage::open(name, options).await {
-            Err(StorageError::Locked { .. }) => sleep(5).await,
-            other => return other,
-        }
-    }
-    IdbStorage::open(name, options).await
-}
-
 struct Idb {
     prefix: String,
     n: u32,
@@ -56,7 +44,7 @@ impl Reopen for Idb {
         if fresh {
             self.n += 1;
         }
-        open_after_drop(&format!("{}-{}", self.prefix, self.n), self.options).await
+        IdbStorage::open(&format!("{}-{}", self.prefix, self.n), self.options).await
     }
 }
 
@@ -103,17 +91,49 @@ async fn a_second_opener_gets_locked_until_the_first_is_dropped() {
         }])
         .await
         .expect("append");
-    match IdbStorage::open(&name, IdbOptions::default()).await {
-        Err(StorageError::Locked { path }) => assert!(path.contains(&name), "{path}"),
-        other => panic!("expected Locked, got {other:?}"),
+    for wait in [0, 100] {
+        let started = js_sys::Date::now();
+        match IdbStorage::open(&name, IdbOptions::default().lock_wait_ms(wait)).await {
+            Err(StorageError::Locked { path }) => assert!(path.contains(&name), "{path}"),
+            other => panic!("expected Locked, got {other:?}"),
+        }
+        let waited = js_sys::Date::now() - started;
+        assert!(
+            waited >= f64::from(wait),
+            "gave up after {waited} ms, not {wait}"
+        );
     }
+    // The lock is released asynchronously after the drop: the default wait covers it.
     drop(first);
-    let mut second = open_after_drop(&name, IdbOptions::default())
+    let mut second = IdbStorage::open(&name, IdbOptions::default())
         .await
         .expect("open after the first is dropped");
     let got = second.load().await.expect("load");
     assert_eq!(got.records.len(), 1);
     assert_eq!(got.records[0].bytes, b"one");
+}
+
+/// What a reloaded page meets: the old holder lets go while the new opener is already waiting.
+#[wasm_bindgen_test]
+async fn a_waiting_opener_gets_the_store_when_the_holder_lets_go() {
+    let name = unique("lock-wait");
+    let first = IdbStorage::open(&name, IdbOptions::default())
+        .await
+        .expect("first open");
+    wasm_bindgen_futures::spawn_local(async move {
+        sleep(200).await;
+        drop(first);
+    });
+    let started = js_sys::Date::now();
+    let mut second = IdbStorage::open(&name, IdbOptions::default().lock_wait_ms(10_000))
+        .await
+        .expect("the waiting open gets the lock");
+    let waited = js_sys::Date::now() - started;
+    assert!(
+        waited >= 150.0,
+        "opened after {waited} ms, while the first still held it"
+    );
+    second.load().await.expect("load");
 }
 
 #[wasm_bindgen_test]
@@ -252,7 +272,7 @@ async fn with_images() -> String {
 }
 
 async fn reload_images(name: &str) -> Result<Vec<statemesh_core::IndexImage>, StorageError> {
-    let mut s = open_after_drop(name, IdbOptions::default())
+    let mut s = IdbStorage::open(name, IdbOptions::default())
         .await
         .expect("reopen");
     s.load().await.expect("load");
@@ -305,7 +325,7 @@ async fn stored_images_come_back_and_tampered_ones_are_refused() {
 #[wasm_bindgen_test]
 async fn a_new_snapshot_drops_the_images_of_the_old_one() {
     let name = with_images().await;
-    let mut s = open_after_drop(&name, IdbOptions::default())
+    let mut s = IdbStorage::open(&name, IdbOptions::default())
         .await
         .expect("reopen");
     s.load().await.expect("load");
@@ -314,7 +334,7 @@ async fn a_new_snapshot_drops_the_images_of_the_old_one() {
     drop(s);
     assert_eq!(reload_images(&name).await.expect("images"), Vec::new());
     // Images of a revision other than the snapshot's are refused, without poisoning.
-    let mut s = open_after_drop(&name, IdbOptions::default())
+    let mut s = IdbStorage::open(&name, IdbOptions::default())
         .await
         .expect("reopen");
     s.load().await.expect("load");
