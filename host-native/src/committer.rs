@@ -162,10 +162,7 @@ impl Committer {
     ) -> Result<Option<(u64, usize)>> {
         let records = self.lists.take(engine);
         match records.last().map(|r| r.revision) {
-            None => {
-                self.lists.unused(records);
-                Ok(None)
-            }
+            None => Ok(None),
             Some(last) => {
                 let count = records.len();
                 self.send(Job::Append(records))?;

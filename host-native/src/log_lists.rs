@@ -34,12 +34,16 @@ struct Lists {
 }
 
 impl RecordLists {
-    /// Moves every record the engine has waiting, in order, into a list. Empty when the engine
-    /// logged nothing. First drops the records the committer is done with, on this thread,
-    /// handing their op lists back to the engine for its next writes.
+    /// Moves every record the engine has waiting, in order, into a list. Empty (and
+    /// unallocated) when the engine logged nothing. First drops the records the committer is
+    /// done with, on this thread, handing their op lists back to the engine for its next writes.
     pub(crate) fn take(&self, engine: &mut Engine) -> Vec<LogRecord> {
         self.drop_spent(engine);
+        let Some(first) = engine.poll_log() else {
+            return Vec::new();
+        };
         let mut list = self.lists.lock().spare.pop().unwrap_or_default();
+        list.push(first);
         while let Some(record) = engine.poll_log() {
             list.push(record);
         }
@@ -51,29 +55,22 @@ impl RecordLists {
         self.lists.lock().spent.push(list);
     }
 
-    /// Takes back a list that was never sent (the engine had no record).
-    pub(crate) fn unused(&self, list: Vec<LogRecord>) {
-        keep(&mut self.lists.lock().spare, list);
-    }
-
     /// Drops the records of the spent lists (outside the lock) and keeps the lists.
     fn drop_spent(&self, engine: &mut Engine) {
-        let spent = {
+        let mut spent = {
             let mut lists = self.lists.lock();
             if lists.spent.is_empty() {
                 return;
             }
             std::mem::take(&mut lists.spent)
         };
-        let mut cleared = Vec::with_capacity(spent.len());
-        for mut list in spent {
+        for list in &mut spent {
             for record in list.drain(..) {
                 engine.recycle_log(record);
             }
-            cleared.push(list);
         }
         let mut lists = self.lists.lock();
-        for list in cleared {
+        for list in spent {
             keep(&mut lists.spare, list);
         }
     }
@@ -117,19 +114,23 @@ mod tests {
         assert_eq!(again[0].revision, 4);
         assert!(again.capacity() >= 3, "the spent list was reused");
 
+        // Nothing logged: no spare list is taken for it.
+        lists.spent(again);
         let empty = lists.take(&mut engine);
         assert!(empty.is_empty());
-        lists.unused(empty);
+        assert_eq!(empty.capacity(), 0);
         assert_eq!(lists.lists.lock().spare.len(), 1);
     }
 
     #[test]
     fn spare_lists_are_bounded() {
         let lists = RecordLists::default();
+        let mut guard = lists.lists.lock();
         for _ in 0..2 * MAX_SPARE_LISTS {
-            lists.unused(Vec::with_capacity(8));
+            keep(&mut guard.spare, Vec::with_capacity(8));
         }
-        lists.unused(Vec::with_capacity(MAX_SPARE_LIST_LEN + 1));
+        keep(&mut guard.spare, Vec::with_capacity(MAX_SPARE_LIST_LEN + 1));
+        drop(guard);
         assert_eq!(lists.lists.lock().spare.len(), MAX_SPARE_LISTS);
         assert!(
             lists
