@@ -70,7 +70,7 @@ fn log_encode(c: &mut Criterion) {
     e.put(now, "key:__rand_int__", &Value::String("xxx".into()))
         .expect("put");
     e.increment(now, "counter:__rand_int__", 1).expect("incr");
-    let records = e.poll_log_all();
+    let records: Vec<_> = std::iter::from_fn(|| e.poll_log()).collect();
     let mut buf = Vec::with_capacity(256);
     c.bench_function("log/encode_small_x2", |b| {
         b.iter(|| {

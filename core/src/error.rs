@@ -57,6 +57,8 @@ pub enum EngineError {
          read or replay from {floor} or later"
     )]
     Compacted { requested: u64, floor: u64 },
+    #[error("the write cannot be logged: {0}")]
+    Unloggable(String),
     #[error("invalid patch: {0}")]
     InvalidPatch(String),
     #[error("patch of {key} does not apply: {message}")]
@@ -136,6 +138,7 @@ impl EngineError {
             EngineError::Corrupt { .. } => "CORRUPT",
             EngineError::Compacted { .. } => "COMPACTED",
             EngineError::InvalidPatch(_) => "INVALID_PATCH",
+            EngineError::Unloggable(_) => "FORMAT",
             EngineError::PatchFailed { .. } => "PATCH_FAILED",
             EngineError::FutureRevision { .. } => "FUTURE_REVISION",
             EngineError::TxnConflict { .. } => "TXN_CONFLICT",

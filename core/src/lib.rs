@@ -44,7 +44,7 @@ pub use entry::{Entry, Metadata, Record, Ttl};
 pub use error::{EngineError, FormatError};
 pub use event::{ChangeEvent, ChangeKind};
 pub use key::{KeyConfig, KeyError};
-pub use log::{LogOp, LogRecord};
+pub use log::{EncodedLog, LogOp, LogRecord};
 pub use ops::{Cursor, PutOptions, ScanPage, WriteOp, WriteResult};
 pub use pattern::{Pattern, PatternError};
 pub use search::{

@@ -148,3 +148,107 @@ impl LogRecord {
         Ok(record)
     }
 }
+
+/// Encoded log records back to back, each as [`LogRecord::encode`] writes it, with their
+/// revisions: what the engine's write path produces ([`crate::Engine::take_log`]) and what a host
+/// hands to storage. One buffer for many records, reused from batch to batch, so that logging a
+/// write allocates nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EncodedLog {
+    bytes: Vec<u8>,
+    /// Each record's revision and the offset in `bytes` where it ends.
+    ends: Vec<(u64, usize)>,
+}
+
+impl EncodedLog {
+    /// An empty log.
+    pub fn new() -> EncodedLog {
+        EncodedLog::default()
+    }
+
+    /// How many records it holds.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// True when it holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Encoded bytes held, all records together.
+    pub fn byte_len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Bytes the buffers hold room for, so a host that keeps logs for reuse can bound them.
+    pub fn capacity_bytes(&self) -> usize {
+        self.bytes.capacity() + self.ends.capacity() * std::mem::size_of::<(u64, usize)>()
+    }
+
+    /// The revision of the last record.
+    pub fn last_revision(&self) -> Option<u64> {
+        self.ends.last().map(|(revision, _)| *revision)
+    }
+
+    /// The records in order: each one's revision and encoded bytes.
+    pub fn records(&self) -> impl ExactSizeIterator<Item = (u64, &[u8])> + '_ {
+        let mut start = 0;
+        self.ends.iter().map(move |&(revision, end)| {
+            let bytes = self.bytes.get(start..end).unwrap_or_default();
+            start = end;
+            (revision, bytes)
+        })
+    }
+
+    /// Record `index`: its revision and encoded bytes.
+    pub fn get(&self, index: usize) -> Option<(u64, &[u8])> {
+        let &(revision, end) = self.ends.get(index)?;
+        let start = match index.checked_sub(1) {
+            Some(prev) => self.ends.get(prev).map_or(0, |(_, e)| *e),
+            None => 0,
+        };
+        Some((revision, self.bytes.get(start..end)?))
+    }
+
+    /// Empties it, keeping its buffers.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
+
+    /// Appends an encoded record.
+    pub fn push(&mut self, record: &LogRecord) -> Result<(), FormatError> {
+        let start = self.bytes.len();
+        if let Err(e) = record.encode_into(&mut self.bytes) {
+            self.bytes.truncate(start);
+            return Err(e);
+        }
+        self.ends.push((record.revision, self.bytes.len()));
+        Ok(())
+    }
+
+    /// Appends a record from its head fields and its ops' encodings, back to back.
+    pub(crate) fn push_encoded(&mut self, revision: u64, at: Timestamp, count: usize, ops: &[u8]) {
+        crate::log_encoding::push_head(&mut self.bytes, LOG_FORMAT_V1, revision, at.0, count);
+        self.bytes.extend_from_slice(ops);
+        self.ends.push((revision, self.bytes.len()));
+    }
+
+    /// Drops the first `count` records.
+    pub(crate) fn drop_front(&mut self, count: usize) {
+        if count == 0 {
+            return;
+        }
+        if count >= self.ends.len() {
+            self.clear();
+            return;
+        }
+        let cut = self.ends.get(count - 1).map_or(0, |(_, e)| *e);
+        self.bytes.drain(..cut);
+        self.ends.drain(..count);
+        for (_, end) in &mut self.ends {
+            *end -= cut;
+        }
+    }
+}

@@ -1,13 +1,17 @@
-//! The log record encoder of the write path: the bytes postcard writes for a [`LogRecord`],
-//! written field by field.
+//! The log record encoder of the write path: the bytes postcard writes for a
+//! [`LogRecord`](crate::LogRecord), written field by field.
 //!
-//! postcard's serializer hands every varint to its output as a slice of a scratch buffer, a
-//! `memcpy` call per field; a record of a small SET has about fifteen fields, and those calls
-//! were most of the native committer's time. Here the common ops (every single-key write)
-//! are written with plain pushes into a buffer reserved once. The rare ops (patches, two-phase
-//! commit markers) go through postcard itself: postcard's encoding of a struct is the
-//! concatenation of its fields' encodings, so an op serialized alone is byte for byte the op
-//! inside its record.
+//! The engine encodes each single-key op (every put, delete, expiry, eviction and metadata
+//! change) from the key and entry it is installing, into the record's bytes, as the write
+//! happens: no [`LogOp`] is built, cloned, handed to another thread or dropped for them. That
+//! per-write structure, and the cache misses of reading and freeing it on the committer's
+//! core, cost the Redis port's pipelined writes more than the encoding does (docs/resp.md).
+//! postcard's own serializer hands every varint to its output as a slice of a scratch buffer,
+//! a `memcpy` call per field, so the common ops are written here with plain stores into space
+//! reserved once. The rare ops (patches, two-phase commit markers) go through postcard itself:
+//! postcard's encoding of a struct is the concatenation of its fields' encodings, so an op
+//! serialized alone is byte for byte the op inside its record, and a record is its head
+//! followed by its ops.
 //!
 //! The layout this must match is postcard's, for the serde derives of [`LogRecord`],
 //! [`LogOp`] and [`Entry`]: unsigned integers as LEB128 varints, an enum as its variant index
@@ -108,12 +112,8 @@ fn append(out: &mut Vec<u8>, bound: usize, write: impl FnOnce(&mut Writer<'_>)) 
     out.truncate(start + written.min(bound));
 }
 
-/// Most bytes a record's head takes.
+/// Most bytes a record's head takes (revision, time, op count).
 const HEAD_BOUND: usize = 3 * VARINT_MAX;
-
-fn key_bound(namespace: &CompactString, path: &CompactString) -> usize {
-    2 * VARINT_MAX + namespace.len() + path.len()
-}
 
 fn entry_bound(entry: &Entry) -> usize {
     // Value (length + bytes), six integers, two option tags, the metadata.
@@ -125,57 +125,94 @@ fn entry_bound(entry: &Entry) -> usize {
         + entry.user_meta.as_ref().map_or(0, |m| m.len())
 }
 
-/// The parts of an op with a fast path: its variant index, its key and, for the ops that
-/// carry one, its entry. `None` for the ops postcard encodes.
-fn fast_parts(op: &LogOp) -> Option<(u32, &CompactString, &CompactString, Option<&Entry>)> {
+/// The single-key ops, which the write path encodes from the key and entry it is installing
+/// (no [`LogOp`] is built for them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyedOp {
+    Put,
+    Delete,
+    Evict,
+    Expire,
+    Metadata,
+}
+
+impl KeyedOp {
+    fn variant(self) -> u32 {
+        match self {
+            KeyedOp::Put => PUT,
+            KeyedOp::Delete => DELETE,
+            KeyedOp::Evict => EVICT,
+            KeyedOp::Expire => EXPIRE,
+            KeyedOp::Metadata => METADATA,
+        }
+    }
+}
+
+/// Appends one single-key op as postcard encodes its [`LogOp`] variant: the variant index,
+/// the namespace, the path and, for puts and metadata changes, the entry.
+#[inline]
+pub(crate) fn push_keyed_op(
+    out: &mut Vec<u8>,
+    op: KeyedOp,
+    namespace: &str,
+    path: &str,
+    entry: Option<&Entry>,
+) {
+    let bound = 3 * VARINT_MAX + namespace.len() + path.len() + entry.map_or(0, entry_bound);
+    append(out, bound, |w| {
+        w.varint(op.variant().into());
+        w.bytes(namespace.as_bytes());
+        w.bytes(path.as_bytes());
+        if let Some(entry) = entry {
+            w.entry(entry);
+        }
+    });
+}
+
+/// The parts of an op with a fast path; `None` for the ops postcard encodes.
+fn keyed_parts(op: &LogOp) -> Option<(KeyedOp, &CompactString, &CompactString, Option<&Entry>)> {
     Some(match op {
         LogOp::Put {
             namespace,
             path,
             entry,
-        } => (PUT, namespace, path, Some(entry)),
+        } => (KeyedOp::Put, namespace, path, Some(entry)),
         LogOp::Metadata {
             namespace,
             path,
             entry,
-        } => (METADATA, namespace, path, Some(entry)),
-        LogOp::Delete { namespace, path } => (DELETE, namespace, path, None),
-        LogOp::Evict { namespace, path } => (EVICT, namespace, path, None),
-        LogOp::Expire { namespace, path } => (EXPIRE, namespace, path, None),
+        } => (KeyedOp::Metadata, namespace, path, Some(entry)),
+        LogOp::Delete { namespace, path } => (KeyedOp::Delete, namespace, path, None),
+        LogOp::Evict { namespace, path } => (KeyedOp::Evict, namespace, path, None),
+        LogOp::Expire { namespace, path } => (KeyedOp::Expire, namespace, path, None),
         _ => return None,
     })
 }
 
-/// Most bytes `op` takes encoded; 64 for the ops postcard encodes (only reserved space).
-fn op_bound(op: &LogOp) -> usize {
-    match fast_parts(op) {
-        Some((_, namespace, path, entry)) => {
-            VARINT_MAX + key_bound(namespace, path) + entry.map_or(0, entry_bound)
+/// Appends any op: a single-key one by [`push_keyed_op`], the others (patches, two-phase
+/// commit markers) by postcard.
+pub(crate) fn push_op(out: &mut Vec<u8>, op: &LogOp) -> postcard::Result<()> {
+    match keyed_parts(op) {
+        Some((kind, namespace, path, entry)) => {
+            push_keyed_op(out, kind, namespace, path, entry);
+            Ok(())
         }
-        None => 64,
+        None => postcard::serialize_with_flavor(op, AppendTo(out)),
     }
 }
 
-impl Writer<'_> {
-    /// Writes `op` if it has a fast path; false (nothing written) if not.
-    #[inline]
-    fn op(&mut self, op: &LogOp) -> bool {
-        let Some((variant, namespace, path, entry)) = fast_parts(op) else {
-            return false;
-        };
-        self.varint(variant.into());
-        self.bytes(namespace.as_bytes());
-        self.bytes(path.as_bytes());
-        if let Some(entry) = entry {
-            self.entry(entry);
-        }
-        true
-    }
+/// Appends a record's head: the format byte, then postcard's encoding of the revision, the
+/// time and the length of the op list. The ops' encodings follow it.
+pub(crate) fn push_head(out: &mut Vec<u8>, format: u8, revision: u64, at: u64, ops: usize) {
+    append(out, 1 + HEAD_BOUND, |w| {
+        w.byte(format);
+        w.varint(revision);
+        w.varint(at);
+        w.varint(ops as u64);
+    });
 }
 
-/// Appends a whole record: its format byte, then postcard's encoding of its fields. A record
-/// of single-key ops (nearly all of them) is written in one pass into space sized once; one
-/// with a rare op is written op by op, the rare ones by postcard.
+/// Appends a whole record: its head, then its ops.
 pub(crate) fn push_record(
     out: &mut Vec<u8>,
     format: u8,
@@ -183,31 +220,9 @@ pub(crate) fn push_record(
     at: u64,
     ops: &[LogOp],
 ) -> postcard::Result<()> {
-    if ops.iter().all(|op| fast_parts(op).is_some()) {
-        let bound = 1 + HEAD_BOUND + ops.iter().map(op_bound).sum::<usize>();
-        append(out, bound, |w| {
-            w.byte(format);
-            w.varint(revision);
-            w.varint(at);
-            w.varint(ops.len() as u64);
-            for op in ops {
-                w.op(op);
-            }
-        });
-        return Ok(());
-    }
-    out.push(format);
-    append(out, HEAD_BOUND, |w| {
-        w.varint(revision);
-        w.varint(at);
-        w.varint(ops.len() as u64);
-    });
+    push_head(out, format, revision, at, ops.len());
     for op in ops {
-        let mut written = false;
-        append(out, op_bound(op), |w| written = w.op(op));
-        if !written {
-            postcard::serialize_with_flavor(op, AppendTo(out))?;
-        }
+        push_op(out, op)?;
     }
     Ok(())
 }

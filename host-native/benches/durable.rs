@@ -45,7 +45,7 @@ use anyhow::{Context, Result, ensure};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 use redb::{Database, Durability, ReadableDatabase, TableDefinition};
-use statemesh::core::{Engine, EngineConfig, LogBytes, LogRecord, Storage, Timestamp};
+use statemesh::core::{EncodedLog, Engine, EngineConfig, LogBytes, LogRecord, Storage, Timestamp};
 use statemesh::{Store, Value};
 use statemesh_fs::{FsOptions, FsStorage, SyncPolicy};
 
@@ -464,8 +464,8 @@ struct BulkParts {
     log_bytes: u64,
 }
 
-/// The Store's bulk-load path without the Store: build items, `Engine::multi_put`, poll and
-/// encode the log record, `FsStorage::append` (policy Never, so no fsync inside), then `sync`.
+/// The Store's bulk-load path without the Store: build items, `Engine::multi_put` (which
+/// encodes the log record), take the record, `FsStorage::append` (policy Never, so no fsync inside), then `sync`.
 async fn bulk_breakdown(dir: &Path, data: &Data, n: usize) -> Result<BulkParts> {
     let mut engine = Engine::new(EngineConfig::default())?;
     engine.set_capture_log(true);
@@ -479,13 +479,17 @@ async fn bulk_breakdown(dir: &Path, data: &Data, n: usize) -> Result<BulkParts> 
         let t1 = Instant::now();
         engine.multi_put(now_ts(), &items)?;
         let t2 = Instant::now();
-        let mut records = Vec::new();
-        while let Some(record) = engine.poll_log() {
-            records.push(LogBytes {
-                revision: record.revision,
-                bytes: record.encode()?,
-            });
-        }
+        // The engine encodes as it writes; this takes the bytes and splits them as `append`
+        // takes them (what the committer does).
+        let mut log = EncodedLog::new();
+        engine.take_log(&mut log);
+        let records: Vec<LogBytes> = log
+            .records()
+            .map(|(revision, bytes)| LogBytes {
+                revision,
+                bytes: bytes.to_vec(),
+            })
+            .collect();
         let t3 = Instant::now();
         storage.append(&records).await?;
         let t4 = Instant::now();
@@ -884,7 +888,7 @@ fn main() -> Result<()> {
                     "Engine::multi_put (parse, encode value, install)",
                     parts.apply,
                 ),
-                ("poll_log + LogRecord::encode (postcard)", parts.encode),
+                ("take_log + split into records", parts.encode),
                 ("FsStorage::append (frame, CRC, write(2))", parts.append),
                 ("fsync (fdatasync per batch)", parts.fsync),
             ],

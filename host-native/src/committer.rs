@@ -1,10 +1,9 @@
 //! The committer: one thread that owns the storage adapter and makes log records durable.
 //!
 //! Writers apply their change to the engine under the store lock and, still under it, take
-//! its records and queue them for the committer, so records reach storage in revision order.
-//! The committer encodes them into buffers of its own and hands the records back to be
-//! dropped by a writer (see [`RecordLists`] for why). It takes everything queued since its
-//! last round and appends it in one call: concurrent writers share
+//! its encoded records and queue them for the committer, so records reach storage in revision
+//! order; the buffers come back for later writes (see [`LogPool`] for why). The committer takes
+//! everything queued since its last round and appends it in one call: concurrent writers share
 //! one fsync (group commit). It then publishes the durable revision; CP writers wait for
 //! it before they return. A storage failure poisons the store: the committer refuses all later
 //! work and every waiter and later call sees [`Error::Poisoned`].
@@ -17,11 +16,11 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use statemesh_core::{IndexImage, LogBytes, LogRecord, Storage, StorageError};
+use statemesh_core::{EncodedLog, IndexImage, LogBytes, Storage, StorageError};
 use tokio::sync::{oneshot, watch};
 
 use crate::error::{Error, Result};
-use crate::log_lists::RecordLists;
+use crate::log_pool::LogPool;
 
 /// Most queued jobs taken in one round, so one huge backlog cannot starve replies.
 const MAX_ROUND: usize = 4096;
@@ -39,8 +38,8 @@ pub(crate) const AP_GATHER: Duration = Duration::from_millis(1);
 pub(crate) type OnDurable = Box<dyn Fn(u64) + Send>;
 
 enum Job {
-    /// Records in revision order; the list goes back to [`RecordLists`] once appended.
-    Append(Vec<LogRecord>),
+    /// Records in revision order; the log goes back to [`LogPool`] once appended.
+    Append(EncodedLog),
     Checkpoint {
         revision: u64,
         bytes: Vec<u8>,
@@ -59,7 +58,7 @@ pub(crate) struct Committer {
     thread: Mutex<Option<JoinHandle<()>>>,
     /// Encoded log bytes appended since the store last took the count (checkpoint trigger).
     log_bytes: Arc<AtomicU64>,
-    lists: Arc<RecordLists>,
+    pool: Arc<LogPool>,
 }
 
 /// The first storage failure, kept so every later caller can be told what happened.
@@ -103,11 +102,11 @@ impl Committer {
         let durable_revision = Arc::new(AtomicU64::new(durable));
         let poison = Arc::new(Poison::default());
         let log_bytes = Arc::new(AtomicU64::new(0));
-        let lists = Arc::new(RecordLists::default());
+        let pool = Arc::new(LogPool::default());
         let worker = Worker {
-            lists: lists.clone(),
+            pool: pool.clone(),
             encoded: Vec::new(),
-            round_lists: Vec::new(),
+            round_logs: Vec::new(),
             log_bytes: log_bytes.clone(),
             storage,
             jobs: rx,
@@ -135,7 +134,7 @@ impl Committer {
             poison,
             thread: Mutex::new(Some(thread)),
             log_bytes,
-            lists,
+            pool,
         })
     }
 
@@ -160,15 +159,12 @@ impl Committer {
         &self,
         engine: &mut statemesh_core::Engine,
     ) -> Result<Option<(u64, usize)>> {
-        let records = self.lists.take(engine);
-        match records.last().map(|r| r.revision) {
-            None => Ok(None),
-            Some(last) => {
-                let count = records.len();
-                self.send(Job::Append(records))?;
-                Ok(Some((last, count)))
-            }
-        }
+        let Some(log) = self.pool.take(engine) else {
+            return Ok(None);
+        };
+        let (last, count) = (log.last_revision().unwrap_or(0), log.len());
+        self.send(Job::Append(log))?;
+        Ok(Some((last, count)))
     }
 
     fn send(&self, job: Job) -> Result<()> {
@@ -250,11 +246,12 @@ struct Worker {
     gather: Option<Duration>,
     on_durable: OnDurable,
     log_bytes: Arc<AtomicU64>,
-    lists: Arc<RecordLists>,
-    /// The round's records, encoded; the buffers are this thread's and serve every round.
+    pool: Arc<LogPool>,
+    /// The round's records, one buffer each as `Storage::append` takes them; the buffers are
+    /// this thread's and serve every round.
     encoded: Vec<LogBytes>,
-    /// The record lists of the round being appended.
-    round_lists: Vec<Vec<LogRecord>>,
+    /// The logs of the round being appended.
+    round_logs: Vec<EncodedLog>,
 }
 
 /// Encoding buffers kept between rounds, at most, and the largest kept.
@@ -294,11 +291,11 @@ impl Worker {
             }
             while let Some(job) = round.pop_front() {
                 match job {
-                    Job::Append(records) => {
-                        self.round_lists.push(records);
+                    Job::Append(log) => {
+                        self.round_logs.push(log);
                         while let Some(Job::Append(_)) = round.front() {
                             if let Some(Job::Append(more)) = round.pop_front() {
-                                self.round_lists.push(more);
+                                self.round_logs.push(more);
                             }
                         }
                         self.append_round();
@@ -334,43 +331,29 @@ impl Worker {
         let _ = self.sync();
     }
 
-    /// Encodes the round's records, appends them, and hands their lists back.
+    /// Appends the round's records and hands their logs back.
     fn append_round(&mut self) {
         let mut count = 0;
-        let mut failed = None;
-        'encode: for list in &self.round_lists {
-            for record in list {
+        for log in &self.round_logs {
+            for (revision, bytes) in log.records() {
                 if count == self.encoded.len() {
                     self.encoded.push(LogBytes {
                         revision: 0,
                         bytes: Vec::new(),
                     });
                 }
-                let slot = &mut self.encoded[count];
-                slot.revision = record.revision;
-                slot.bytes.clear();
-                if let Err(e) = record.encode_into(&mut slot.bytes) {
-                    failed = Some(e);
-                    break 'encode;
+                if let Some(slot) = self.encoded.get_mut(count) {
+                    slot.revision = revision;
+                    slot.bytes.clear();
+                    slot.bytes.extend_from_slice(bytes);
                 }
                 count += 1;
             }
         }
-        for list in self.round_lists.drain(..) {
-            self.lists.spent(list);
+        for log in self.round_logs.drain(..) {
+            self.pool.give_back(log);
         }
-        match failed {
-            // The engine committed what cannot be persisted: nothing later may be either.
-            Some(e) => {
-                let cause = StorageError::Io {
-                    op: "encode log record",
-                    path: String::new(),
-                    message: e.to_string(),
-                };
-                let _ = self.guarded(|_| Err(cause));
-            }
-            None => self.append(count),
-        }
+        self.append(count);
         // A burst's buffers, and large records' ones, are not kept.
         self.encoded.truncate(MAX_ENCODED_KEPT);
         for slot in &mut self.encoded {

@@ -24,7 +24,7 @@ mod committer;
 mod error;
 mod feed;
 mod history;
-mod log_lists;
+mod log_pool;
 mod scan_stream;
 mod search;
 pub mod server;

@@ -13,7 +13,7 @@ use std::rc::{Rc, Weak};
 
 use futures_channel::oneshot;
 use statemesh_core::{
-    ChangeEvent, Engine, EngineError, LogBytes, Storage, StorageError, Timestamp,
+    ChangeEvent, EncodedLog, Engine, EngineError, LogBytes, Storage, StorageError, Timestamp,
 };
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -70,6 +70,8 @@ pub(crate) struct Persist {
     pub(crate) mode: Durability,
     /// Encoded records not handed to storage yet, in revision order.
     queued: Vec<LogBytes>,
+    /// The engine's records as last taken; its buffers go back to the engine at the next take.
+    taken: EncodedLog,
     /// Change events waiting for their revision to be durable (CP).
     held: VecDeque<ChangeEvent>,
     pub(crate) durable: u64,
@@ -98,6 +100,7 @@ impl Persist {
             storage: Some(storage),
             mode,
             queued: Vec::new(),
+            taken: EncodedLog::new(),
             held: VecDeque::new(),
             durable,
             waiters: Vec::new(),
@@ -145,13 +148,15 @@ impl State {
     /// to the queue. Returns the last revision queued.
     pub(crate) fn after_write(&mut self) -> Result<Option<u64>> {
         let mut last = None;
-        if let Some(p) = self.persist.as_mut() {
-            while let Some(record) = self.engine.poll_log() {
-                let bytes = record.encode()?;
-                last = Some(record.revision);
+        if let Some(p) = self.persist.as_mut()
+            && self.engine.has_log()
+        {
+            self.engine.take_log(&mut p.taken);
+            for (revision, bytes) in p.taken.records() {
+                last = Some(revision);
                 p.queued.push(LogBytes {
-                    revision: record.revision,
-                    bytes,
+                    revision,
+                    bytes: bytes.to_vec(),
                 });
                 p.since_checkpoint += 1;
             }

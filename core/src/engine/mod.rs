@@ -55,16 +55,15 @@ use crate::error::EngineError;
 use crate::event::{ChangeEvent, ChangeKind};
 use crate::key::{KeyError, join_key};
 use crate::keyspace::Keyspace;
-use crate::log::{LogOp, LogRecord};
+use crate::log::{EncodedLog, LogOp, LogRecord};
+use crate::log_encoding::{KeyedOp, push_keyed_op, push_op};
 use crate::lru::Lru;
 use crate::ops::{WriteOp, WriteResult};
 use crate::time::Timestamp;
 use crate::value::{StoredValue, Value};
 
-/// Op lists kept by [`Engine::recycle_log`], at most (enough for an AP committer's round), and
-/// the longest kept (single-key writes' lists).
-const MAX_SPARE_OPS: usize = 4096;
-const MAX_RECYCLED_OPS: usize = 4;
+/// The largest op buffer a batch hands back for the next one: a huge batch's is freed.
+const MAX_SPARE_OP_BYTES: usize = 64 * 1024;
 
 /// The keyspace state machine. See the module documentation for the host contract.
 #[derive(Debug)]
@@ -85,9 +84,12 @@ pub struct Engine {
     clock: AtomicU64,
     capture_log: bool,
     capture_events: bool,
-    log: VecDeque<LogRecord>,
-    /// Emptied op lists of persisted records, for the next writes ([`Engine::recycle_log`]).
-    spare_ops: Vec<Vec<LogOp>>,
+    /// Committed records waiting for the host, encoded.
+    log: EncodedLog,
+    /// Records at the front of `log` already handed out by [`Engine::poll_log`].
+    log_polled: usize,
+    /// An emptied op buffer for the next batch that logs.
+    spare_op_bytes: Vec<u8>,
     events: VecDeque<ChangeEvent>,
     history: history::History,
     /// Set for one oversized write; see `skip_history_if_oversized`.
@@ -108,7 +110,10 @@ pub struct Engine {
 struct Batch {
     revision: u64,
     at: Timestamp,
-    ops: Vec<LogOp>,
+    /// The encoded ops logged so far (the record's body), how many, and where the last begins.
+    ops: Vec<u8>,
+    op_count: usize,
+    last_op: usize,
     changed: u64,
     /// Commit a revision even when no key changed: the record carries a transaction op
     /// (prepare or a resolution) that replay must see.
@@ -132,8 +137,9 @@ impl Engine {
             clock: AtomicU64::new(0),
             capture_log: true,
             capture_events: true,
-            log: VecDeque::new(),
-            spare_ops: Vec::new(),
+            log: EncodedLog::new(),
+            log_polled: 0,
+            spare_op_bytes: Vec::new(),
             events: VecDeque::new(),
             history: history::History::default(),
             history_skipped: false,
@@ -192,6 +198,7 @@ impl Engine {
         self.capture_log = on;
         if !on {
             self.log.clear();
+            self.log_polled = 0;
         }
     }
 
@@ -208,25 +215,38 @@ impl Engine {
         self.capture_events
     }
 
-    /// The next log record to make durable, oldest first.
-    pub fn poll_log(&mut self) -> Option<LogRecord> {
-        self.log.pop_front()
-    }
-
-    /// Every log record waiting to be made durable, oldest first, in one allocation (a host
-    /// that takes them all at once: [`Engine::poll_log`] one by one grows its collection).
-    pub fn poll_log_all(&mut self) -> Vec<LogRecord> {
-        self.log.drain(..).collect()
-    }
-
-    /// Takes back a record the host has persisted: its op list serves a later write, so a
-    /// host that hands records back makes writes allocate nothing for their ops. Optional.
-    pub fn recycle_log(&mut self, record: LogRecord) {
-        let mut ops = record.ops;
-        if self.spare_ops.len() < MAX_SPARE_OPS && ops.capacity() <= MAX_RECYCLED_OPS {
-            ops.clear();
-            self.spare_ops.push(ops);
+    /// Moves every committed log record waiting into `into` (emptied first), oldest first, for
+    /// the host to make durable. The engine keeps `into`'s old buffers for its next records, so a
+    /// host that passes the same few logs back and forth makes logging allocate nothing.
+    pub fn take_log(&mut self, into: &mut EncodedLog) {
+        into.clear();
+        if self.log.is_empty() {
+            return;
         }
+        self.log.drop_front(std::mem::take(&mut self.log_polled));
+        std::mem::swap(&mut self.log, into);
+    }
+
+    /// True when committed records wait for [`Engine::take_log`] or [`Engine::poll_log`].
+    pub fn has_log(&self) -> bool {
+        self.log.len() > self.log_polled
+    }
+
+    /// The next log record to make durable, oldest first, decoded: for hosts and tests that
+    /// want the structure; [`Engine::take_log`] hands over the encoded bytes storage takes.
+    ///
+    /// # Panics
+    /// Only if the engine's encoder wrote a record its decoder cannot read, which the property
+    /// tests of `log_encoding` rule out.
+    pub fn poll_log(&mut self) -> Option<LogRecord> {
+        let (_, bytes) = self.log.get(self.log_polled)?;
+        let record = LogRecord::decode(bytes).expect("the engine decodes the records it encodes");
+        self.log_polled += 1;
+        if self.log_polled == self.log.len() {
+            self.log.clear();
+            self.log_polled = 0;
+        }
+        Some(record)
     }
 
     /// The next change event, oldest first.
@@ -301,6 +321,8 @@ impl Engine {
             revision: self.revision + 1,
             at,
             ops: Vec::new(),
+            op_count: 0,
+            last_op: 0,
             changed: 0,
             marker: false,
         }
@@ -309,19 +331,61 @@ impl Engine {
     fn commit(&mut self, mut batch: Batch) -> u64 {
         if batch.changed == 0 && !batch.marker {
             self.history_skipped = false;
+            self.spare_ops(batch.ops);
             return self.revision;
         }
         self.enforce_limits(&mut batch);
         self.revision = batch.revision;
         self.trim_history();
         if self.capture_log {
-            self.log.push_back(LogRecord {
-                revision: batch.revision,
-                at: batch.at,
-                ops: batch.ops,
-            });
+            self.log
+                .push_encoded(batch.revision, batch.at, batch.op_count, &batch.ops);
         }
+        self.spare_ops(batch.ops);
         self.revision
+    }
+
+    /// Keeps a batch's op buffer, emptied, for the next batch.
+    #[inline]
+    fn spare_ops(&mut self, mut ops: Vec<u8>) {
+        if ops.capacity() > self.spare_op_bytes.capacity() && ops.capacity() <= MAX_SPARE_OP_BYTES {
+            ops.clear();
+            self.spare_op_bytes = ops;
+        }
+    }
+
+    /// Logs a single-key op of `batch`, encoded from the key and entry being written.
+    #[inline]
+    fn log_keyed(
+        &mut self,
+        batch: &mut Batch,
+        op: KeyedOp,
+        ns: &str,
+        path: &str,
+        entry: Option<&Entry>,
+    ) {
+        if batch.ops.capacity() == 0 {
+            batch.ops = std::mem::take(&mut self.spare_op_bytes);
+        }
+        batch.last_op = batch.ops.len();
+        push_keyed_op(&mut batch.ops, op, ns, path, entry);
+        batch.op_count += 1;
+    }
+
+    /// Logs any op of `batch` (the rare kinds, which postcard encodes). On failure nothing is
+    /// logged.
+    fn log_op(&mut self, batch: &mut Batch, op: &LogOp) -> Result<(), EngineError> {
+        if batch.ops.capacity() == 0 {
+            batch.ops = std::mem::take(&mut self.spare_op_bytes);
+        }
+        let start = batch.ops.len();
+        if let Err(e) = push_op(&mut batch.ops, op) {
+            batch.ops.truncate(start);
+            return Err(EngineError::Unloggable(e.to_string()));
+        }
+        batch.last_op = start;
+        batch.op_count += 1;
+        Ok(())
     }
 
     /// The entry a write to `key` produces, given the key's current entry.
@@ -418,42 +482,18 @@ impl Engine {
         }
     }
 
-    /// Gives a batch's op list room for one op before its first push: a list a host handed back
-    /// ([`Engine::recycle_log`]) or one sized for exactly one op. Most writes log exactly one,
-    /// and a `Vec`'s first push reserves four (640 bytes where 160 are used); with a thousand
-    /// records in flight during an AP committer's round, the writer paid for the allocator's
-    /// fresh pages.
-    #[inline]
-    fn first_op_room(&mut self, batch: &mut Batch) {
-        if batch.ops.capacity() == 0 {
-            match self.spare_ops.pop() {
-                Some(ops) => batch.ops = ops,
-                None => batch.ops.reserve_exact(1),
-            }
-        }
-    }
-
     /// Stores `entry` under the key, recording the log op, the expiry index and the event.
     fn install(&mut self, batch: &mut Batch, ns: &str, path: &str, entry: Entry, kind: ChangeKind) {
         let new_expiry = entry.expires_at;
         let version = entry.version;
         let new_value = self.wants_events().then(|| entry.value.clone());
         if self.capture_log {
-            let (namespace, path, entry) = (ns.into(), path.into(), entry.clone());
-            self.first_op_room(batch);
-            batch.ops.push(if kind == ChangeKind::Metadata {
-                LogOp::Metadata {
-                    namespace,
-                    path,
-                    entry,
-                }
+            let op = if kind == ChangeKind::Metadata {
+                KeyedOp::Metadata
             } else {
-                LogOp::Put {
-                    namespace,
-                    path,
-                    entry,
-                }
-            });
+                KeyedOp::Put
+            };
+            self.log_keyed(batch, op, ns, path, Some(&entry));
         }
         let old = self.store_entry(ns, path, entry);
         let old_expiry = old.as_ref().and_then(|o| o.expires_at);
@@ -501,13 +541,12 @@ impl Engine {
             self.expiry.remove(&(t, ns.into(), path.into()));
         }
         if self.capture_log {
-            let (namespace, path) = (ns.into(), path.into());
-            self.first_op_room(batch);
-            batch.ops.push(match kind {
-                ChangeKind::Expire => LogOp::Expire { namespace, path },
-                ChangeKind::Evict => LogOp::Evict { namespace, path },
-                _ => LogOp::Delete { namespace, path },
-            });
+            let op = match kind {
+                ChangeKind::Expire => KeyedOp::Expire,
+                ChangeKind::Evict => KeyedOp::Evict,
+                _ => KeyedOp::Delete,
+            };
+            self.log_keyed(batch, op, ns, path, None);
         }
         batch.changed += 1;
         self.last_removal = batch.revision;

@@ -61,9 +61,6 @@ impl Engine {
         }
         let now = self.begin(now);
         let mut batch = self.batch(now);
-        if self.capture_log {
-            batch.ops.reserve_exact(parsed.len());
-        }
         self.skip_history_if_oversized(parsed.len());
         for (key, stored) in parsed {
             let old = self.current(&key);

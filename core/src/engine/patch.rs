@@ -121,15 +121,36 @@ impl Engine {
         let smaller = patch.text.len() < entry.value.len();
         let checksum = entry.checksum;
         let installed = self.write_entry(&mut batch, &key, entry);
-        if smaller && let Some(op @ LogOp::Put { .. }) = batch.ops.last_mut() {
-            *op = LogOp::Patch {
-                namespace: key.namespace.as_ref().into(),
-                path: key.path.as_ref().into(),
-                patch: patch.logged(),
-                checksum,
-            };
+        if smaller {
+            self.log_patch_instead(&mut batch, &key, patch, checksum);
         }
         Ok(installed.finish(self, batch))
+    }
+
+    /// Replaces the `Put` just logged for `key` with the patch that produced it (replay applies
+    /// it to the value before and checks the result against `checksum`). Should the patch not
+    /// encode, the `Put` stays: it replays to the same value.
+    fn log_patch_instead(
+        &mut self,
+        batch: &mut super::Batch,
+        key: &KeyRef<'_>,
+        patch: &Patch,
+        checksum: u64,
+    ) {
+        if !self.capture_log || batch.op_count == 0 {
+            return;
+        }
+        let op = LogOp::Patch {
+            namespace: key.namespace.as_ref().into(),
+            path: key.path.as_ref().into(),
+            patch: patch.logged(),
+            checksum,
+        };
+        let (put_start, patch_start) = (batch.last_op, batch.ops.len());
+        match crate::log_encoding::push_op(&mut batch.ops, &op) {
+            Ok(()) => drop(batch.ops.drain(put_start..patch_start)),
+            Err(_) => batch.ops.truncate(patch_start),
+        }
     }
 
     /// The stored value `patch` turns the key's current value into.
@@ -193,6 +214,8 @@ impl Engine {
             revision,
             at,
             ops: Vec::new(),
+            op_count: 0,
+            last_op: 0,
             changed: 0,
             marker: false,
         };

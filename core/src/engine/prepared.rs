@@ -169,15 +169,19 @@ impl Engine {
                 WaitPolicy::Wait => EngineError::WouldWait { key, txn: holder },
             });
         }
-        self.end_txn(id);
+        // Logged before anything changes, so a record that cannot be encoded changes nothing.
         let mut batch = self.batch(now);
         batch.marker = true;
         if self.capture_log {
-            batch.ops.push(LogOp::Prepare {
-                txn: id,
-                prepared: prepared.clone(),
-            });
+            self.log_op(
+                &mut batch,
+                &LogOp::Prepare {
+                    txn: id,
+                    prepared: prepared.clone(),
+                },
+            )?;
         }
+        self.end_txn(id);
         self.pending.insert(id, prepared);
         Ok(self.commit(batch))
     }
@@ -191,12 +195,12 @@ impl Engine {
         id: TxnId,
     ) -> Result<WriteResult, EngineError> {
         let now = self.begin(now);
-        let txn = self.take_pending(id)?;
         let mut batch = self.batch(now);
         batch.marker = true;
         if self.capture_log {
-            batch.ops.push(LogOp::CommitPrepared { txn: id });
+            self.log_op(&mut batch, &LogOp::CommitPrepared { txn: id })?;
         }
+        let txn = self.take_pending(id)?;
         self.apply_writes(&mut batch, txn.writes.iter().map(|(k, w)| (k.as_str(), w)));
         let affected = batch.changed;
         let revision = self.commit(batch);
@@ -217,12 +221,12 @@ impl Engine {
     /// revision of the cancel record.
     pub fn cancel_prepared(&mut self, now: Timestamp, id: TxnId) -> Result<u64, EngineError> {
         let now = self.begin(now);
-        self.take_pending(id)?;
         let mut batch = self.batch(now);
         batch.marker = true;
         if self.capture_log {
-            batch.ops.push(LogOp::CancelPrepared { txn: id });
+            self.log_op(&mut batch, &LogOp::CancelPrepared { txn: id })?;
         }
+        self.take_pending(id)?;
         Ok(self.commit(batch))
     }
 

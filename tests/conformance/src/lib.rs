@@ -7,7 +7,7 @@
 //! adapters, under wasm-bindgen-test.
 
 use statemesh_core::{
-    Engine, EngineConfig, IndexImage, LogBytes, Storage, StorageError, Timestamp, Value,
+    EncodedLog, Engine, EngineConfig, IndexImage, LogBytes, Storage, StorageError, Timestamp, Value,
 };
 
 /// A failed clause: which case, and what went wrong.
@@ -202,14 +202,15 @@ async fn engine_state_survives_reopen<R: Reopen>(a: &mut R) -> Outcome {
     s.load().await.map_err(io(C))?;
     let mut engine = Engine::new(EngineConfig::default()).map_err(|e| fail(C, e.to_string()))?;
     let flush = |engine: &mut Engine| {
-        let mut out = Vec::new();
-        while let Some(r) = engine.poll_log() {
-            let bytes = r.encode().map_err(|e| fail(C, e.to_string()))?;
-            out.push(LogBytes {
-                revision: r.revision,
-                bytes,
-            });
-        }
+        let mut log = EncodedLog::new();
+        engine.take_log(&mut log);
+        let out: Vec<LogBytes> = log
+            .records()
+            .map(|(revision, bytes)| LogBytes {
+                revision,
+                bytes: bytes.to_vec(),
+            })
+            .collect();
         Ok::<_, Failure>(out)
     };
     for i in 0..300i64 {
