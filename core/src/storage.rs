@@ -30,6 +30,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::log::EncodedLog;
 use crate::search::IndexImage;
 
 /// What an adapter recovered at open.
@@ -114,6 +115,21 @@ pub trait Storage: MaybeSend + std::fmt::Debug {
     async fn load(&mut self) -> Result<Recovered, StorageError>;
     /// Appends encoded records; `Ok` means durable under the adapter's sync policy.
     async fn append(&mut self, records: &[LogBytes]) -> Result<(), StorageError>;
+    /// Appends the records of `logs`, in order, exactly as [`Storage::append`] would (the
+    /// engine's [`crate::Engine::take_log`] hands them over in this form). The default copies each
+    /// record into a [`LogBytes`] first; adapters that can write from the encoded buffers
+    /// override it.
+    async fn append_logs(&mut self, logs: &[EncodedLog]) -> Result<(), StorageError> {
+        let records: Vec<LogBytes> = logs
+            .iter()
+            .flat_map(EncodedLog::records)
+            .map(|(revision, bytes)| LogBytes {
+                revision,
+                bytes: bytes.to_vec(),
+            })
+            .collect();
+        self.append(&records).await
+    }
     /// Makes every appended record durable now, whatever the sync policy.
     async fn sync(&mut self) -> Result<(), StorageError>;
     /// Atomically replaces the snapshot with one covering revisions up to `revision`.

@@ -16,7 +16,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use statemesh_core::{EncodedLog, IndexImage, LogBytes, Storage, StorageError};
+use statemesh_core::{EncodedLog, IndexImage, Storage, StorageError};
 use tokio::sync::{oneshot, watch};
 
 use crate::error::{Error, Result};
@@ -105,7 +105,6 @@ impl Committer {
         let pool = Arc::new(LogPool::default());
         let worker = Worker {
             pool: pool.clone(),
-            encoded: Vec::new(),
             round_logs: Vec::new(),
             log_bytes: log_bytes.clone(),
             storage,
@@ -247,16 +246,9 @@ struct Worker {
     on_durable: OnDurable,
     log_bytes: Arc<AtomicU64>,
     pool: Arc<LogPool>,
-    /// The round's records, one buffer each as `Storage::append` takes them; the buffers are
-    /// this thread's and serve every round.
-    encoded: Vec<LogBytes>,
     /// The logs of the round being appended.
     round_logs: Vec<EncodedLog>,
 }
-
-/// Encoding buffers kept between rounds, at most, and the largest kept.
-const MAX_ENCODED_KEPT: usize = 8192;
-const MAX_ENCODED_BYTES: usize = 4096;
 
 impl Worker {
     fn run(mut self) {
@@ -331,48 +323,14 @@ impl Worker {
         let _ = self.sync();
     }
 
-    /// Appends the round's records and hands their logs back.
+    /// Appends the round's records, straight from the writers' logs, and hands the logs back.
     fn append_round(&mut self) {
-        let mut count = 0;
-        for log in &self.round_logs {
-            for (revision, bytes) in log.records() {
-                if count == self.encoded.len() {
-                    self.encoded.push(LogBytes {
-                        revision: 0,
-                        bytes: Vec::new(),
-                    });
-                }
-                if let Some(slot) = self.encoded.get_mut(count) {
-                    slot.revision = revision;
-                    slot.bytes.clear();
-                    slot.bytes.extend_from_slice(bytes);
-                }
-                count += 1;
-            }
-        }
-        for log in self.round_logs.drain(..) {
-            self.pool.give_back(log);
-        }
-        self.append(count);
-        // A burst's buffers, and large records' ones, are not kept.
-        self.encoded.truncate(MAX_ENCODED_KEPT);
-        for slot in &mut self.encoded {
-            if slot.bytes.capacity() > MAX_ENCODED_BYTES {
-                slot.bytes = Vec::new();
-            }
-        }
-    }
-
-    /// Appends the first `count` encoded records.
-    fn append(&mut self, count: usize) {
-        // Out of `self` for the call, so `guarded` can borrow `self`; taking a `Vec` is free.
-        let encoded = std::mem::take(&mut self.encoded);
-        let records = &encoded[..count];
-        if let Some(last) = records.last().map(|r| r.revision) {
-            let bytes: usize = records.iter().map(|r| r.bytes.len()).sum();
+        let logs = std::mem::take(&mut self.round_logs);
+        if let Some(last) = logs.iter().rev().find_map(EncodedLog::last_revision) {
+            let bytes: usize = logs.iter().map(EncodedLog::byte_len).sum();
             self.log_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
             if self
-                .guarded(|s| futures_executor::block_on(s.append(records)))
+                .guarded(|s| futures_executor::block_on(s.append_logs(&logs)))
                 .is_ok()
             {
                 self.durable_revision.store(last, Ordering::Release);
@@ -380,7 +338,10 @@ impl Worker {
                 (self.on_durable)(last);
             }
         }
-        self.encoded = encoded;
+        self.round_logs = logs;
+        for log in self.round_logs.drain(..) {
+            self.pool.give_back(log);
+        }
     }
 
     fn sync(&mut self) -> Result<(), StorageError> {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use statemesh_core::search::{ImageSetError, IndexImage, decode_image_set, encode_image_set};
 use statemesh_core::storage::check_images_revision;
-use statemesh_core::{LogBytes, Recovered, Storage, StorageError};
+use statemesh_core::{EncodedLog, LogBytes, Recovered, Storage, StorageError};
 
 use crate::disk::{Disk, DiskFile, StdDisk};
 use crate::format::{self, HeaderCheck, LOCK_FILE, SEGMENT_HEADER_LEN, SnapshotError, TMP_SUFFIX};
@@ -486,36 +486,45 @@ impl<D: Disk> FsStorage<D> {
 
     // ---- append and sync ----
 
-    fn validate(&self, records: &[LogBytes]) -> Result<(), StorageError> {
+    /// An append of `records` (revision and encoded bytes each): checks, then frames and writes
+    /// them. `append` and `append_logs` both come here.
+    fn append_records(&mut self, records: &[(u64, &[u8])]) -> Result<(), StorageError> {
+        self.check_writable("append")?;
+        self.validate(records)?;
+        let result = self.append_now(records);
+        self.poison(result)
+    }
+
+    fn validate(&self, records: &[(u64, &[u8])]) -> Result<(), StorageError> {
         let mut last = self.last_revision;
-        for r in records {
-            if last.is_some_and(|l| r.revision <= l) {
+        for &(revision, bytes) in records {
+            if last.is_some_and(|l| revision <= l) {
                 return Err(self.misuse(
                     "append",
                     format!(
                         "revision {} is not above the last revision {}",
-                        r.revision,
+                        revision,
                         last.unwrap_or_default()
                     ),
                 ));
             }
-            if u32::try_from(r.bytes.len()).is_err() {
+            if u32::try_from(bytes.len()).is_err() {
                 return Err(self.misuse(
                     "append",
-                    format!("record of {} bytes is larger than 4 GiB", r.bytes.len()),
+                    format!("record of {} bytes is larger than 4 GiB", bytes.len()),
                 ));
             }
-            last = Some(r.revision);
+            last = Some(revision);
         }
         Ok(())
     }
 
-    fn append_now(&mut self, records: &[LogBytes]) -> Result<(), StorageError> {
+    fn append_now(&mut self, records: &[(u64, &[u8])]) -> Result<(), StorageError> {
         let limit = self.options.segment_bytes;
         let mut buf = std::mem::take(&mut self.frames);
         let total: usize = records
             .iter()
-            .map(|r| format::frame_len(r.bytes.len()))
+            .map(|(_, bytes)| format::frame_len(bytes.len()))
             .sum();
         buf.reserve(total.saturating_add(format::segment_header().len()));
         let result = self.append_frames(records, limit, &mut buf);
@@ -529,12 +538,12 @@ impl<D: Disk> FsStorage<D> {
     /// Frames `records` into `buf` and writes them, one write per segment touched.
     fn append_frames(
         &mut self,
-        records: &[LogBytes],
+        records: &[(u64, &[u8])],
         limit: u64,
         buf: &mut Vec<u8>,
     ) -> Result<(), StorageError> {
         let mut i = 0;
-        while let Some(first) = records.get(i) {
+        while let Some(&(first, _)) = records.get(i) {
             if self.active.as_ref().is_some_and(|a| a.len >= limit) {
                 self.close_active()?;
             }
@@ -549,24 +558,21 @@ impl<D: Disk> FsStorage<D> {
             };
             len += buf.len() as u64;
             // One write per segment touched: usually exactly one.
-            let mut last = first.revision;
-            while let Some(r) = records.get(i) {
-                format::encode_frame(buf, r.revision, &r.bytes);
-                len += format::frame_len(r.bytes.len()) as u64;
-                last = r.revision;
+            let mut last = first;
+            while let Some(&(revision, bytes)) = records.get(i) {
+                format::encode_frame(buf, revision, bytes);
+                len += format::frame_len(bytes.len()) as u64;
+                last = revision;
                 i += 1;
                 if len >= limit {
                     break;
                 }
             }
             if creating {
-                let path = self.path_of(&format::segment_name(first.revision));
+                let path = self.path_of(&format::segment_name(first));
                 let file = self.disk.create(&path).map_err(io_err("create", &path))?;
                 self.dir_unsynced = true;
-                self.segments.push(Segment {
-                    first: first.revision,
-                    last: None,
-                });
+                self.segments.push(Segment { first, last: None });
                 self.active = Some(Active { file, path, len: 0 });
             }
             let Some(active) = self.active.as_mut() else {
@@ -748,10 +754,17 @@ impl<D: Disk> Storage for FsStorage<D> {
     }
 
     async fn append(&mut self, records: &[LogBytes]) -> Result<(), StorageError> {
-        self.check_writable("append")?;
-        self.validate(records)?;
-        let result = self.append_now(records);
-        self.poison(result)
+        let records: Vec<(u64, &[u8])> = records
+            .iter()
+            .map(|r| (r.revision, r.bytes.as_slice()))
+            .collect();
+        self.append_records(&records)
+    }
+
+    /// Frames the records straight from the logs' buffers: no copy of each record first.
+    async fn append_logs(&mut self, logs: &[EncodedLog]) -> Result<(), StorageError> {
+        let records: Vec<(u64, &[u8])> = logs.iter().flat_map(EncodedLog::records).collect();
+        self.append_records(&records)
     }
 
     async fn sync(&mut self) -> Result<(), StorageError> {

@@ -197,22 +197,16 @@ async fn large_and_many_records<R: Reopen>(a: &mut R) -> Outcome {
 }
 
 async fn engine_state_survives_reopen<R: Reopen>(a: &mut R) -> Outcome {
-    const C: &str = "engine state survives a reopen (snapshot + log replay)";
+    const C: &str =
+        "engine state survives a reopen (snapshot + log replay; records by append and append_logs)";
     let mut s = a.open(true).await.map_err(io(C))?;
     s.load().await.map_err(io(C))?;
     let mut engine = Engine::new(EngineConfig::default()).map_err(|e| fail(C, e.to_string()))?;
-    let flush = |engine: &mut Engine| {
-        let mut log = EncodedLog::new();
-        engine.take_log(&mut log);
-        let out: Vec<LogBytes> = log
-            .records()
-            .map(|(revision, bytes)| LogBytes {
-                revision,
-                bytes: bytes.to_vec(),
-            })
-            .collect();
-        Ok::<_, Failure>(out)
-    };
+    // Records go to storage both ways a host hands them over: copied out as `LogBytes` through
+    // `append`, and as the engine's encoded logs, several per call, through `append_logs`.
+    let mut pending: Vec<EncodedLog> = Vec::new();
+    let mut sent: Vec<LogBytes> = Vec::new();
+    let mut snapshot_revision = 0;
     for i in 0..300i64 {
         let now = Timestamp(1_000 + i as u64);
         let key = format!("c:user.{}.item{}", i % 17, i % 5);
@@ -226,9 +220,31 @@ async fn engine_state_survives_reopen<R: Reopen>(a: &mut R) -> Outcome {
                 .map(drop),
         };
         r.map_err(|e| fail(C, e.to_string()))?;
-        let batch = flush(&mut engine)?;
-        s.append(&batch).await.map_err(io(C))?;
+        let mut log = EncodedLog::new();
+        engine.take_log(&mut log);
+        sent.extend(log.records().map(|(revision, bytes)| LogBytes {
+            revision,
+            bytes: bytes.to_vec(),
+        }));
+        pending.push(log);
+        if i % 3 == 2 || i == 150 || i == 299 {
+            if i % 2 == 0 {
+                s.append_logs(&pending).await.map_err(io(C))?;
+            } else {
+                let copied: Vec<LogBytes> = pending
+                    .iter()
+                    .flat_map(EncodedLog::records)
+                    .map(|(revision, bytes)| LogBytes {
+                        revision,
+                        bytes: bytes.to_vec(),
+                    })
+                    .collect();
+                s.append(&copied).await.map_err(io(C))?;
+            }
+            pending.clear();
+        }
         if i == 150 {
+            snapshot_revision = engine.revision();
             let snap = engine.snapshot().map_err(|e| fail(C, e.to_string()))?;
             s.write_snapshot(engine.revision(), &snap)
                 .await
@@ -238,6 +254,21 @@ async fn engine_state_survives_reopen<R: Reopen>(a: &mut R) -> Outcome {
     drop(s);
     let mut s = a.open(false).await.map_err(io(C))?;
     let got = s.load().await.map_err(io(C))?;
+    // The log after the snapshot is the records sent after it, byte for byte.
+    let after: Vec<&LogBytes> = sent
+        .iter()
+        .filter(|r| r.revision > snapshot_revision)
+        .collect();
+    if got.records.iter().collect::<Vec<_>>() != after {
+        return Err(fail(
+            C,
+            format!(
+                "{} records after the snapshot came back, {} were sent",
+                got.records.len(),
+                after.len()
+            ),
+        ));
+    }
     let mut restored = match &got.snapshot {
         Some(b) => {
             Engine::restore(EngineConfig::default(), b).map_err(|e| fail(C, e.to_string()))?
