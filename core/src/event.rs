@@ -1,5 +1,7 @@
 //! Change events: what every committed write did, in revision order.
 
+use compact_str::CompactString;
+
 use crate::time::Timestamp;
 use crate::value::StoredValue;
 
@@ -27,8 +29,10 @@ pub struct ChangeEvent {
     pub revision: u64,
     /// The engine's `now` when the change was committed.
     pub at: Timestamp,
-    /// The written form, `namespace:path`.
-    pub key: String,
+    /// The written form, `namespace:path`. Kept inline, without an allocation, up to 24 bytes:
+    /// the history holds an event per change, and a heap key per event was an allocation on
+    /// every write and a cache miss when the history let it go.
+    pub key: CompactString,
     pub kind: ChangeKind,
     /// The key's version after the change; 0 after a delete or expiry.
     pub version: u64,

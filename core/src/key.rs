@@ -6,6 +6,7 @@
 
 use std::borrow::Cow;
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 /// Separates the namespace from the path in the written form of a key.
@@ -87,6 +88,33 @@ impl KeyRef<'_> {
 /// The written form of a key, `namespace:path`.
 pub fn join_key(namespace: &str, path: &str) -> String {
     let mut out = String::with_capacity(namespace.len() + 1 + path.len());
+    out.push_str(namespace);
+    out.push(NAMESPACE_SEPARATOR);
+    out.push_str(path);
+    out
+}
+
+/// The written form of a key, `namespace:path`, inline (no allocation) up to 24 bytes.
+pub fn join_key_compact(namespace: &str, path: &str) -> CompactString {
+    const INLINE: usize = std::mem::size_of::<CompactString>();
+    let len = namespace.len() + 1 + path.len();
+    if len <= INLINE {
+        // Joined on the stack and copied in once: three `push_str`s each re-checked the
+        // representation and its capacity, which cost more than the copy.
+        let mut buf = [0u8; INLINE];
+        let (head, rest) = buf.split_at_mut(namespace.len());
+        head.copy_from_slice(namespace.as_bytes());
+        if let Some((sep, tail)) = rest.split_first_mut() {
+            *sep = NAMESPACE_SEPARATOR as u8;
+            if let Some(tail) = tail.get_mut(..path.len()) {
+                tail.copy_from_slice(path.as_bytes());
+            }
+        }
+        if let Ok(joined) = std::str::from_utf8(buf.get(..len).unwrap_or_default()) {
+            return CompactString::new(joined);
+        }
+    }
+    let mut out = CompactString::with_capacity(len);
     out.push_str(namespace);
     out.push(NAMESPACE_SEPARATOR);
     out.push_str(path);
@@ -275,6 +303,22 @@ fn check_chars(path: &str) -> Result<(), KeyError> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn the_compact_written_form_is_the_written_form_at_every_length() {
+        for ns_len in 1..30 {
+            for path_len in 0..30 {
+                let ns = "n".repeat(ns_len);
+                // Multi-byte characters too, on both sides of the inline limit.
+                let path: String = (0..path_len)
+                    .map(|i| if i % 7 == 3 { 'é' } else { 'p' })
+                    .collect();
+                let compact = join_key_compact(&ns, &path);
+                assert_eq!(compact.as_str(), join_key(&ns, &path));
+                assert_eq!(compact.is_heap_allocated(), compact.len() > 24, "{compact}");
+            }
+        }
+    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]

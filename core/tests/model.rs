@@ -1219,7 +1219,7 @@ impl Model {
         let event = ChangeEvent {
             revision: batch.revision,
             at: ts(self.clock),
-            key: join(key),
+            key: join(key).into(),
             kind,
             version: entry.version,
             old: self.entries.get(key).map(|o| o.stored.clone()),
@@ -1244,7 +1244,7 @@ impl Model {
         self.events.push(ChangeEvent {
             revision: batch.revision,
             at: ts(self.clock),
-            key: join(key),
+            key: join(key).into(),
             kind,
             version: 0,
             old_version: old.version,

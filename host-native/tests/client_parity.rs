@@ -165,7 +165,7 @@ async fn scan_stream_yields_the_stores_pages() {
 fn seen(e: &ChangeEvent) -> (u64, String, String, u64, String) {
     (
         e.revision,
-        e.key.clone(),
+        e.key.to_string(),
         format!("{:?}", e.kind),
         e.version,
         format!("{:?}", e.new),

@@ -33,7 +33,10 @@ async fn take(stream: &mut statemesh::ChangeStream, n: usize) -> Vec<ChangeEvent
 }
 
 fn revisions(events: &[ChangeEvent]) -> Vec<(u64, String)> {
-    events.iter().map(|e| (e.revision, e.key.clone())).collect()
+    events
+        .iter()
+        .map(|e| (e.revision, e.key.to_string()))
+        .collect()
 }
 
 #[tokio::test]
@@ -159,7 +162,7 @@ async fn pattern_subscriptions_see_only_matching_keys() {
     let keys: Vec<String> = take(&mut stream, 2)
         .await
         .into_iter()
-        .map(|e| e.key)
+        .map(|e| e.key.to_string())
         .collect();
     assert_eq!(keys, ["sessions:u1.cart", "sessions:u1.token"]);
     assert!(matches!(

@@ -164,7 +164,7 @@ async fn events_carry_old_and_new_values_in_revision_order() {
         let ev = ev.unwrap();
         seen.push((
             ev.revision,
-            ev.key,
+            ev.key.to_string(),
             ev.kind,
             ev.old.map(|v| v.decode().unwrap()),
         ));

@@ -336,7 +336,7 @@ impl ChangeEvent {
         to_js(&ChangeEvent {
             revision: e.revision,
             at: e.at.as_millis(),
-            key: e.key.clone(),
+            key: e.key.to_string(),
             kind: ChangeKind::from_core(e.kind),
             version: e.version,
             old_version: e.old_version,

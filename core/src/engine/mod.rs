@@ -53,7 +53,7 @@ use crate::config::EngineConfig;
 use crate::entry::Entry;
 use crate::error::EngineError;
 use crate::event::{ChangeEvent, ChangeKind};
-use crate::key::{KeyError, join_key};
+use crate::key::{KeyError, join_key_compact};
 use crate::keyspace::Keyspace;
 use crate::log::{EncodedLog, LogOp, LogRecord};
 use crate::log_encoding::{KeyedOp, push_keyed_op, push_op};
@@ -512,7 +512,7 @@ impl Engine {
             self.emit(ChangeEvent {
                 revision: batch.revision,
                 at: batch.at,
-                key: join_key(ns, path),
+                key: join_key_compact(ns, path),
                 kind,
                 version,
                 old: old.map(|o| o.value),
@@ -554,7 +554,7 @@ impl Engine {
             self.emit(ChangeEvent {
                 revision: batch.revision,
                 at: batch.at,
-                key: join_key(ns, path),
+                key: join_key_compact(ns, path),
                 kind,
                 version: 0,
                 old: Some(old.value.clone()),

@@ -14,7 +14,7 @@ use crate::config::EngineConfig;
 use crate::entry::Entry;
 use crate::error::FormatError;
 use crate::event::{ChangeEvent, ChangeKind};
-use crate::key::join_key;
+use crate::key::{join_key, join_key_compact};
 use crate::log::{LogOp, LogRecord};
 use crate::time::Timestamp;
 use crate::txn::{PreparedTxn, TxnId};
@@ -427,7 +427,7 @@ impl ReplayedChanges {
         ChangeEvent {
             revision: self.revision,
             at: self.at,
-            key: join_key(ns, path),
+            key: join_key_compact(ns, path),
             kind,
             version,
             old: old.map(|o| o.value),

@@ -239,7 +239,7 @@ pub(crate) fn event(mut json: Json) -> Result<ChangeEvent> {
             .get("key")
             .and_then(Json::as_str)
             .ok_or_else(|| protocol("key"))?
-            .to_owned(),
+            .into(),
         kind: json
             .get("kind")
             .and_then(Json::as_str)
