@@ -10,6 +10,7 @@ use crate::engine::LoggedPatch;
 use crate::entry::Entry;
 use crate::error::FormatError;
 use crate::log_encoding::{AppendTo, push_record};
+use crate::storage::LogBytes;
 use crate::time::Timestamp;
 use crate::txn::{PreparedTxn, TxnId};
 
@@ -198,6 +199,14 @@ impl EncodedLog {
             let bytes = self.bytes.get(start..end).unwrap_or_default();
             start = end;
             (revision, bytes)
+        })
+    }
+
+    /// The records copied out, one buffer each, as [`crate::Storage::append`] takes them.
+    pub fn to_log_bytes(&self) -> impl ExactSizeIterator<Item = LogBytes> + '_ {
+        self.records().map(|(revision, bytes)| LogBytes {
+            revision,
+            bytes: bytes.to_vec(),
         })
     }
 

@@ -120,14 +120,7 @@ pub trait Storage: MaybeSend + std::fmt::Debug {
     /// record into a [`LogBytes`] first; adapters that can write from the encoded buffers
     /// override it.
     async fn append_logs(&mut self, logs: &[EncodedLog]) -> Result<(), StorageError> {
-        let records: Vec<LogBytes> = logs
-            .iter()
-            .flat_map(EncodedLog::records)
-            .map(|(revision, bytes)| LogBytes {
-                revision,
-                bytes: bytes.to_vec(),
-            })
-            .collect();
+        let records: Vec<LogBytes> = logs.iter().flat_map(EncodedLog::to_log_bytes).collect();
         self.append(&records).await
     }
     /// Makes every appended record durable now, whatever the sync policy.

@@ -483,13 +483,7 @@ async fn bulk_breakdown(dir: &Path, data: &Data, n: usize) -> Result<BulkParts> 
         // takes them (what the committer does).
         let mut log = EncodedLog::new();
         engine.take_log(&mut log);
-        let records: Vec<LogBytes> = log
-            .records()
-            .map(|(revision, bytes)| LogBytes {
-                revision,
-                bytes: bytes.to_vec(),
-            })
-            .collect();
+        let records: Vec<LogBytes> = log.to_log_bytes().collect();
         let t3 = Instant::now();
         storage.append(&records).await?;
         let t4 = Instant::now();

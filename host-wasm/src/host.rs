@@ -152,12 +152,9 @@ impl State {
             && self.engine.has_log()
         {
             self.engine.take_log(&mut p.taken);
-            for (revision, bytes) in p.taken.records() {
-                last = Some(revision);
-                p.queued.push(LogBytes {
-                    revision,
-                    bytes: bytes.to_vec(),
-                });
+            for record in p.taken.to_log_bytes() {
+                last = Some(record.revision);
+                p.queued.push(record);
                 p.since_checkpoint += 1;
             }
         }

@@ -222,23 +222,14 @@ async fn engine_state_survives_reopen<R: Reopen>(a: &mut R) -> Outcome {
         r.map_err(|e| fail(C, e.to_string()))?;
         let mut log = EncodedLog::new();
         engine.take_log(&mut log);
-        sent.extend(log.records().map(|(revision, bytes)| LogBytes {
-            revision,
-            bytes: bytes.to_vec(),
-        }));
+        sent.extend(log.to_log_bytes());
         pending.push(log);
         if i % 3 == 2 || i == 150 || i == 299 {
             if i % 2 == 0 {
                 s.append_logs(&pending).await.map_err(io(C))?;
             } else {
-                let copied: Vec<LogBytes> = pending
-                    .iter()
-                    .flat_map(EncodedLog::records)
-                    .map(|(revision, bytes)| LogBytes {
-                        revision,
-                        bytes: bytes.to_vec(),
-                    })
-                    .collect();
+                let copied: Vec<LogBytes> =
+                    pending.iter().flat_map(EncodedLog::to_log_bytes).collect();
                 s.append(&copied).await.map_err(io(C))?;
             }
             pending.clear();
