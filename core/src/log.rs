@@ -226,17 +226,6 @@ impl EncodedLog {
         self.ends.clear();
     }
 
-    /// Appends an encoded record.
-    pub fn push(&mut self, record: &LogRecord) -> Result<(), FormatError> {
-        let start = self.bytes.len();
-        if let Err(e) = record.encode_into(&mut self.bytes) {
-            self.bytes.truncate(start);
-            return Err(e);
-        }
-        self.ends.push((record.revision, self.bytes.len()));
-        Ok(())
-    }
-
     /// Appends a record from its head fields and its ops' encodings, back to back.
     pub(crate) fn push_encoded(&mut self, revision: u64, at: Timestamp, count: usize, ops: &[u8]) {
         crate::log_encoding::push_head(&mut self.bytes, LOG_FORMAT_V1, revision, at.0, count);
