@@ -325,7 +325,8 @@ impl Worker {
 
     /// Appends the round's records, straight from the writers' logs, and hands the logs back.
     fn append_round(&mut self) {
-        let logs = std::mem::take(&mut self.round_logs);
+        // Out of `self` for the call, so `guarded` can borrow `self`; taking a `Vec` is free.
+        let mut logs = std::mem::take(&mut self.round_logs);
         if let Some(last) = logs.iter().rev().find_map(EncodedLog::last_revision) {
             let bytes: usize = logs.iter().map(EncodedLog::byte_len).sum();
             self.log_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
@@ -338,10 +339,10 @@ impl Worker {
                 (self.on_durable)(last);
             }
         }
-        self.round_logs = logs;
-        for log in self.round_logs.drain(..) {
+        for log in logs.drain(..) {
             self.pool.give_back(log);
         }
+        self.round_logs = logs;
     }
 
     fn sync(&mut self) -> Result<(), StorageError> {

@@ -35,9 +35,19 @@ fn raw_connect(addr: SocketAddr, secs: u64) -> TcpStream {
 
 fn start(extra: &[&str]) -> Server {
     let dir = tempfile::tempdir().expect("tempdir");
+    let (child, resp) = spawn(dir.path(), extra);
+    Server {
+        child,
+        resp,
+        _dir: dir,
+    }
+}
+
+/// Starts `statemesh serve` on `dir`; returns it and its RESP address.
+fn spawn(dir: &std::path::Path, extra: &[&str]) -> (Child, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_statemesh"))
         .args(["serve", "--port", "0", "--resp-port", "0", "--data-dir"])
-        .arg(dir.path())
+        .arg(dir)
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -54,11 +64,7 @@ fn start(extra: &[&str]) -> Server {
         .unwrap_or_else(|| panic!("no resp= in {line:?}"))
         .parse()
         .expect("resp address");
-    Server {
-        child,
-        resp,
-        _dir: dir,
-    }
+    (child, resp)
 }
 
 /// WATCH `key` on connection `w`.
@@ -614,13 +620,8 @@ async fn cp_mode_writes_survive_a_kill() {
         let _: i64 = c.incr("d:ctr", 7).await.expect("incr");
     }
     // SIGKILL: no graceful flush. CP acknowledged every write only once durable.
-    let (mut child, mut c) = kill_and_restart(&mut server).await;
-    for i in 0..50 {
-        assert_eq!(c.get::<_, i64>(format!("d:{i}")).await.expect("get"), i);
-    }
-    assert_eq!(c.get::<_, i64>("d:ctr").await.expect("get"), 7);
-    let _ = child.kill();
-    let _ = child.wait();
+    kill_and_restart(&mut server);
+    assert_survived(&server, 50).await;
 }
 
 /// AP fsyncs once a second by default, but writes the log every round (about 1 ms): a killed
@@ -640,44 +641,27 @@ async fn ap_mode_writes_survive_a_kill_after_their_round() {
     }
     // Well past the 1 ms round, well inside the 1 s fsync period.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let (mut child, mut c) = kill_and_restart(&mut server).await;
-    for i in 0..2000 {
+    kill_and_restart(&mut server);
+    assert_survived(&server, 2000).await;
+}
+
+/// SIGKILLs the server and starts it again on its data directory (without `start`'s extra
+/// flags: a CP server reads what any mode wrote).
+fn kill_and_restart(server: &mut Server) {
+    server.child.kill().expect("kill");
+    server.child.wait().expect("wait");
+    let (child, resp) = spawn(server._dir.path(), &[]);
+    server.child = child;
+    server.resp = resp;
+}
+
+/// Keys `d:0` .. `d:{count - 1}` hold their numbers and `d:ctr` holds 7.
+async fn assert_survived(server: &Server, count: i64) {
+    let mut c = connect(server).await;
+    for i in 0..count {
         assert_eq!(c.get::<_, i64>(format!("d:{i}")).await.expect("get"), i);
     }
     assert_eq!(c.get::<_, i64>("d:ctr").await.expect("get"), 7);
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// SIGKILLs the server and starts a new one on its data directory (same flags as `start`
-/// without extras); returns it and a connection to it.
-async fn kill_and_restart(server: &mut Server) -> (Child, redis::aio::MultiplexedConnection) {
-    server.child.kill().expect("kill");
-    server.child.wait().expect("wait");
-    let dir = server._dir.path().to_owned();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_statemesh"))
-        .args(["serve", "--port", "0", "--resp-port", "0", "--data-dir"])
-        .arg(&dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("restart");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("listening");
-    let addr: SocketAddr = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("resp="))
-        .expect("resp")
-        .parse()
-        .expect("addr");
-    let c = redis::Client::open(url(addr))
-        .expect("client")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect");
-    (child, c)
 }
 
 #[test]

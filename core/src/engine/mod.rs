@@ -354,6 +354,14 @@ impl Engine {
         }
     }
 
+    /// Gives a batch that logs its first op the buffer the last batch handed back.
+    #[inline]
+    fn op_room(&mut self, batch: &mut Batch) {
+        if batch.ops.capacity() == 0 {
+            batch.ops = std::mem::take(&mut self.spare_op_bytes);
+        }
+    }
+
     /// Logs a single-key op of `batch`, encoded from the key and entry being written.
     #[inline]
     fn log_keyed(
@@ -364,9 +372,7 @@ impl Engine {
         path: &str,
         entry: Option<&Entry>,
     ) {
-        if batch.ops.capacity() == 0 {
-            batch.ops = std::mem::take(&mut self.spare_op_bytes);
-        }
+        self.op_room(batch);
         batch.last_op = batch.ops.len();
         push_keyed_op(&mut batch.ops, op, ns, path, entry);
         batch.op_count += 1;
@@ -375,9 +381,7 @@ impl Engine {
     /// Logs any op of `batch` (the rare kinds, which postcard encodes). On failure nothing is
     /// logged.
     fn log_op(&mut self, batch: &mut Batch, op: &LogOp) -> Result<(), EngineError> {
-        if batch.ops.capacity() == 0 {
-            batch.ops = std::mem::take(&mut self.spare_op_bytes);
-        }
+        self.op_room(batch);
         let start = batch.ops.len();
         if let Err(e) = push_op(&mut batch.ops, op) {
             batch.ops.truncate(start);
