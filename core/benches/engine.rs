@@ -2,7 +2,7 @@
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use statemesh_core::{Engine, EngineConfig, Timestamp, Value};
+use statemesh_core::{EncodedLog, Engine, EngineConfig, Timestamp, Value};
 use std::hint::black_box;
 
 const KEYS: usize = 100_000;
@@ -83,9 +83,40 @@ fn log_encode(c: &mut Criterion) {
     });
 }
 
+/// What a pipelined Redis-port write costs the engine alone: redis-benchmark's INCR and small
+/// SET on one key, with the default history kept, no subscriber, and the log taken every 16
+/// writes, as the native committer takes it.
+fn small_writes(c: &mut Criterion) {
+    let mut e = Engine::new(EngineConfig::default()).expect("config");
+    // The native store takes events only while someone subscribes.
+    e.set_capture_events(false);
+    let now = Timestamp(1_700_000_000_000);
+    let mut log = EncodedLog::new();
+    let mut writes = 0u32;
+    let mut take = |e: &mut Engine| {
+        writes += 1;
+        if writes.is_multiple_of(16) {
+            e.take_log(&mut log);
+        }
+    };
+    c.bench_function("engine/incr_logged", |b| {
+        b.iter(|| {
+            black_box(e.increment(now, "counter:__rand_int__", 1).expect("incr"));
+            take(&mut e);
+        })
+    });
+    let value = Value::String("xxx".into());
+    c.bench_function("engine/set_small_logged", |b| {
+        b.iter(|| {
+            black_box(e.put(now, "key:__rand_int__", &value).expect("put"));
+            take(&mut e);
+        })
+    });
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20);
-    targets = bench, log_encode
+    targets = bench, log_encode, small_writes
 }
 criterion_main!(benches);

@@ -186,7 +186,7 @@ impl KeyConfig {
             && namespace.len() <= MAX_NAMESPACE_LEN
             && namespace
                 .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                .all(|b| BYTE_CLASS[usize::from(b)] & NAMESPACE_BYTE != 0);
         if !ok {
             return Err(KeyError::InvalidNamespace {
                 namespace: namespace.to_owned(),
@@ -247,7 +247,7 @@ impl KeyConfig {
                 }
                 segments += 1;
                 segment_len = 0;
-            } else if !b.is_ascii() || reserved_byte(b) {
+            } else if BYTE_CLASS[usize::from(b)] & PLAIN_PATH_BYTE == 0 {
                 return false;
             } else {
                 segment_len += 1;
@@ -276,9 +276,32 @@ impl KeyConfig {
 }
 
 /// An ASCII byte a path may not hold: controls and the pattern characters.
-fn reserved_byte(b: u8) -> bool {
+const fn reserved_byte(b: u8) -> bool {
     b < 0x20 || b == 0x7f || matches!(b, b'*' | b'?' | b'[' | b']' | b'{' | b'}' | b'\\')
 }
+
+/// [`BYTE_CLASS`] bit: a byte a namespace may hold.
+const NAMESPACE_BYTE: u8 = 1;
+/// [`BYTE_CLASS`] bit: an ASCII byte a path may hold.
+const PLAIN_PATH_BYTE: u8 = 2;
+
+/// What each byte may be, looked up once per byte of every key a write or read parses: the
+/// chains of comparisons it replaced were about a tenth of a pipelined Redis-port write's
+/// instructions.
+static BYTE_CLASS: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0u8;
+    while b < 0x80 {
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+            table[b as usize] |= NAMESPACE_BYTE;
+        }
+        if !reserved_byte(b) {
+            table[b as usize] |= PLAIN_PATH_BYTE;
+        }
+        b += 1;
+    }
+    table
+};
 
 fn check_chars(path: &str) -> Result<(), KeyError> {
     // Fast path: most keys are plain ASCII without reserved bytes.
@@ -346,6 +369,27 @@ mod tests {
 
     fn cfg() -> KeyConfig {
         KeyConfig::default()
+    }
+
+    #[test]
+    fn every_ascii_byte_is_allowed_or_refused_as_the_rules_say() {
+        let c = cfg();
+        for b in 0u8..0x80 {
+            let ch = char::from(b);
+            let path = format!("a{ch}b");
+            let allowed = !ch.is_control() && !RESERVED_PATH_CHARS.contains(&ch);
+            assert_eq!(c.check_path(&path).is_ok(), allowed, "path byte {b:#x}");
+            assert_eq!(c.check_path(&path), c.check_path_slowly(&path));
+            let namespace = format!("n{ch}");
+            let allowed = ch.is_ascii_alphanumeric() || ch == '_' || ch == '-';
+            assert_eq!(
+                c.namespace(&namespace).is_ok(),
+                allowed,
+                "namespace byte {b:#x}"
+            );
+        }
+        assert!(c.namespace("né").is_err());
+        assert!(c.check_path("aéb").is_ok());
     }
 
     #[test]

@@ -51,13 +51,35 @@ impl Writer<'_> {
         self.pos += 1;
     }
 
+    /// LEB128 without a loop: the 7-bit groups are spread over a word's bytes with shifts and
+    /// the continuation bits set from the length, then written with one store. A byte per
+    /// iteration cost about 6 instructions and a mispredicted exit per varint, and a record
+    /// holds about ten (its checksum alone takes ten bytes).
     #[inline]
-    fn varint(&mut self, mut value: u64) {
-        while value >= 0x80 {
-            self.byte((value as u8) | 0x80);
-            value >>= 7;
+    fn varint(&mut self, value: u64) {
+        if value < 0x80 {
+            self.byte(value as u8);
+            return;
         }
-        self.byte(value as u8);
+        let len = varint_len(value);
+        let groups = spread_groups(value);
+        // Every byte before the last has its top bit set; 9 and 10 bytes set all eight here.
+        let continuation = CONTINUATION >> (8 * 8usize.saturating_sub(len - 1));
+        if let Some(dst) = self.buf.get_mut(self.pos..self.pos + 8) {
+            dst.copy_from_slice(&(groups | continuation).to_le_bytes());
+        }
+        if len > 8 {
+            let high = (value >> 56) as u8;
+            if len == 9 {
+                self.pos += 8;
+                self.byte(high);
+                return;
+            }
+            if let Some(dst) = self.buf.get_mut(self.pos + 8..self.pos + 10) {
+                dst.copy_from_slice(&[high | 0x80, 1]);
+            }
+        }
+        self.pos += len;
     }
 
     #[inline]
@@ -93,6 +115,25 @@ impl Writer<'_> {
             None => self.byte(0),
         }
     }
+}
+
+/// The top bit of every byte of a word.
+const CONTINUATION: u64 = 0x8080_8080_8080_8080;
+
+/// Bytes postcard's varint of `value` takes (1 to 10).
+#[inline]
+fn varint_len(value: u64) -> usize {
+    let bits = 64 - (value | 1).leading_zeros() as usize;
+    bits.div_ceil(7)
+}
+
+/// The low 56 bits of `value` as eight 7-bit groups, one per byte, low group first: halves of
+/// 28 bits into 32-bit lanes, quarters of 14 into 16-bit lanes, then groups of 7 into bytes.
+#[inline]
+fn spread_groups(value: u64) -> u64 {
+    let halves = (value & 0x0fff_ffff) | ((value & 0x00ff_ffff_f000_0000) << 4);
+    let quarters = (halves & 0x0000_3fff_0000_3fff) | ((halves & 0x0fff_c000_0fff_c000) << 2);
+    (quarters & 0x007f_007f_007f_007f) | ((quarters & 0x3f80_3f80_3f80_3f80) << 1)
 }
 
 /// Appends what `write` writes, given an upper bound of its size. The bound is computed from
@@ -247,5 +288,39 @@ impl postcard::ser_flavors::Flavor for AppendTo<'_> {
 
     fn finalize(self) -> postcard::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn varint_bytes(value: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        append(&mut out, VARINT_MAX, |w| w.varint(value));
+        out
+    }
+
+    /// Every length, each length's first and last value, and values around them.
+    #[test]
+    fn varints_are_postcards_at_every_length() {
+        let mut values = vec![0, 1, u64::MAX, u64::MAX - 1, 1 << 63];
+        for bits in (7..64).step_by(7) {
+            let edge = 1u64 << bits;
+            values.extend([edge - 2, edge - 1, edge, edge + 1, edge | (edge >> 1)]);
+        }
+        for value in values {
+            let expected = postcard::to_allocvec(&value).expect("postcard");
+            assert_eq!(varint_bytes(value), expected, "{value:#x}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn varints_of_any_value_are_postcards(value: u64, shift in 0u32..64) {
+            let value = value >> shift;
+            let expected = postcard::to_allocvec(&value).expect("postcard");
+            proptest::prop_assert_eq!(varint_bytes(value), expected);
+        }
     }
 }

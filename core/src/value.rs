@@ -319,37 +319,144 @@ pub fn checksum(bytes: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(bytes)
 }
 
+/// Longest stored form (header included) kept inside a [`StoredValue`] instead of behind a
+/// shared pointer: 22 bytes fill the 24 a `StoredValue` takes anyway beside its tag and length.
+pub const INLINE_VALUE_LEN: usize = 22;
+
 /// A value in its stored form (`[kind][format][payload]`), shared without copying between the
 /// keyspace, change events and log records.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct StoredValue(Arc<[u8]>);
+///
+/// Stored forms of up to [`INLINE_VALUE_LEN`] bytes (counters, flags, short strings) live inside
+/// the `StoredValue` itself: no allocation to make one, and none to free. The history keeps every
+/// value a change replaced for `history_limit` further writes; with a shared pointer, letting it
+/// go then was an atomic decrement on memory last touched thousands of writes before, which the
+/// CPU cannot overlap with anything (7% of the Redis port's pipelined INCR profile). Longer forms
+/// are shared: a clone raises a reference count.
+#[derive(Clone)]
+pub struct StoredValue(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE_VALUE_LEN],
+    },
+    Shared(Arc<[u8]>),
+}
+
+impl PartialEq for StoredValue {
+    fn eq(&self, other: &StoredValue) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for StoredValue {}
+
+impl std::hash::Hash for StoredValue {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
 
 impl std::fmt::Debug for StoredValue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StoredValue")
             .field("kind", &self.kind().map(ValueKind::name))
-            .field("len", &self.0.len())
+            .field("len", &self.len())
             .finish()
     }
 }
 
 impl StoredValue {
-    /// True when both share the same bytes (a clone of one another), without comparing them.
+    /// True when both are known to hold the same bytes without comparing long ones: clones of
+    /// one another, or short values (kept inline) with equal bytes.
     #[inline]
     pub fn same_bytes(&self, other: &StoredValue) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
+        match (&self.0, &other.0) {
+            (Repr::Shared(a), Repr::Shared(b)) => Arc::ptr_eq(a, b),
+            (Repr::Inline { .. }, Repr::Inline { .. }) => self.as_bytes() == other.as_bytes(),
+            _ => false,
+        }
+    }
+
+    /// A stored form from its bytes, inline when short. Unchecked: callers check the header.
+    fn from_slice(bytes: &[u8]) -> StoredValue {
+        match u8::try_from(bytes.len()) {
+            Ok(len) if bytes.len() <= INLINE_VALUE_LEN => {
+                let mut inline = [0; INLINE_VALUE_LEN];
+                inline[..bytes.len()].copy_from_slice(bytes);
+                StoredValue(Repr::Inline { len, bytes: inline })
+            }
+            _ => StoredValue(Repr::Shared(Arc::from(bytes))),
+        }
+    }
+
+    /// The stored form of a raw-format value (`[kind][Raw][payload]`), built in place when short.
+    fn raw(kind: ValueKind, payload: &[u8]) -> StoredValue {
+        let len = HEADER_LEN + payload.len();
+        match u8::try_from(len) {
+            Ok(short) if len <= INLINE_VALUE_LEN => {
+                let mut bytes = [0; INLINE_VALUE_LEN];
+                bytes[0] = kind as u8;
+                bytes[1] = Format::Raw as u8;
+                bytes[HEADER_LEN..len].copy_from_slice(payload);
+                StoredValue(Repr::Inline { len: short, bytes })
+            }
+            _ => {
+                let mut out = Vec::with_capacity(len);
+                raw(&mut out, kind, payload);
+                StoredValue(Repr::Shared(Arc::from(out)))
+            }
+        }
     }
 
     /// Encodes a value. `max_size` bounds the encoded size, header included.
     pub fn encode(value: &Value, json: JsonEncoding, max_size: usize) -> Result<Self, ValueError> {
+        let (kind, payload): (ValueKind, &[u8]) = match value {
+            Value::String(s) => (ValueKind::String, s.as_bytes()),
+            Value::Integer(i) => {
+                return Self::raw_within(ValueKind::Integer, &i.to_le_bytes(), max_size);
+            }
+            Value::Float(f) => {
+                return Self::raw_within(ValueKind::Float, &f.to_le_bytes(), max_size);
+            }
+            Value::Bool(b) => (ValueKind::Bool, if *b { &[1] } else { &[0] }),
+            Value::Bytes(b) => (ValueKind::Bytes, b),
+            _ => return Self::encode_formatted(value, json, max_size),
+        };
+        Self::raw_within(kind, payload, max_size)
+    }
+
+    /// [`StoredValue::raw`] within `max_size`.
+    pub(crate) fn raw_within(
+        kind: ValueKind,
+        payload: &[u8],
+        max_size: usize,
+    ) -> Result<Self, ValueError> {
+        let size = HEADER_LEN + payload.len();
+        if size > max_size {
+            return Err(ValueError::TooLarge {
+                size,
+                limit: max_size,
+            });
+        }
+        Ok(Self::raw(kind, payload))
+    }
+
+    /// Encodes the kinds whose payload is not the value's own bytes.
+    fn encode_formatted(
+        value: &Value,
+        json: JsonEncoding,
+        max_size: usize,
+    ) -> Result<Self, ValueError> {
         let mut out = Vec::with_capacity(HEADER_LEN + payload_hint(value));
         let encode_err = |format, message: String| ValueError::Encode { format, message };
         match value {
-            Value::String(s) => raw(&mut out, ValueKind::String, s.as_bytes()),
-            Value::Integer(i) => raw(&mut out, ValueKind::Integer, &i.to_le_bytes()),
-            Value::Float(f) => raw(&mut out, ValueKind::Float, &f.to_le_bytes()),
-            Value::Bool(b) => raw(&mut out, ValueKind::Bool, &[u8::from(*b)]),
-            Value::Bytes(b) => raw(&mut out, ValueKind::Bytes, b),
+            Value::String(_)
+            | Value::Integer(_)
+            | Value::Float(_)
+            | Value::Bool(_)
+            | Value::Bytes(_) => return Self::encode(value, json, max_size),
             Value::Json(j) => match json {
                 JsonEncoding::Text => {
                     out.extend_from_slice(&[ValueKind::Json as u8, Format::Json as u8]);
@@ -408,12 +515,16 @@ impl StoredValue {
                 limit: max_size,
             });
         }
-        Ok(StoredValue(Arc::from(out)))
+        Ok(if out.len() <= INLINE_VALUE_LEN {
+            Self::from_slice(&out)
+        } else {
+            StoredValue(Repr::Shared(Arc::from(out)))
+        })
     }
 
-    /// Wraps bytes that claim to be a stored value, checking the header.
-    pub fn from_bytes(bytes: impl Into<Arc<[u8]>>) -> Result<Self, ValueError> {
-        let v = StoredValue(bytes.into());
+    /// Copies bytes that claim to be a stored value, checking the header.
+    pub fn from_bytes(bytes: impl AsRef<[u8]>) -> Result<Self, ValueError> {
+        let v = Self::from_slice(bytes.as_ref());
         v.kind()?;
         v.format()?;
         Ok(v)
@@ -469,14 +580,19 @@ impl StoredValue {
 
     /// Which variant this is.
     pub fn kind(&self) -> Result<ValueKind, ValueError> {
-        ValueKind::from_byte(*self.0.first().ok_or(ValueError::Corrupt("empty value"))?)
+        ValueKind::from_byte(
+            *self
+                .as_bytes()
+                .first()
+                .ok_or(ValueError::Corrupt("empty value"))?,
+        )
     }
 
     /// How the payload is encoded.
     pub fn format(&self) -> Result<Format, ValueError> {
         Format::from_byte(
             *self
-                .0
+                .as_bytes()
                 .get(1)
                 .ok_or(ValueError::Corrupt("missing format byte"))?,
         )
@@ -484,22 +600,30 @@ impl StoredValue {
 
     /// The encoded bytes after the two header bytes.
     pub fn payload(&self) -> &[u8] {
-        self.0.get(HEADER_LEN..).unwrap_or_default()
+        self.as_bytes().get(HEADER_LEN..).unwrap_or_default()
     }
 
     /// The whole stored form, header included.
+    #[inline]
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        match &self.0 {
+            Repr::Inline { len, bytes } => bytes.get(..usize::from(*len)).unwrap_or_default(),
+            Repr::Shared(bytes) => bytes,
+        }
     }
 
     /// Stored size in bytes, header included.
+    #[inline]
     pub fn len(&self) -> usize {
-        self.0.len()
+        match &self.0 {
+            Repr::Inline { len, .. } => usize::from(*len),
+            Repr::Shared(bytes) => bytes.len(),
+        }
     }
 
     /// Never true for a valid value (the header alone is two bytes).
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len() == 0
     }
 
     /// The MIME type of the value: the stored one for documents, a fixed one per kind otherwise.
@@ -532,7 +656,7 @@ impl StoredValue {
 
 impl Serialize for StoredValue {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_bytes(&self.0)
+        serializer.serialize_bytes(self.as_bytes())
     }
 }
 
@@ -619,6 +743,46 @@ mod tests {
             .unwrap()
             .decode()
             .unwrap()
+    }
+
+    fn hash_of(v: &StoredValue) -> u64 {
+        use std::hash::{BuildHasher, RandomState};
+        thread_local!(static STATE: RandomState = RandomState::new());
+        STATE.with(|s| s.hash_one(v))
+    }
+
+    /// Short stored forms are kept inline, longer ones shared; either way a value equals,
+    /// hashes and decodes by its bytes alone, whichever form the other side is in.
+    #[test]
+    fn short_values_are_inline_and_behave_like_shared_ones() {
+        for len in 0..40 {
+            let text = "x".repeat(len);
+            let v = StoredValue::encode(&Value::from(text.as_str()), JsonEncoding::Text, 1 << 20)
+                .unwrap();
+            assert_eq!(v.len(), len + HEADER_LEN);
+            let inline = matches!(v.0, Repr::Inline { .. });
+            assert_eq!(inline, v.len() <= INLINE_VALUE_LEN, "{len}");
+            let copy = StoredValue::from_bytes(v.as_bytes()).unwrap();
+            let shared = StoredValue(Repr::Shared(Arc::from(v.as_bytes())));
+            for other in [&copy, &shared] {
+                assert_eq!(other, &v);
+                assert_eq!(hash_of(other), hash_of(&v));
+                assert_eq!(other.decode().unwrap(), Value::from(text.as_str()));
+            }
+            // Inline copies are the same bytes; shared ones only when one is a clone.
+            assert_eq!(copy.same_bytes(&v), inline);
+            assert!(v.same_bytes(&v.clone()));
+            let other_text =
+                StoredValue::encode(&Value::from("y"), JsonEncoding::Text, 99).unwrap();
+            assert!(!v.same_bytes(&other_text) && v != other_text);
+            let wire = postcard::to_allocvec(&v).unwrap();
+            assert_eq!(postcard::from_bytes::<StoredValue>(&wire).unwrap(), v);
+        }
+        // The formatted kinds land inline too when short.
+        let json = StoredValue::encode(&Value::Json(serde_json::json!({})), JsonEncoding::Text, 99)
+            .unwrap();
+        assert!(matches!(json.0, Repr::Inline { .. }));
+        assert_eq!(json.decode().unwrap(), Value::Json(serde_json::json!({})));
     }
 
     #[test]

@@ -359,3 +359,45 @@ fn increment_checked_refuses_without_writing_and_keeps_the_ttl_when_it_accepts()
         .unwrap();
     assert_eq!(m, 3);
 }
+
+/// `put_text_with` stores what `put_with` stores for the same text (a string, or bytes when it
+/// is not UTF-8), with the same options, limits and key checks, and logs the same ops.
+#[test]
+fn put_text_is_put_of_the_text_value() {
+    let cases: [&[u8]; 4] = [b"", b"xxx", "h\u{e9}llo".as_bytes(), &[0xff, 0, 7]];
+    for text in cases {
+        let value = match std::str::from_utf8(text) {
+            Ok(s) => Value::from(s),
+            Err(_) => Value::Bytes(text.to_vec()),
+        };
+        let opts = PutOptions::default().ttl_ms(5_000);
+        let (mut by_text, mut by_value) = (engine(), engine());
+        let a = by_text.put_text_with(T, "a:k", text, &opts).unwrap();
+        let b = by_value.put_with(T, "a:k", &value, &opts).unwrap();
+        assert_eq!((a.op, a.version), (b.op, b.version));
+        assert_eq!(by_text.get(T, "a:k").unwrap(), Some(value.clone()));
+        let logged = |e: &mut Engine| std::iter::from_fn(|| e.poll_log()).collect::<Vec<_>>();
+        assert_eq!(logged(&mut by_text), logged(&mut by_value));
+    }
+    let mut small = Engine::new(EngineConfig::default().with_max_value_size(10)).unwrap();
+    assert!(
+        small
+            .put_text_with(T, "a:k", b"12345678", &PutOptions::default())
+            .is_ok()
+    );
+    assert_eq!(
+        small.put_text_with(T, "a:k", b"123456789", &PutOptions::default()),
+        Err(EngineError::Value(ValueError::TooLarge {
+            size: 11,
+            limit: 10
+        }))
+    );
+    assert!(matches!(
+        small.put_text_with(T, "a:k*", b"x", &PutOptions::default()),
+        Err(EngineError::Key(_))
+    ));
+    assert_eq!(
+        small.put_text_with(T, "a:k", b"x", &PutOptions::default().ttl_ms(0)),
+        Err(EngineError::InvalidTtl)
+    );
+}

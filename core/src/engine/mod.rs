@@ -415,19 +415,23 @@ impl Engine {
     }
 
     fn encode(&self, value: &Value) -> Result<StoredValue, EngineError> {
-        // A value that alone exceeds the memory limit could never be kept: refuse it.
-        let limit = match self.config.max_bytes {
+        Ok(StoredValue::encode(
+            value,
+            self.config.json_encoding,
+            self.value_limit(),
+        )?)
+    }
+
+    /// The largest stored value: a value that alone exceeds the memory limit could never be
+    /// kept, so it is refused.
+    fn value_limit(&self) -> usize {
+        match self.config.max_bytes {
             Some(max) => self
                 .config
                 .max_value_size
                 .min(usize::try_from(max).unwrap_or(usize::MAX)),
             None => self.config.max_value_size,
-        };
-        Ok(StoredValue::encode(
-            value,
-            self.config.json_encoding,
-            limit,
-        )?)
+        }
     }
 
     /// Memory charged for one entry.

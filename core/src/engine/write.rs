@@ -58,6 +58,38 @@ impl Engine {
         self.check_unlocked(&key)?;
         self.check_codec(&key, value)?;
         let stored = self.encode(value)?;
+        self.put_stored(now, &key, stored, opts)
+    }
+
+    /// [`Engine::put_with`] of text given as bytes: a [`Value::String`] when `text` is UTF-8,
+    /// [`Value::Bytes`] otherwise (what the Redis port's SET stores), encoded straight from the
+    /// bytes, without building a `Value` first.
+    pub fn put_text_with(
+        &mut self,
+        now: Timestamp,
+        key: &str,
+        text: &[u8],
+        opts: &PutOptions,
+    ) -> Result<WriteResult, EngineError> {
+        let key = self.config.keys.parse(key)?;
+        self.check_unlocked(&key)?;
+        let kind = if std::str::from_utf8(text).is_ok() {
+            ValueKind::String
+        } else {
+            ValueKind::Bytes
+        };
+        let stored = StoredValue::raw_within(kind, text, self.value_limit())?;
+        self.put_stored(now, &key, stored, opts)
+    }
+
+    /// The rest of a put, once the value is encoded.
+    fn put_stored(
+        &mut self,
+        now: Timestamp,
+        key: &KeyRef<'_>,
+        stored: StoredValue,
+        opts: &PutOptions,
+    ) -> Result<WriteResult, EngineError> {
         if opts.ttl_ms == Some(0) {
             return Err(EngineError::InvalidTtl);
         }
@@ -70,7 +102,7 @@ impl Engine {
         if opts.expires_at.is_some_and(|at| at <= now) {
             return Err(EngineError::InvalidTtl);
         }
-        let old = self.current(&key);
+        let old = self.current(key);
         if let Some(expected) = opts.if_version {
             let actual = old.map_or(0, |e| e.version);
             if actual != expected {
@@ -92,9 +124,7 @@ impl Engine {
         if let Some(meta) = user_meta {
             entry.user_meta = meta;
         }
-        Ok(self
-            .write_entry(&mut batch, &key, entry)
-            .finish(self, batch))
+        Ok(self.write_entry(&mut batch, key, entry).finish(self, batch))
     }
 
     /// Deletes `key`. Deleting a missing key is a no-op with `affected == 0`.

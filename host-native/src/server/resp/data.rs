@@ -231,7 +231,6 @@ fn set(e: &mut Engine, now: Timestamp, args: Args<'_>, out: &mut Vec<u8>) -> Res
             return Ok(());
         }
     };
-    let value = to_value(args.get(2));
     let old = if nx || xx || get {
         e.get_stored(now, k)?
     } else {
@@ -251,7 +250,7 @@ fn set(e: &mut Engine, now: Timestamp, args: Args<'_>, out: &mut Vec<u8>) -> Res
                 } else if keep_ttl {
                     opts = opts.keep_ttl();
                 }
-                e.put_with(now, k, &value, &opts)?;
+                e.put_text_with(now, k, args.get(2), &opts)?;
             }
         }
     }

@@ -120,12 +120,12 @@ impl Conn {
     ) -> std::io::Result<Flow> {
         let mut i = 0;
         while i < batch.len() {
-            match self.plain(batch.args(buf, i)) {
+            match self.plain(batch.cmd(i), batch.args(buf, i)) {
                 Some(kind @ (Kind::Read | Kind::Write)) => {
                     let mut j = i + 1;
                     while j < batch.len()
                         && j - i < MAX_GROUP
-                        && self.plain(batch.args(buf, j)) == Some(kind)
+                        && self.plain(batch.cmd(j), batch.args(buf, j)) == Some(kind)
                     {
                         j += 1;
                     }
@@ -153,8 +153,8 @@ impl Conn {
 
     /// The kind of a request that can run in a group: a known key command with the right
     /// arity, on an authenticated connection outside MULTI and subscribed mode.
-    fn plain(&self, args: Args<'_>) -> Option<Kind> {
-        let cmd = Cmd::lookup(args.get(0))?;
+    fn plain(&self, cmd: Option<Cmd>, args: Args<'_>) -> Option<Kind> {
+        let cmd = cmd?;
         let ok = cmd.arity_ok(args.len())
             && self.authed
             && self.multi.is_none()
@@ -174,7 +174,7 @@ impl Conn {
     ) {
         if group.len() == 1 {
             let args = batch.args(buf, group.start);
-            if let Some(cmd) = Cmd::lookup(args.get(0)) {
+            if let Some(cmd) = batch.cmd(group.start) {
                 self.read(cmd, args, out).await;
             }
             return;
@@ -186,9 +186,8 @@ impl Conn {
             .read_all(|e, now| {
                 let mut reply = Vec::new();
                 for i in group.clone() {
-                    let args = batch.args(buf, i);
-                    if let Some(cmd) = Cmd::lookup(args.get(0)) {
-                        data::read(e, now, cmd, args, &mut reply, shared);
+                    if let Some(cmd) = batch.cmd(i) {
+                        data::read(e, now, cmd, batch.args(buf, i), &mut reply, shared);
                     }
                 }
                 Ok(reply)
@@ -217,9 +216,8 @@ impl Conn {
         let replies = group.len();
         write_durably(&self.session.store, out, replies, |e, now, out| {
             for i in group {
-                let args = batch.args(buf, i);
-                if let Some(cmd) = Cmd::lookup(args.get(0)) {
-                    data::write(e, now, cmd, args, out);
+                if let Some(cmd) = batch.cmd(i) {
+                    data::write(e, now, cmd, batch.args(buf, i), out);
                 }
             }
         })

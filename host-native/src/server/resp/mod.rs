@@ -170,12 +170,14 @@ pub(crate) async fn serve_connection(
     }
 }
 
-/// The requests parsed out of one read buffer: every request's arguments back to back, and
-/// where each request's start in that list. Reused from batch to batch.
+/// The requests parsed out of one read buffer: every request's arguments back to back, where
+/// each request's start in that list, and each request's command, looked up once (grouping
+/// and running a request both need it). Reused from batch to batch.
 #[derive(Debug, Default)]
 struct Batch {
     args: Vec<Range<usize>>,
     requests: Vec<Range<usize>>,
+    cmds: Vec<Option<table::Cmd>>,
     scratch: Vec<Range<usize>>,
 }
 
@@ -186,12 +188,16 @@ impl Batch {
     fn parse(&mut self, buf: &[u8], max_request: usize) -> (usize, Option<parse::ProtocolError>) {
         self.args.clear();
         self.requests.clear();
+        self.cmds.clear();
         let mut start = 0;
         loop {
             match parse::parse_request(buf, start, max_request, &mut self.scratch) {
                 Ok(Some(end)) => {
                     start = end;
-                    if !self.scratch.is_empty() {
+                    if let Some(name) = self.scratch.first() {
+                        self.cmds.push(table::Cmd::lookup(
+                            buf.get(name.clone()).unwrap_or_default(),
+                        ));
                         let first = self.args.len();
                         self.args.append(&mut self.scratch);
                         self.requests.push(first..self.args.len());
@@ -205,6 +211,11 @@ impl Batch {
 
     fn len(&self) -> usize {
         self.requests.len()
+    }
+
+    /// The command of request `i`; `None` for an unknown one.
+    fn cmd(&self, i: usize) -> Option<table::Cmd> {
+        self.cmds.get(i).copied().flatten()
     }
 
     fn args<'a>(&'a self, buf: &'a [u8], i: usize) -> table::Args<'a> {

@@ -60,19 +60,26 @@ fn parse_multibulk(
     max_request: usize,
     args: &mut Vec<Range<usize>>,
 ) -> Result<Option<usize>, ProtocolError> {
-    let Some(line_end) = find_crlf(buf, start + 1) else {
-        return if buf.len() - start > INLINE_MAX {
-            Err(ProtocolError::BigCount)
-        } else {
-            Ok(None)
-        };
+    let (count, line_end) = match plain_length_line(buf, start + 1) {
+        Some(parsed) => parsed,
+        None => {
+            let Some(line_end) = find_crlf(buf, start + 1) else {
+                return if buf.len() - start > INLINE_MAX {
+                    Err(ProtocolError::BigCount)
+                } else {
+                    Ok(None)
+                };
+            };
+            let count =
+                parse_len(&buf[start + 1..line_end]).ok_or(ProtocolError::MultibulkLength)?;
+            // `*-1` and the like: an empty request, as in Redis.
+            (usize::try_from(count).unwrap_or(0), line_end)
+        }
     };
-    let count = parse_len(&buf[start + 1..line_end]).ok_or(ProtocolError::MultibulkLength)?;
     let mut pos = line_end + 2;
-    if count <= 0 {
+    if count == 0 {
         return Ok(Some(pos));
     }
-    let count = usize::try_from(count).map_err(|_| ProtocolError::MultibulkLength)?;
     if count > MAX_ARGS || count.saturating_mul(MIN_ARG_BYTES) > max_request {
         return Err(ProtocolError::MultibulkLength);
     }
@@ -83,17 +90,25 @@ fn parse_multibulk(
         if first != b'$' {
             return Err(ProtocolError::ExpectedDollar(char::from(first)));
         }
-        let Some(line_end) = find_crlf(buf, pos + 1) else {
-            return if buf.len() - pos > INLINE_MAX {
-                Err(ProtocolError::BigBulkCount)
-            } else {
-                Ok(None)
-            };
+        let (len, line_end) = match plain_length_line(buf, pos + 1) {
+            Some(parsed) => parsed,
+            None => {
+                let Some(line_end) = find_crlf(buf, pos + 1) else {
+                    return if buf.len() - pos > INLINE_MAX {
+                        Err(ProtocolError::BigBulkCount)
+                    } else {
+                        Ok(None)
+                    };
+                };
+                let len = parse_len(&buf[pos + 1..line_end])
+                    .and_then(|n| usize::try_from(n).ok())
+                    .ok_or(ProtocolError::BulkLength)?;
+                (len, line_end)
+            }
         };
-        let len = parse_len(&buf[pos + 1..line_end])
-            .and_then(|n| usize::try_from(n).ok())
-            .filter(|&n| n <= max_request)
-            .ok_or(ProtocolError::BulkLength)?;
+        if len > max_request {
+            return Err(ProtocolError::BulkLength);
+        }
         let data = line_end + 2;
         let end = data + len;
         // The whole request, not just this argument, must fit the limit.
@@ -154,6 +169,27 @@ fn parse_inline(
         }
     }
     Ok(Some(newline + 1))
+}
+
+/// The common length line, `[1-9][0-9]*\r\n` or `0\r\n` with at most 18 digits, read in the
+/// same pass that finds its end: `(value, offset of the \r)`. `None` for anything else (a
+/// sign, a leading zero, a stray byte, an incomplete line), which the general path then
+/// parses or refuses with the error it always gave. Searching for the CRLF and then parsing
+/// the digits walked every length line twice.
+fn plain_length_line(buf: &[u8], from: usize) -> Option<(usize, usize)> {
+    const MAX_DIGITS: usize = 18;
+    let line = buf.get(from..)?;
+    let mut value = 0usize;
+    for (i, &b) in line.iter().enumerate().take(MAX_DIGITS + 1) {
+        match b {
+            b'0'..=b'9' if i < MAX_DIGITS && !(i == 1 && value == 0) => {
+                value = value * 10 + usize::from(b - b'0');
+            }
+            b'\r' if i > 0 && line.get(i + 1) == Some(&b'\n') => return Some((value, from + i)),
+            _ => return None,
+        }
+    }
+    None
 }
 
 fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
@@ -296,6 +332,48 @@ mod tests {
                 assert!(args.iter().all(|r| r.end <= input.len()));
                 start = end;
             }
+        }
+    }
+
+    /// The one-pass length line agrees with finding the CRLF and then parsing the digits,
+    /// whenever it answers at all, and answers for every plain length.
+    #[test]
+    fn the_one_pass_length_line_agrees_with_the_general_path() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let alphabet = b"0123456789\r\n-+ x";
+        for _ in 0..50_000 {
+            let len = rng.random_range(0..24);
+            let line: Vec<u8> = (0..len)
+                .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                .collect();
+            if let Some((value, end)) = plain_length_line(&line, 0) {
+                assert_eq!(find_crlf(&line, 0), Some(end), "{line:?}");
+                let parsed = parse_len(&line[..end]).and_then(|n| usize::try_from(n).ok());
+                assert_eq!(parsed, Some(value), "{line:?}");
+            }
+        }
+        for value in [0usize, 1, 9, 10, 99, 1024, 999_999_999_999_999_999] {
+            let line = format!("{value}\r\n");
+            assert_eq!(
+                plain_length_line(line.as_bytes(), 0),
+                Some((value, line.len() - 2))
+            );
+        }
+        for refused in [
+            "05\r\n",
+            "-1\r\n",
+            "+1\r\n",
+            "\r\n",
+            "1\r",
+            "1",
+            "1000000000000000000\r\n",
+        ] {
+            assert_eq!(
+                plain_length_line(refused.as_bytes(), 0),
+                None,
+                "{refused:?}"
+            );
         }
     }
 
