@@ -457,7 +457,11 @@ impl Engine {
             Some(old) => self.bytes -= Self::cost(ns, path, old),
             None => self.entries += 1,
         }
-        if let (Some(lru), Some(slot)) = (self.lru.as_mut(), keyspace.get_mut(path)) {
+        // Eviction bookkeeping only when eviction is on: a tuple of both lookups ran the
+        // second one (a hash probe and a key compare) on every write.
+        if let Some(lru) = self.lru.as_mut()
+            && let Some(slot) = keyspace.get_mut(path)
+        {
             match &old {
                 // A write is a use; the key keeps its place in the queues.
                 Some(old) => {

@@ -1,4 +1,4 @@
-//! Integers as Redis reads and writes them.
+//! Integers as Redis reads them.
 
 /// Parses a decimal integer the way Redis's `string2ll` does: an optional `-`, no `+`, no
 /// blanks, no leading zeros (except `0` itself), no overflow. `INCR` of `" 1"` or `"01"` fails
@@ -28,27 +28,6 @@ pub(super) fn parse_i64(text: &[u8]) -> Option<i64> {
     }
 }
 
-/// Formats `n` in decimal into `buf`, returning the digits: replies and bulk lengths are
-/// written this way without a heap allocation.
-pub(super) fn format_i64(n: i64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    let mut rest = n.unsigned_abs();
-    loop {
-        i -= 1;
-        // Always a single digit: the remainder of a division by 10.
-        buf[i] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    if n < 0 {
-        i -= 1;
-        buf[i] = b'-';
-    }
-    &buf[i..]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,14 +51,6 @@ mod tests {
             (b"1.5", None),
         ] {
             assert_eq!(parse_i64(text), want, "{:?}", String::from_utf8_lossy(text));
-        }
-    }
-
-    #[test]
-    fn formats_every_magnitude() {
-        let mut buf = [0u8; 20];
-        for n in [0, 1, -1, 10, 12345, i64::MAX, i64::MIN] {
-            assert_eq!(format_i64(n, &mut buf), n.to_string().as_bytes());
         }
     }
 }

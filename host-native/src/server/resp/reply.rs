@@ -1,6 +1,10 @@
 //! RESP2 replies, appended to the connection's output buffer (one write per batch of requests).
 
-use super::num::format_i64;
+/// Appends `n` in decimal. itoa writes two digits per step from a table; the digit-at-a-time
+/// loop with a division per digit it replaced was 2% of a pipelined INCR's instructions.
+fn push_int(out: &mut Vec<u8>, n: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
 
 pub(super) fn ok(out: &mut Vec<u8>) {
     out.extend_from_slice(b"+OK\r\n");
@@ -24,17 +28,15 @@ pub(super) fn error(out: &mut Vec<u8>, text: &str) {
 }
 
 pub(super) fn int(out: &mut Vec<u8>, n: i64) {
-    let mut buf = [0u8; 20];
     out.push(b':');
-    out.extend_from_slice(format_i64(n, &mut buf));
+    push_int(out, n);
     out.extend_from_slice(b"\r\n");
 }
 
 pub(super) fn bulk(out: &mut Vec<u8>, data: &[u8]) {
-    let mut buf = [0u8; 20];
     out.reserve(data.len() + 16);
     out.push(b'$');
-    out.extend_from_slice(format_i64(len_i64(data.len()), &mut buf));
+    push_int(out, data.len());
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(data);
     out.extend_from_slice(b"\r\n");
@@ -42,8 +44,7 @@ pub(super) fn bulk(out: &mut Vec<u8>, data: &[u8]) {
 
 /// A bulk reply holding the decimal form of `n` (GET of an integer value).
 pub(super) fn bulk_int(out: &mut Vec<u8>, n: i64) {
-    let mut buf = [0u8; 20];
-    bulk(out, format_i64(n, &mut buf));
+    bulk(out, itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// The null bulk string: GET of a missing key.
@@ -57,14 +58,9 @@ pub(super) fn nil_array(out: &mut Vec<u8>) {
 }
 
 pub(super) fn array(out: &mut Vec<u8>, len: usize) {
-    let mut buf = [0u8; 20];
     out.push(b'*');
-    out.extend_from_slice(format_i64(len_i64(len), &mut buf));
+    push_int(out, len);
     out.extend_from_slice(b"\r\n");
-}
-
-fn len_i64(len: usize) -> i64 {
-    i64::try_from(len).unwrap_or(i64::MAX)
 }
 
 /// `-ERR wrong number of arguments for 'get' command`.
