@@ -38,6 +38,11 @@ use crate::entry::Entry;
 /// A key and its entry. A tuple, so that a snapshot's `Vec` of them becomes the slab as it is.
 type Slot = (CompactString, Entry);
 
+/// Where a key's entry was found, so a write that just read it replaces it without a second
+/// hash probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Position(usize);
+
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Keyspace {
     slab: Vec<Slot>,
@@ -73,6 +78,27 @@ impl Keyspace {
     #[inline]
     pub(crate) fn get(&self, path: &str) -> Option<&Entry> {
         self.find(path).map(|i| &self.slab[i].1)
+    }
+
+    /// [`Keyspace::get`], with where the entry is, for [`Keyspace::replace_at`].
+    #[inline]
+    pub(crate) fn get_with_position(&self, path: &str) -> Option<(Position, &Entry)> {
+        self.find(path).map(|i| (Position(i), &self.slab[i].1))
+    }
+
+    /// Replaces the entry of `path` found at `at` without looking it up again; `Err` gives the
+    /// entry back when `at` no longer holds `path` (the keyspace changed since).
+    #[inline]
+    pub(crate) fn replace_at(
+        &mut self,
+        at: Position,
+        path: &str,
+        entry: Entry,
+    ) -> Result<Entry, Entry> {
+        match self.slab.get_mut(at.0) {
+            Some((key, held)) if key.as_str() == path => Ok(std::mem::replace(held, entry)),
+            _ => Err(entry),
+        }
     }
 
     pub(crate) fn get_mut(&mut self, path: &str) -> Option<&mut Entry> {
@@ -311,6 +337,31 @@ mod tests {
             user_meta: None,
             lru: Default::default(),
         }
+    }
+
+    /// A position replaces only the key found there: after a removal moved another key into
+    /// it, or past the end, the entry comes back and nothing changes.
+    #[test]
+    fn replace_at_replaces_only_the_key_found_there() {
+        let mut ks = Keyspace::default();
+        for n in 0..3 {
+            ks.insert(&key(n), entry());
+        }
+        let (at, _) = ks.get_with_position(&key(0)).unwrap();
+        let mut newer = entry();
+        newer.version = 2;
+        let old = ks.replace_at(at, &key(0), newer).unwrap();
+        assert_eq!(old.version, 1);
+        assert_eq!(ks.get(&key(0)).unwrap().version, 2);
+        // Removing key 0 moves the last key into its place: the position now holds key 2.
+        ks.remove(&key(0));
+        assert!(ks.replace_at(at, &key(0), entry()).is_err());
+        assert_eq!(ks.get(&key(0)), None);
+        assert_eq!(ks.get(&key(2)).unwrap().version, 1);
+        let (last, _) = ks.get_with_position(&key(1)).unwrap();
+        ks.remove(&key(1));
+        assert!(ks.replace_at(last, &key(1), entry()).is_err());
+        assert_eq!(ks.slab.len(), 1);
     }
 
     proptest! {

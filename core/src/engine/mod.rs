@@ -54,7 +54,7 @@ use crate::entry::Entry;
 use crate::error::EngineError;
 use crate::event::{ChangeEvent, ChangeKind};
 use crate::key::{KeyError, join_key_compact};
-use crate::keyspace::Keyspace;
+use crate::keyspace::{Keyspace, Position};
 use crate::log::{EncodedLog, LogOp, LogRecord};
 use crate::log_encoding::{KeyedOp, push_keyed_op, push_op};
 use crate::lru::Lru;
@@ -118,6 +118,8 @@ struct Batch {
     /// Commit a revision even when no key changed: the record carries a transaction op
     /// (prepare or a resolution) that replay must see.
     marker: bool,
+    /// Where a single-key write found the key it read, taken by the install that replaces it.
+    found: Option<Position>,
 }
 
 impl Engine {
@@ -325,6 +327,7 @@ impl Engine {
             last_op: 0,
             changed: 0,
             marker: false,
+            found: None,
         }
     }
 
@@ -441,7 +444,13 @@ impl Engine {
 
     /// Stores `entry` under the key with its bookkeeping (count, bytes, eviction queues);
     /// returns the entry it replaced. One hash lookup unless eviction is on.
-    fn store_entry(&mut self, ns: &str, path: &str, entry: Entry) -> Option<Entry> {
+    fn store_entry(
+        &mut self,
+        ns: &str,
+        path: &str,
+        entry: Entry,
+        found: Option<Position>,
+    ) -> Option<Entry> {
         let new_cost = Self::cost(ns, path, &entry);
         let indexed = (!self.search.is_empty()).then(|| entry.value.clone());
         let keyspace = match self.namespaces.get_mut(ns) {
@@ -451,7 +460,13 @@ impl Engine {
         if self.reserve_next.is_some() {
             capacity::apply(&mut self.reserve_next, ns, keyspace);
         }
-        let old = keyspace.insert(path, entry);
+        let old = match found {
+            Some(at) => match keyspace.replace_at(at, path, entry) {
+                Ok(old) => Some(old),
+                Err(entry) => keyspace.insert(path, entry),
+            },
+            None => keyspace.insert(path, entry),
+        };
         self.bytes += new_cost;
         match &old {
             Some(old) => self.bytes -= Self::cost(ns, path, old),
@@ -507,7 +522,7 @@ impl Engine {
             };
             self.log_keyed(batch, op, ns, path, Some(&entry));
         }
-        let old = self.store_entry(ns, path, entry);
+        let old = self.store_entry(ns, path, entry, batch.found.take());
         let old_expiry = old.as_ref().and_then(|o| o.expires_at);
         if old_expiry != new_expiry {
             if let Some(t) = old_expiry {

@@ -218,6 +218,7 @@ impl Engine {
             last_op: 0,
             changed: 0,
             marker: false,
+            found: None,
         };
         let entry = self.next_entry(&batch, old, stored, old.and_then(|e| e.expires_at));
         if entry.checksum != checksum {

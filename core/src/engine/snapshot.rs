@@ -357,7 +357,7 @@ impl Engine {
         let new = history
             .as_ref()
             .map(|_| (entry.value.clone(), entry.version));
-        let old = self.store_entry(ns, path, entry);
+        let old = self.store_entry(ns, path, entry, None);
         if let Some(t) = old.as_ref().and_then(|o| o.expires_at) {
             self.expiry.remove(&(t, ns.into(), path.into()));
         }

@@ -8,6 +8,7 @@ use crate::entry::Entry;
 use crate::error::EngineError;
 use crate::event::ChangeKind;
 use crate::key::KeyRef;
+use crate::keyspace::Position;
 use crate::ops::{PutOptions, WriteOp, WriteResult};
 use crate::time::Timestamp;
 use crate::value::{StoredValue, Value, ValueKind};
@@ -102,7 +103,8 @@ impl Engine {
         if opts.expires_at.is_some_and(|at| at <= now) {
             return Err(EngineError::InvalidTtl);
         }
-        let old = self.current(key);
+        let found = self.current_found(key);
+        let old = found.map(|(_, e)| e);
         if let Some(expected) = opts.if_version {
             let actual = old.map_or(0, |e| e.version);
             if actual != expected {
@@ -120,6 +122,7 @@ impl Engine {
             (None, None, false) => None,
         };
         let mut batch = self.batch(now);
+        batch.found = found.map(|(at, _)| at);
         let mut entry = self.next_entry(&batch, old, stored, expires_at);
         if let Some(meta) = user_meta {
             entry.user_meta = meta;
@@ -192,7 +195,8 @@ impl Engine {
         let key = self.config.keys.parse(key)?;
         self.check_unlocked(&key)?;
         let now = self.begin(now);
-        let old = self.current(&key);
+        let found = self.current_found(&key);
+        let old = found.map(|(_, e)| e);
         let current = match old {
             None => 0,
             Some(e) => {
@@ -225,6 +229,7 @@ impl Engine {
         // The entry is built from the one lookup above (`replace_keeping_ttl` would look the
         // key up again): increments are hot on the Redis port.
         let mut batch = self.batch(now);
+        batch.found = found.map(|(at, _)| at);
         let entry = self.next_entry(&batch, old, stored, old.and_then(|e| e.expires_at));
         let result = self
             .write_entry(&mut batch, &key, entry)
@@ -303,9 +308,11 @@ impl Engine {
         key: &KeyRef<'_>,
         stored: StoredValue,
     ) -> WriteResult {
-        let old = self.current(key);
+        let found = self.current_found(key);
+        let old = found.map(|(_, e)| e);
         let expires_at = old.and_then(|e| e.expires_at);
         let mut batch = self.batch(now);
+        batch.found = found.map(|(at, _)| at);
         let entry = self.next_entry(&batch, old, stored, expires_at);
         self.write_entry(&mut batch, key, entry).finish(self, batch)
     }
@@ -315,6 +322,15 @@ impl Engine {
         self.namespaces
             .get(key.namespace.as_ref())
             .and_then(|ks| ks.get(&key.path))
+    }
+
+    /// [`Engine::current`] and where the entry is: a single-key write that read it puts the
+    /// position in its batch, and installing the new entry replaces the old one there instead
+    /// of probing the hash index a second time.
+    pub(super) fn current_found(&self, key: &KeyRef<'_>) -> Option<(Position, &Entry)> {
+        self.namespaces
+            .get(key.namespace.as_ref())
+            .and_then(|ks| ks.get_with_position(&key.path))
     }
 
     /// Rewrites the metadata of an existing key as a new version (event kind `Metadata`).
