@@ -83,6 +83,25 @@ impl KeyRef<'_> {
     pub fn to_key_string(&self) -> String {
         join_key(&self.namespace, &self.path)
     }
+
+    /// The written form as a [`CompactString`], copied from `parsed_from` (the text this key
+    /// was parsed from) when that already is the written form, joined otherwise. Most keys
+    /// arrive written out in full; copying them skips joining the parts and checking the
+    /// joined bytes as UTF-8 again.
+    pub fn compact_written_form(&self, parsed_from: &str) -> CompactString {
+        // Both parts borrowed from `parsed_from` and, with the separator, all of it: then it is
+        // `namespace:path` exactly (a key without a namespace borrows the default one, which
+        // makes it longer than the text).
+        let borrowed = matches!(
+            (&self.namespace, &self.path),
+            (Cow::Borrowed(_), Cow::Borrowed(_))
+        );
+        if borrowed && parsed_from.len() == self.namespace.len() + 1 + self.path.len() {
+            CompactString::new(parsed_from)
+        } else {
+            join_key_compact(&self.namespace, &self.path)
+        }
+    }
 }
 
 /// The written form of a key, `namespace:path`.
@@ -369,6 +388,32 @@ mod tests {
 
     fn cfg() -> KeyConfig {
         KeyConfig::default()
+    }
+
+    #[test]
+    fn the_compact_written_form_of_a_parsed_key_is_its_written_form() {
+        let folding = KeyConfig {
+            case_insensitive: true,
+            ..cfg()
+        };
+        for (config, text) in [
+            (cfg(), "sessions:user.42"),
+            (cfg(), "user.42"),
+            (cfg(), "a:b:c"),
+            (
+                cfg(),
+                "a-very-long-namespace:with.a.path.past.the.inline.limit",
+            ),
+            (folding.clone(), "Sessions:User.42"),
+            (folding, "sessions:user.42"),
+        ] {
+            let key = config.parse(text).unwrap();
+            assert_eq!(
+                key.compact_written_form(text),
+                key.to_key_string(),
+                "{text}"
+            );
+        }
     }
 
     #[test]

@@ -120,6 +120,9 @@ struct Batch {
     marker: bool,
     /// Where a single-key write found the key it read, taken by the install that replaces it.
     found: Option<Position>,
+    /// The written form of a single-key write's key, when the caller had it at hand, for the
+    /// install's change event.
+    event_key: Option<CompactString>,
 }
 
 impl Engine {
@@ -328,6 +331,7 @@ impl Engine {
             changed: 0,
             marker: false,
             found: None,
+            event_key: None,
         }
     }
 
@@ -539,7 +543,10 @@ impl Engine {
             self.emit(ChangeEvent {
                 revision: batch.revision,
                 at: batch.at,
-                key: join_key_compact(ns, path),
+                key: batch
+                    .event_key
+                    .take()
+                    .unwrap_or_else(|| join_key_compact(ns, path)),
                 kind,
                 version,
                 old: old.map(|o| o.value),

@@ -219,6 +219,7 @@ impl Engine {
             changed: 0,
             marker: false,
             found: None,
+            event_key: None,
         };
         let entry = self.next_entry(&batch, old, stored, old.and_then(|e| e.expires_at));
         if entry.checksum != checksum {

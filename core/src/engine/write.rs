@@ -55,11 +55,12 @@ impl Engine {
         value: &Value,
         opts: &PutOptions,
     ) -> Result<WriteResult, EngineError> {
-        let key = self.config.keys.parse(key)?;
+        let written = key;
+        let key = self.config.keys.parse(written)?;
         self.check_unlocked(&key)?;
         self.check_codec(&key, value)?;
         let stored = self.encode(value)?;
-        self.put_stored(now, &key, stored, opts)
+        self.put_stored(now, &key, written, stored, opts)
     }
 
     /// [`Engine::put_with`] of text given as bytes: a [`Value::String`] when `text` is UTF-8,
@@ -72,7 +73,8 @@ impl Engine {
         text: &[u8],
         opts: &PutOptions,
     ) -> Result<WriteResult, EngineError> {
-        let key = self.config.keys.parse(key)?;
+        let written = key;
+        let key = self.config.keys.parse(written)?;
         self.check_unlocked(&key)?;
         let kind = if std::str::from_utf8(text).is_ok() {
             ValueKind::String
@@ -80,14 +82,15 @@ impl Engine {
             ValueKind::Bytes
         };
         let stored = StoredValue::raw_within(kind, text, self.value_limit())?;
-        self.put_stored(now, &key, stored, opts)
+        self.put_stored(now, &key, written, stored, opts)
     }
 
-    /// The rest of a put, once the value is encoded.
+    /// The rest of a put, once the value is encoded. `written`: the text `key` was parsed from.
     fn put_stored(
         &mut self,
         now: Timestamp,
         key: &KeyRef<'_>,
+        written: &str,
         stored: StoredValue,
         opts: &PutOptions,
     ) -> Result<WriteResult, EngineError> {
@@ -123,6 +126,9 @@ impl Engine {
         };
         let mut batch = self.batch(now);
         batch.found = found.map(|(at, _)| at);
+        if self.wants_events() {
+            batch.event_key = Some(key.compact_written_form(written));
+        }
         let mut entry = self.next_entry(&batch, old, stored, expires_at);
         if let Some(meta) = user_meta {
             entry.user_meta = meta;
@@ -192,7 +198,8 @@ impl Engine {
         delta: i64,
         check: impl FnOnce(&StoredValue) -> Result<(), R>,
     ) -> Result<Result<(i64, WriteResult), R>, EngineError> {
-        let key = self.config.keys.parse(key)?;
+        let written = key;
+        let key = self.config.keys.parse(written)?;
         self.check_unlocked(&key)?;
         let now = self.begin(now);
         let found = self.current_found(&key);
@@ -230,6 +237,9 @@ impl Engine {
         // key up again): increments are hot on the Redis port.
         let mut batch = self.batch(now);
         batch.found = found.map(|(at, _)| at);
+        if self.wants_events() {
+            batch.event_key = Some(key.compact_written_form(written));
+        }
         let entry = self.next_entry(&batch, old, stored, old.and_then(|e| e.expires_at));
         let result = self
             .write_entry(&mut batch, &key, entry)
