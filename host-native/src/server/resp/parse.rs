@@ -60,22 +60,17 @@ fn parse_multibulk(
     max_request: usize,
     args: &mut Vec<Range<usize>>,
 ) -> Result<Option<usize>, ProtocolError> {
-    let (count, line_end) = match plain_length_line(buf, start + 1) {
-        Some(parsed) => parsed,
-        None => {
-            let Some(line_end) = find_crlf(buf, start + 1) else {
-                return if buf.len() - start > INLINE_MAX {
-                    Err(ProtocolError::BigCount)
-                } else {
-                    Ok(None)
-                };
-            };
-            let count =
-                parse_len(&buf[start + 1..line_end]).ok_or(ProtocolError::MultibulkLength)?;
-            // `*-1` and the like: an empty request, as in Redis.
-            (usize::try_from(count).unwrap_or(0), line_end)
-        }
+    let Some((count, line_end)) = length_line(
+        buf,
+        start,
+        ProtocolError::BigCount,
+        ProtocolError::MultibulkLength,
+    )?
+    else {
+        return Ok(None);
     };
+    // `*-1` and the like: an empty request, as in Redis.
+    let count = usize::try_from(count).unwrap_or(0);
     let mut pos = line_end + 2;
     if count == 0 {
         return Ok(Some(pos));
@@ -90,25 +85,19 @@ fn parse_multibulk(
         if first != b'$' {
             return Err(ProtocolError::ExpectedDollar(char::from(first)));
         }
-        let (len, line_end) = match plain_length_line(buf, pos + 1) {
-            Some(parsed) => parsed,
-            None => {
-                let Some(line_end) = find_crlf(buf, pos + 1) else {
-                    return if buf.len() - pos > INLINE_MAX {
-                        Err(ProtocolError::BigBulkCount)
-                    } else {
-                        Ok(None)
-                    };
-                };
-                let len = parse_len(&buf[pos + 1..line_end])
-                    .and_then(|n| usize::try_from(n).ok())
-                    .ok_or(ProtocolError::BulkLength)?;
-                (len, line_end)
-            }
+        let Some((len, line_end)) = length_line(
+            buf,
+            pos,
+            ProtocolError::BigBulkCount,
+            ProtocolError::BulkLength,
+        )?
+        else {
+            return Ok(None);
         };
-        if len > max_request {
-            return Err(ProtocolError::BulkLength);
-        }
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|&n| n <= max_request)
+            .ok_or(ProtocolError::BulkLength)?;
         let data = line_end + 2;
         let end = data + len;
         // The whole request, not just this argument, must fit the limit.
@@ -169,6 +158,30 @@ fn parse_inline(
         }
     }
     Ok(Some(newline + 1))
+}
+
+/// The length line of the `*` or `$` header at `at`: its value and where its CRLF starts;
+/// `Ok(None)` while it is incomplete. `too_long`: the line ran past the inline limit without
+/// ending; `invalid`: it is not a number.
+fn length_line(
+    buf: &[u8],
+    at: usize,
+    too_long: ProtocolError,
+    invalid: ProtocolError,
+) -> Result<Option<(i64, usize)>, ProtocolError> {
+    if let Some((value, line_end)) = plain_length_line(buf, at + 1) {
+        // At most 18 digits: always an i64.
+        return Ok(Some((i64::try_from(value).unwrap_or(i64::MAX), line_end)));
+    }
+    let Some(line_end) = find_crlf(buf, at + 1) else {
+        return if buf.len() - at > INLINE_MAX {
+            Err(too_long)
+        } else {
+            Ok(None)
+        };
+    };
+    let value = parse_len(&buf[at + 1..line_end]).ok_or(invalid)?;
+    Ok(Some((value, line_end)))
 }
 
 /// The common length line, `[1-9][0-9]*\r\n` or `0\r\n` with at most 18 digits, read in the
