@@ -452,6 +452,8 @@ impl StoredValue {
         let mut out = Vec::with_capacity(HEADER_LEN + payload_hint(value));
         let encode_err = |format, message: String| ValueError::Encode { format, message };
         match value {
+            // `encode` builds these itself (inline when short) and never sends them here; they
+            // are named, not matched by `_`, so a new variant has to be placed in one or the other.
             Value::String(_)
             | Value::Integer(_)
             | Value::Float(_)
