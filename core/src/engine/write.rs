@@ -124,11 +124,7 @@ impl Engine {
             (None, None, true) => old.and_then(|e| e.expires_at),
             (None, None, false) => None,
         };
-        let mut batch = self.batch(now);
-        batch.found = found.map(|(at, _)| at);
-        if self.wants_events() {
-            batch.event_key = Some(key.compact_written_form(written));
-        }
+        let mut batch = self.key_batch(now, key, Some(written), found);
         let mut entry = self.next_entry(&batch, old, stored, expires_at);
         if let Some(meta) = user_meta {
             entry.user_meta = meta;
@@ -235,11 +231,7 @@ impl Engine {
         let stored = self.encode(&Value::Integer(next))?;
         // The entry is built from the one lookup above (`replace_keeping_ttl` would look the
         // key up again): increments are hot on the Redis port.
-        let mut batch = self.batch(now);
-        batch.found = found.map(|(at, _)| at);
-        if self.wants_events() {
-            batch.event_key = Some(key.compact_written_form(written));
-        }
+        let mut batch = self.key_batch(now, &key, Some(written), found);
         let entry = self.next_entry(&batch, old, stored, old.and_then(|e| e.expires_at));
         let result = self
             .write_entry(&mut batch, &key, entry)
@@ -321,17 +313,33 @@ impl Engine {
         let found = self.current_found(key);
         let old = found.map(|(_, e)| e);
         let expires_at = old.and_then(|e| e.expires_at);
-        let mut batch = self.batch(now);
-        batch.found = found.map(|(at, _)| at);
+        let mut batch = self.key_batch(now, key, None, found);
         let entry = self.next_entry(&batch, old, stored, expires_at);
         self.write_entry(&mut batch, key, entry).finish(self, batch)
     }
 
     /// The key's current entry, for a write. Writes sweep first, so a present entry is live.
     pub(super) fn current(&self, key: &KeyRef<'_>) -> Option<&Entry> {
-        self.namespaces
-            .get(key.namespace.as_ref())
-            .and_then(|ks| ks.get(&key.path))
+        self.current_found(key).map(|(_, entry)| entry)
+    }
+
+    /// The batch of a write to the one key `key`, which its read found at `found`; `written`
+    /// is the text `key` was parsed from, when the caller has it (for the change event's key).
+    fn key_batch(
+        &self,
+        now: Timestamp,
+        key: &KeyRef<'_>,
+        written: Option<&str>,
+        found: Option<(Position, &Entry)>,
+    ) -> super::Batch {
+        let mut batch = self.batch(now);
+        batch.found = found.map(|(at, _)| at);
+        if let Some(written) = written
+            && self.wants_events()
+        {
+            batch.event_key = Some(key.compact_written_form(written));
+        }
+        batch
     }
 
     /// [`Engine::current`] and where the entry is: a single-key write that read it puts the
