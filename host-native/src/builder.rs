@@ -94,6 +94,13 @@ impl StoreBuilder {
         self
     }
 
+    /// Changes kept in memory for `get_at`, key histories and change streams that start in the
+    /// past (default 10,000; 0 keeps none). See docs/history.md.
+    pub fn history_limit(mut self, changes: usize) -> Self {
+        self.engine = self.engine.with_history_limit(changes);
+        self
+    }
+
     /// How JSON values are stored (JSON text by default, or MessagePack).
     pub fn json_encoding(mut self, encoding: JsonEncoding) -> Self {
         self.engine = self.engine.with_json_encoding(encoding);

@@ -406,6 +406,29 @@ fn remote_failures_have_their_exit_codes() {
 }
 
 #[test]
+fn serve_keeps_as_many_changes_as_its_history_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let limited = serve(&tmp.path().join("limited"), &["--history-limit", "3"]);
+    let none = serve(&tmp.path().join("none"), &["--history-limit", "0"]);
+    let default = serve(&tmp.path().join("default"), &[]);
+    for server in [&limited, &none, &default] {
+        for i in 0..10 {
+            let key = format!("h:k{i}");
+            assert_eq!(code(&remote(&server.addr, &["set", &key, "v"], None)), 0);
+        }
+    }
+    // The floor is the newest revision dropped: 10 writes, 3 kept, so revisions 1 to 7 are gone.
+    for (server, floor) in [(&limited, 7), (&none, 10), (&default, 0)] {
+        let stats = stdout(&remote(&server.addr, &["stats"], None));
+        assert!(stats.contains("revision 10\n"), "{stats}");
+        assert!(
+            stats.contains(&format!("history_floor {floor}\n")),
+            "floor {floor}: {stats}"
+        );
+    }
+}
+
+#[test]
 fn serve_refuses_bad_flags_before_touching_the_data_directory() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("never-created");
@@ -413,6 +436,7 @@ fn serve_refuses_bad_flags_before_touching_the_data_directory() {
         &["serve", "--fsync", "sometimes"][..],
         &["serve", "--fsync", "0"][..],
         &["serve", "--mode", "eventual"][..],
+        &["serve", "--history-limit", "-1"][..],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_statemesh"))
             .args(args)

@@ -61,6 +61,10 @@ pub(crate) struct ServeArgs {
     /// Evict least recently used keys beyond this many bytes of keys and values.
     #[arg(long)]
     max_bytes: Option<u64>,
+    /// Changes kept in memory for reads at earlier revisions, key histories and subscriptions
+    /// that start in the past; 0 keeps none. Each holds its key and its old and new values.
+    #[arg(long, default_value_t = statemesh::core::EngineConfig::default().history_limit)]
+    history_limit: usize,
     /// Token clients must present (JSON-lines `auth`, RESP `AUTH`). Required off loopback.
     #[arg(long, env = "STATEMESH_AUTH_TOKEN", hide_env_values = true)]
     auth_token: Option<String>,
@@ -104,7 +108,8 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .durability(durability)
         .sync_policy(fsync)
         .checkpoint_every(args.checkpoint_every)
-        .memory_limits(args.max_entries, args.max_bytes);
+        .memory_limits(args.max_entries, args.max_bytes)
+        .history_limit(args.history_limit);
     let store = if args.in_memory {
         builder.open_in_memory().await?
     } else {
