@@ -86,6 +86,15 @@ impl Keyspace {
         self.find(path).map(|i| (Position(i), &self.slab[i].1))
     }
 
+    /// The entry of `path` at `at`; `None` when `at` no longer holds `path`.
+    #[inline]
+    pub(crate) fn get_at(&self, at: Position, path: &str) -> Option<&Entry> {
+        match self.slab.get(at.0) {
+            Some((key, held)) if key.as_str() == path => Some(held),
+            _ => None,
+        }
+    }
+
     /// Replaces the entry of `path` found at `at` without looking it up again; `Err` gives the
     /// entry back when `at` no longer holds `path` (the keyspace changed since).
     #[inline]

@@ -13,6 +13,7 @@ use crate::log_encoding::{AppendTo, push_record};
 use crate::storage::LogBytes;
 use crate::time::Timestamp;
 use crate::txn::{PreparedTxn, TxnId};
+use crate::value::StoredValue;
 
 /// Format byte of the current log record encoding.
 pub const LOG_FORMAT_V1: u8 = 1;
@@ -76,6 +77,19 @@ pub enum LogOp {
         namespace: CompactString,
         path: CompactString,
         entry: Entry,
+    },
+    /// As `Put`, for a single-key write that replaced an existing entry by the usual rule:
+    /// replay takes `created_at`, `create_revision` and the user metadata from the key's entry
+    /// before this op, the version from it plus one, `updated_at` and `mod_revision` from the
+    /// record, and refuses the record unless `value` has `checksum`. A third to half of a
+    /// small value's `Put` was those derivable fields. Logs written before this variant
+    /// existed carry such writes as `Put`.
+    Update {
+        namespace: CompactString,
+        path: CompactString,
+        value: StoredValue,
+        checksum: u64,
+        expires_at: Option<Timestamp>,
     },
 }
 

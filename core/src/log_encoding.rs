@@ -23,6 +23,7 @@ use compact_str::CompactString;
 
 use crate::entry::Entry;
 use crate::log::LogOp;
+use crate::time::Timestamp;
 
 /// postcard's variant indexes of [`LogOp`], in declaration order.
 const PUT: u32 = 0;
@@ -30,6 +31,7 @@ const DELETE: u32 = 1;
 const EVICT: u32 = 2;
 const EXPIRE: u32 = 3;
 const METADATA: u32 = 8;
+const UPDATE: u32 = 9;
 
 /// Most bytes a varint takes.
 const VARINT_MAX: usize = 10;
@@ -92,18 +94,23 @@ impl Writer<'_> {
         self.pos = end;
     }
 
-    fn entry(&mut self, entry: &Entry) {
-        self.bytes(entry.value.as_bytes());
-        self.varint(entry.checksum);
-        self.varint(entry.created_at.0);
-        self.varint(entry.updated_at.0);
-        match entry.expires_at {
+    #[inline]
+    fn expiry(&mut self, expires_at: Option<Timestamp>) {
+        match expires_at {
             Some(at) => {
                 self.byte(1);
                 self.varint(at.0);
             }
             None => self.byte(0),
         }
+    }
+
+    fn entry(&mut self, entry: &Entry) {
+        self.bytes(entry.value.as_bytes());
+        self.varint(entry.checksum);
+        self.varint(entry.created_at.0);
+        self.varint(entry.updated_at.0);
+        self.expiry(entry.expires_at);
         self.varint(entry.version);
         self.varint(entry.create_revision);
         self.varint(entry.mod_revision);
@@ -175,6 +182,9 @@ pub(crate) enum KeyedOp {
     Evict,
     Expire,
     Metadata,
+    /// The entry's value, checksum and expiry only; the rest follows from the key's previous
+    /// entry ([`LogOp::Update`]).
+    Update,
 }
 
 impl KeyedOp {
@@ -185,6 +195,7 @@ impl KeyedOp {
             KeyedOp::Evict => EVICT,
             KeyedOp::Expire => EXPIRE,
             KeyedOp::Metadata => METADATA,
+            KeyedOp::Update => UPDATE,
         }
     }
 }
@@ -204,8 +215,14 @@ pub(crate) fn push_keyed_op(
         w.varint(op.variant().into());
         w.bytes(namespace.as_bytes());
         w.bytes(path.as_bytes());
-        if let Some(entry) = entry {
-            w.entry(entry);
+        match entry {
+            Some(entry) if op == KeyedOp::Update => {
+                w.bytes(entry.value.as_bytes());
+                w.varint(entry.checksum);
+                w.expiry(entry.expires_at);
+            }
+            Some(entry) => w.entry(entry),
+            None => {}
         }
     });
 }

@@ -3,8 +3,8 @@
 //! rarely reaches.
 
 use statemesh_core::{
-    ChangeKind, Engine, EngineConfig, EngineError, FormatError, LogRecord, PutOptions, Timestamp,
-    Ttl, Value, ValueError, WriteOp,
+    ChangeKind, Engine, EngineConfig, EngineError, FormatError, LogOp, LogRecord, PutOptions,
+    Timestamp, Ttl, Value, ValueError, WriteOp,
 };
 
 const T: Timestamp = Timestamp(1_000);
@@ -94,6 +94,62 @@ fn replay_skips_old_records_refuses_gaps_and_checks_checksums() {
     assert!(r.replay(&recs[1]).unwrap());
     assert!(r.replay(&recs[2]).unwrap());
     assert_eq!(r.snapshot().unwrap(), e.snapshot().unwrap());
+}
+
+/// A write that replaces an existing entry by the usual rule is logged without the fields
+/// replay derives (`LogOp::Update`), a third or more smaller than the whole entry; replay
+/// rebuilds the entry exactly, and refuses a value that does not match its checksum.
+#[test]
+fn updates_are_logged_without_derivable_fields_and_replay_rebuilds_them() {
+    let mut e = engine();
+    let mut meta = serde_json::Map::new();
+    meta.insert("owner".into(), "ana".into());
+    let with_meta = PutOptions::default().ttl_ms(60_000).metadata(meta);
+    e.put_with(Timestamp(1_000), "a:n", &Value::Integer(1), &with_meta)
+        .unwrap();
+    e.increment(Timestamp(2_000), "a:n", 41).unwrap();
+    e.put(Timestamp(3_000), "a:n", &Value::Integer(7)).unwrap();
+    let recs: Vec<LogRecord> = std::iter::from_fn(|| e.poll_log()).collect();
+    assert!(matches!(recs[0].ops[0], LogOp::Put { .. }), "a create");
+    assert!(
+        matches!(recs[1].ops[0], LogOp::Update { .. }),
+        "an increment"
+    );
+    assert!(
+        matches!(recs[2].ops[0], LogOp::Update { .. }),
+        "a put over it"
+    );
+    let (create, update) = (recs[0].encode().unwrap(), recs[1].encode().unwrap());
+    assert!(
+        update.len() * 3 < create.len() * 2,
+        "update record {} B, create record {} B",
+        update.len(),
+        create.len()
+    );
+
+    let mut r = engine();
+    let mut tampered = recs[1].clone();
+    if let LogOp::Update { checksum, .. } = &mut tampered.ops[0] {
+        *checksum ^= 1;
+    }
+    assert!(r.replay(&recs[0]).unwrap());
+    assert_eq!(
+        r.replay(&tampered),
+        Err(FormatError::Corrupt { key: "a:n".into() })
+    );
+    assert_eq!(r.revision(), 1, "a refused record changes nothing");
+    for rec in &recs[1..] {
+        assert!(r.replay_bytes(&rec.encode().unwrap()).unwrap());
+    }
+    assert_eq!(r.snapshot().unwrap(), e.snapshot().unwrap());
+    let record = r.get_record(Timestamp(3_000), "a:n").unwrap().unwrap();
+    assert_eq!(record.meta.version, 3);
+    assert_eq!(record.meta.created_at, Timestamp(1_000));
+    assert_eq!(record.meta.updated_at, Timestamp(3_000));
+    assert_eq!(
+        record.meta.user.get("owner"),
+        Some(&serde_json::json!("ana"))
+    );
 }
 
 #[test]

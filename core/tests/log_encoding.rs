@@ -195,7 +195,7 @@ proptest! {
 #[test]
 fn the_writes_cover_every_op_kind() {
     let mut rng = proptest::test_runner::TestRunner::deterministic();
-    let mut seen = [false; 9];
+    let mut seen = [false; 10];
     for _ in 0..200 {
         let writes = prop::collection::vec(write(), 40)
             .new_tree(&mut rng)
@@ -213,10 +213,11 @@ fn the_writes_cover_every_op_kind() {
                     LogOp::CommitPrepared { .. } => 6,
                     LogOp::CancelPrepared { .. } => 7,
                     LogOp::Metadata { .. } => 8,
+                    LogOp::Update { .. } => 9,
                 };
                 seen[kind] = true;
             }
         }
     }
-    assert_eq!(seen, [true; 9]);
+    assert_eq!(seen, [true; 10]);
 }

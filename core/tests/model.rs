@@ -862,6 +862,13 @@ enum OpView {
     },
     Delete(String),
     Expire(String),
+    /// A single-key write's next version of an existing key: the derivable fields left out.
+    Update {
+        key: String,
+        value: StoredValue,
+        checksum: u64,
+        expires_at: Option<Timestamp>,
+    },
     /// A merge patch logged as its JSON text.
     MergePatch {
         key: String,
@@ -924,6 +931,21 @@ impl OpView {
         if let LogOp::Delete { namespace, path } = op {
             return OpView::Delete(key(namespace, path));
         }
+        if let LogOp::Update {
+            namespace,
+            path,
+            value,
+            checksum,
+            expires_at,
+        } = op
+        {
+            return OpView::Update {
+                key: key(namespace, path),
+                value: value.clone(),
+                checksum: *checksum,
+                expires_at: *expires_at,
+            };
+        }
         if let LogOp::Expire { namespace, path } = op {
             return OpView::Expire(key(namespace, path));
         }
@@ -942,6 +964,14 @@ impl OpView {
         }
         OpView::Other(format!("{op:?}"))
     }
+}
+
+/// Whether `new` is the version after `old` with only the value and TTL chosen by the write.
+fn follows(old: &ModelEntry, new: &ModelEntry) -> bool {
+    new.version == old.version + 1
+        && new.created_at == old.created_at
+        && new.create_revision == old.create_revision
+        && new.user == old.user
 }
 
 impl EntryView {
@@ -1293,8 +1323,20 @@ impl Model {
         } else {
             (WriteOp::Update, ChangeKind::Update)
         };
+        // A single-key write of an existing key whose entry follows from the old one (every
+        // one but a put that sets user metadata) is logged without the derivable fields.
+        let update = self
+            .entries
+            .get(key)
+            .is_some_and(|old| follows(old, &entry))
+            .then(|| OpView::Update {
+                key: join(key),
+                value: entry.stored.clone(),
+                checksum: checksum(entry.stored.as_bytes()),
+                expires_at: entry.expires_at.map(ts),
+            });
         self.install(&mut batch, key, entry, kind);
-        if let (Some(logged), Some(last)) = (logged, batch.ops.last_mut()) {
+        if let (Some(logged), Some(last)) = (logged.or(update), batch.ops.last_mut()) {
             *last = logged;
         }
         self.single(batch, op, version)

@@ -145,7 +145,7 @@ fn the_log_keeps_the_smaller_of_patch_and_value_and_replay_rebuilds_the_same_sta
     e.patch(ts(4), "u:2", &Patch::json(grow).unwrap()).unwrap();
     let records = drain_log(&mut e);
     assert!(matches!(records[1].ops[0], LogOp::Patch { .. }));
-    assert!(matches!(records[3].ops[0], LogOp::Put { .. }));
+    assert!(matches!(records[3].ops[0], LogOp::Update { .. }));
     let patch_bytes = records[1].encode().unwrap().len();
     let put_bytes = records[0].encode().unwrap().len();
     assert!(

@@ -125,6 +125,23 @@ struct Batch {
     event_key: Option<CompactString>,
 }
 
+impl Batch {
+    /// An empty batch for `revision` at `at`; replay builds these to derive a record's entries.
+    fn at_revision(revision: u64, at: Timestamp) -> Batch {
+        Batch {
+            revision,
+            at,
+            ops: Vec::new(),
+            op_count: 0,
+            last_op: 0,
+            changed: 0,
+            marker: false,
+            found: None,
+            event_key: None,
+        }
+    }
+}
+
 impl Engine {
     /// An empty engine.
     pub fn new(config: EngineConfig) -> Result<Engine, KeyError> {
@@ -322,17 +339,7 @@ impl Engine {
     }
 
     fn batch(&self, at: Timestamp) -> Batch {
-        Batch {
-            revision: self.revision + 1,
-            at,
-            ops: Vec::new(),
-            op_count: 0,
-            last_op: 0,
-            changed: 0,
-            marker: false,
-            found: None,
-            event_key: None,
-        }
+        Batch::at_revision(self.revision + 1, at)
     }
 
     fn commit(&mut self, mut batch: Batch) -> u64 {
@@ -521,6 +528,8 @@ impl Engine {
         if self.capture_log {
             let op = if kind == ChangeKind::Metadata {
                 KeyedOp::Metadata
+            } else if self.follows_found(batch, ns, path, &entry) {
+                KeyedOp::Update
             } else {
                 KeyedOp::Put
             };
@@ -555,6 +564,30 @@ impl Engine {
                 old_mod_revision,
             });
         }
+    }
+
+    /// Whether `entry` is what replay of a [`LogOp::Update`] derives: the single-key write
+    /// found the key's current entry (its position is in the batch) and `entry` follows from
+    /// it by [`Engine::next_entry`]'s rule. Checked field by field against the entry replay
+    /// will see, rather than trusted from how the caller built it, so a caller that changes an
+    /// entry after building it (user metadata on a put) is logged whole.
+    fn follows_found(&self, batch: &Batch, ns: &str, path: &str, entry: &Entry) -> bool {
+        let Some(at) = batch.found else {
+            return false;
+        };
+        let Some(old) = self.namespaces.get(ns).and_then(|ks| ks.get_at(at, path)) else {
+            return false;
+        };
+        entry.version == old.version.wrapping_add(1)
+            && entry.created_at == old.created_at
+            && entry.create_revision == old.create_revision
+            && entry.updated_at == batch.at
+            && entry.mod_revision == batch.revision
+            && match (&entry.user_meta, &old.user_meta) {
+                (None, None) => true,
+                (Some(new), Some(old)) => std::sync::Arc::ptr_eq(new, old) || new == old,
+                _ => false,
+            }
     }
 
     /// Removes the key (a delete or an expiry); returns the removed entry.

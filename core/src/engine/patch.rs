@@ -114,9 +114,11 @@ impl Engine {
         self.check_unlocked(&key)?;
         let now = self.begin(now);
         let stored = self.patched_value(&key, patch)?;
-        let old = self.current(&key);
+        let found = self.current_found(&key);
+        let old = found.map(|(_, e)| e);
         let expires_at = old.and_then(|e| e.expires_at);
         let mut batch = self.batch(now);
+        batch.found = found.map(|(at, _)| at);
         let entry = self.next_entry(&batch, old, stored, expires_at);
         let smaller = patch.text.len() < entry.value.len();
         let checksum = entry.checksum;
@@ -210,17 +212,7 @@ impl Engine {
             .patched_value(&key, &patch)
             .map_err(|e| bad(e.to_string()))?;
         let old = self.current(&key);
-        let batch = super::Batch {
-            revision,
-            at,
-            ops: Vec::new(),
-            op_count: 0,
-            last_op: 0,
-            changed: 0,
-            marker: false,
-            found: None,
-            event_key: None,
-        };
+        let batch = super::Batch::at_revision(revision, at);
         let entry = self.next_entry(&batch, old, stored, old.and_then(|e| e.expires_at));
         if entry.checksum != checksum {
             return Err(FormatError::Corrupt {

@@ -18,6 +18,7 @@ use crate::key::{join_key, join_key_compact};
 use crate::log::{LogOp, LogRecord};
 use crate::time::Timestamp;
 use crate::txn::{PreparedTxn, TxnId};
+use crate::value::StoredValue;
 
 /// Format byte of a snapshot without prepared transactions.
 pub const SNAPSHOT_FORMAT_V1: u8 = 1;
@@ -202,6 +203,9 @@ impl Engine {
             | LogOp::Evict { namespace, path }
             | LogOp::Patch {
                 namespace, path, ..
+            }
+            | LogOp::Update {
+                namespace, path, ..
             }) = op
             else {
                 self.check_replayed_txn_op(op)?;
@@ -212,6 +216,13 @@ impl Engine {
                 LogOp::Put { entry, .. } | LogOp::Metadata { entry, .. }
                     if !entry.checksum_ok() =>
                 {
+                    return Err(FormatError::Corrupt {
+                        key: join_key(namespace, path),
+                    });
+                }
+                LogOp::Update {
+                    value, checksum, ..
+                } if crate::value::checksum(value.as_bytes()) != *checksum => {
                     return Err(FormatError::Corrupt {
                         key: join_key(namespace, path),
                     });
@@ -259,6 +270,19 @@ impl Engine {
                     if let Some(entry) = patched.next() {
                         self.install_replayed(&namespace, &path, entry, false, history.as_mut());
                     }
+                }
+                LogOp::Update {
+                    namespace,
+                    path,
+                    value,
+                    expires_at,
+                    ..
+                } => {
+                    // Derived here, in op order, not while validating: an earlier op of the
+                    // record (the sweep's expiry of this key) may change the entry it follows.
+                    let entry =
+                        self.updated_entry(&namespace, &path, value, expires_at, revision, at);
+                    self.install_replayed(&namespace, &path, entry, false, history.as_mut());
                 }
                 LogOp::Delete { namespace, path } => {
                     self.remove_replayed(&namespace, &path, ChangeKind::Delete, history.as_mut());
@@ -342,6 +366,26 @@ impl Engine {
         }
         self.namespaces
             .insert(ns, crate::keyspace::Keyspace::from_sorted(items));
+    }
+
+    /// The entry a replayed [`LogOp::Update`] installs: the key's next version, as the write
+    /// built it with [`Engine::next_entry`] from the entry it replaced.
+    fn updated_entry(
+        &self,
+        ns: &str,
+        path: &str,
+        value: StoredValue,
+        expires_at: Option<Timestamp>,
+        revision: u64,
+        at: Timestamp,
+    ) -> Entry {
+        let old = self.namespaces.get(ns).and_then(|ks| ks.get(path));
+        self.next_entry(
+            &super::Batch::at_revision(revision, at),
+            old,
+            value,
+            expires_at,
+        )
     }
 
     /// Installs a replayed entry; the record was validated whole before any of it is applied.
