@@ -906,63 +906,49 @@ impl RecordView {
 impl OpView {
     fn of(op: &LogOp) -> OpView {
         let key = |ns: &str, path: &str| format!("{ns}:{path}");
-        if let LogOp::Put {
-            namespace,
-            path,
-            entry,
-        } = op
-        {
-            return OpView::Put {
+        match op {
+            LogOp::Put {
+                namespace,
+                path,
+                entry,
+            } => OpView::Put {
                 key: key(namespace, path),
                 entry: EntryView::of(entry),
-            };
-        }
-        if let LogOp::Metadata {
-            namespace,
-            path,
-            entry,
-        } = op
-        {
-            return OpView::Metadata {
+            },
+            LogOp::Metadata {
+                namespace,
+                path,
+                entry,
+            } => OpView::Metadata {
                 key: key(namespace, path),
                 entry: EntryView::of(entry),
-            };
-        }
-        if let LogOp::Delete { namespace, path } = op {
-            return OpView::Delete(key(namespace, path));
-        }
-        if let LogOp::Update {
-            namespace,
-            path,
-            value,
-            checksum,
-            expires_at,
-        } = op
-        {
-            return OpView::Update {
+            },
+            LogOp::Update {
+                namespace,
+                path,
+                value,
+                checksum,
+                expires_at,
+            } => OpView::Update {
                 key: key(namespace, path),
                 value: value.clone(),
                 checksum: *checksum,
                 expires_at: *expires_at,
-            };
-        }
-        if let LogOp::Expire { namespace, path } = op {
-            return OpView::Expire(key(namespace, path));
-        }
-        if let LogOp::Patch {
-            namespace,
-            path,
-            patch: LoggedPatch::Merge(text),
-            checksum,
-        } = op
-        {
-            return OpView::MergePatch {
+            },
+            LogOp::Delete { namespace, path } => OpView::Delete(key(namespace, path)),
+            LogOp::Expire { namespace, path } => OpView::Expire(key(namespace, path)),
+            LogOp::Patch {
+                namespace,
+                path,
+                patch: LoggedPatch::Merge(text),
+                checksum,
+            } => OpView::MergePatch {
                 key: key(namespace, path),
                 text: text.clone(),
                 checksum: *checksum,
-            };
+            },
+            _ => OpView::Other(format!("{op:?}")),
         }
-        OpView::Other(format!("{op:?}"))
     }
 }
 
