@@ -187,10 +187,11 @@ impl Engine {
             });
         }
         // Validate the whole record before touching state, so a bad record changes nothing.
-        // Patches are materialised here too (against the state before the record: a patch is
-        // always the only change to its key in a record).
+        // Patches and updates are materialised here too, against the state before the record:
+        // the write that logged one found its key and changed nothing else of it in the record.
         let (revision, at) = (record.revision, record.at);
-        let mut patched = Vec::new();
+        let mut derived = Vec::new();
+        let replayed = super::Batch::at_revision(revision, at);
         for op in &record.ops {
             let (LogOp::Put {
                 namespace, path, ..
@@ -221,20 +222,24 @@ impl Engine {
                     });
                 }
                 LogOp::Update {
-                    value, checksum, ..
-                } if crate::value::checksum(value.as_bytes()) != *checksum => {
-                    return Err(FormatError::Corrupt {
-                        key: join_key(namespace, path),
-                    });
-                }
+                    value,
+                    checksum,
+                    expires_at,
+                    ..
+                } => derived.push(self.replayed_update(
+                    &replayed,
+                    namespace,
+                    path,
+                    (value, *checksum, *expires_at),
+                )?),
                 LogOp::Patch {
                     patch, checksum, ..
-                } => patched
+                } => derived
                     .push(self.replayed_patch(namespace, path, patch, *checksum, revision, at)?),
                 _ => {}
             }
         }
-        let mut patched = patched.into_iter();
+        let mut derived = derived.into_iter();
         // The change history is rebuilt as the writes built it (replay emits no events to
         // subscribers): a record with more changes than the history holds would be trimmed
         // whole at once, so its events are not built.
@@ -264,25 +269,15 @@ impl Engine {
                     path,
                     entry,
                 } => self.install_replayed(&namespace, &path, entry, true, history.as_mut()),
-                LogOp::Patch {
+                LogOp::Update {
+                    namespace, path, ..
+                }
+                | LogOp::Patch {
                     namespace, path, ..
                 } => {
-                    if let Some(entry) = patched.next() {
+                    if let Some(entry) = derived.next() {
                         self.install_replayed(&namespace, &path, entry, false, history.as_mut());
                     }
-                }
-                LogOp::Update {
-                    namespace,
-                    path,
-                    value,
-                    expires_at,
-                    ..
-                } => {
-                    // Derived here, in op order, not while validating: an earlier op of the
-                    // record (the sweep's expiry of this key) may change the entry it follows.
-                    let entry =
-                        self.updated_entry(&namespace, &path, value, expires_at, revision, at);
-                    self.install_replayed(&namespace, &path, entry, false, history.as_mut());
                 }
                 LogOp::Delete { namespace, path } => {
                     self.remove_replayed(&namespace, &path, ChangeKind::Delete, history.as_mut());
@@ -369,23 +364,28 @@ impl Engine {
     }
 
     /// The entry a replayed [`LogOp::Update`] installs: the key's next version, as the write
-    /// built it with [`Engine::next_entry`] from the entry it replaced.
-    fn updated_entry(
+    /// built it with [`Engine::next_entry`] from the entry it replaced. Refused when the value
+    /// does not match its checksum, or when the key does not exist: the write that logged it
+    /// found the key, so the log and the state it is replayed onto disagree.
+    fn replayed_update(
         &self,
+        batch: &super::Batch,
         ns: &str,
         path: &str,
-        value: StoredValue,
-        expires_at: Option<Timestamp>,
-        revision: u64,
-        at: Timestamp,
-    ) -> Entry {
-        let old = self.namespaces.get(ns).and_then(|ks| ks.get(path));
-        self.next_entry(
-            &super::Batch::at_revision(revision, at),
-            old,
-            value,
-            expires_at,
-        )
+        (value, checksum, expires_at): (&StoredValue, u64, Option<Timestamp>),
+    ) -> Result<Entry, FormatError> {
+        if crate::value::checksum(value.as_bytes()) != checksum {
+            return Err(FormatError::Corrupt {
+                key: join_key(ns, path),
+            });
+        }
+        let Some(old) = self.namespaces.get(ns).and_then(|ks| ks.get(path)) else {
+            return Err(FormatError::Decode {
+                what: "log record",
+                message: format!("update of {}, which does not exist", join_key(ns, path)),
+            });
+        };
+        Ok(self.next_entry(batch, Some(old), value.clone(), expires_at))
     }
 
     /// Installs a replayed entry; the record was validated whole before any of it is applied.
