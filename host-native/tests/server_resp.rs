@@ -615,9 +615,12 @@ async fn cp_mode_writes_survive_a_kill() {
     {
         let mut c = connect(&server).await;
         for i in 0..50 {
+            // A create, then an update (logged as `LogOp::Update`, rebuilt by replay).
+            let _: () = c.set(format!("d:{i}"), -1).await.expect("set");
             let _: () = c.set(format!("d:{i}"), i).await.expect("set");
         }
-        let _: i64 = c.incr("d:ctr", 7).await.expect("incr");
+        let _: i64 = c.incr("d:ctr", 3).await.expect("incr");
+        let _: i64 = c.incr("d:ctr", 4).await.expect("incr");
     }
     // SIGKILL: no graceful flush. CP acknowledged every write only once durable.
     kill_and_restart(&mut server);
@@ -634,9 +637,13 @@ async fn ap_mode_writes_survive_a_kill_after_their_round() {
         let mut c = connect(&server).await;
         let mut pipe = redis::pipe();
         for i in 0..2000 {
+            // A create, then an update (logged as `LogOp::Update`, rebuilt by replay).
+            pipe.set(format!("d:{i}"), -1).ignore();
             pipe.set(format!("d:{i}"), i).ignore();
         }
-        pipe.incr("d:ctr", 7).ignore();
+        for _ in 0..7 {
+            pipe.incr("d:ctr", 1).ignore();
+        }
         let _: () = pipe.query_async(&mut c).await.expect("pipeline");
     }
     // Well past the 1 ms round, well inside the 1 s fsync period.
