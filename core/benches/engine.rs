@@ -1,4 +1,5 @@
 //! Criterion benchmarks of the bare engine (no host, no lock): the cost floor under every host.
+#![allow(clippy::print_stdout)] // the replay bench prints each log's bytes per record
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -114,9 +115,67 @@ fn small_writes(c: &mut Criterion) {
     });
 }
 
+/// Log replay of 100k records onto a store of 10k keys: records that create keys (`Put`)
+/// against records that update them (`Update`: INCRs, which replay derives from the entry they
+/// replace). Prints each log's bytes per record beside criterion's times.
+fn replay(c: &mut Criterion) {
+    const REPLAY_KEYS: usize = 10_000;
+    const RECORDS: usize = 100_000;
+    let now = Timestamp(1);
+    let mut source = Engine::new(EngineConfig::default()).expect("config");
+    source.set_capture_log(false);
+    for i in 0..REPLAY_KEYS {
+        source
+            .put(now, &format!("s:k{i}"), &Value::Integer(0))
+            .expect("put");
+    }
+    let start = source.snapshot().expect("snapshot");
+    let mut creates = Engine::restore(EngineConfig::default(), &start).expect("restore");
+    let mut updates = Engine::restore(EngineConfig::default(), &start).expect("restore");
+    for n in 0..RECORDS {
+        creates
+            .put(now, &format!("s:new{n}"), &Value::Integer(1))
+            .expect("put");
+        let key = format!("s:k{}", (n * 7919) % REPLAY_KEYS);
+        updates.increment(now, &key, 1).expect("incr");
+    }
+    for (name, engine) in [
+        ("replay/100k_creates", &mut creates),
+        ("replay/100k_updates", &mut updates),
+    ] {
+        let records: Vec<Vec<u8>> = std::iter::from_fn(|| engine.poll_log())
+            .map(|r| r.encode().expect("encode"))
+            .collect();
+        let bytes: usize = records.iter().map(Vec::len).sum();
+        println!(
+            "{name}: {:.1} bytes per record",
+            bytes as f64 / records.len() as f64
+        );
+        let decoded: Vec<statemesh_core::LogRecord> = records
+            .iter()
+            .map(|b| statemesh_core::LogRecord::decode(b).expect("decode"))
+            .collect();
+        c.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    let e = Engine::restore(EngineConfig::default(), &start).expect("restore");
+                    (e, decoded.clone())
+                },
+                |(mut e, records)| {
+                    for record in records {
+                        e.replay_owned(record).expect("replay");
+                    }
+                    e
+                },
+                BatchSize::LargeInput,
+            )
+        });
+    }
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20);
-    targets = bench, log_encode, small_writes
+    targets = bench, log_encode, small_writes, replay
 }
 criterion_main!(benches);

@@ -414,8 +414,21 @@ impl Engine {
         value: StoredValue,
         expires_at: Option<Timestamp>,
     ) -> Entry {
+        let checksum = crate::value::checksum(value.as_bytes());
+        self.next_entry_checked(batch, old, value, checksum, expires_at)
+    }
+
+    /// [`Engine::next_entry`] for a value whose checksum is known (replay checked it already).
+    fn next_entry_checked(
+        &self,
+        batch: &Batch,
+        old: Option<&Entry>,
+        value: StoredValue,
+        checksum: u64,
+        expires_at: Option<Timestamp>,
+    ) -> Entry {
         Entry {
-            checksum: crate::value::checksum(value.as_bytes()),
+            checksum,
             value,
             created_at: old.map_or(batch.at, |o| o.created_at),
             updated_at: batch.at,

@@ -15,10 +15,10 @@ use crate::entry::Entry;
 use crate::error::FormatError;
 use crate::event::{ChangeEvent, ChangeKind};
 use crate::key::{join_key, join_key_compact};
+use crate::keyspace::Position;
 use crate::log::{LogOp, LogRecord};
 use crate::time::Timestamp;
 use crate::txn::{PreparedTxn, TxnId};
-use crate::value::StoredValue;
 
 /// Format byte of a snapshot without prepared transactions.
 pub const SNAPSHOT_FORMAT_V1: u8 = 1;
@@ -187,10 +187,13 @@ impl Engine {
             });
         }
         // Validate the whole record before touching state, so a bad record changes nothing.
-        // Patches and updates are materialised here too, against the state before the record:
-        // the write that logged one found its key and changed nothing else of it in the record.
+        // Patches are materialised here too (against the state before the record: a patch is
+        // always the only change to its key in a record). An update is derived as it is
+        // applied, from the key's entry then: the one lookup that finds the old entry also
+        // tells where the new one goes, as for a `Put` (looking the key up while validating
+        // as well made replaying updates about 30% slower).
         let (revision, at) = (record.revision, record.at);
-        let mut derived = Vec::new();
+        let mut patched = Vec::new();
         let replayed = super::Batch::at_revision(revision, at);
         for op in &record.ops {
             let (LogOp::Put {
@@ -222,24 +225,20 @@ impl Engine {
                     });
                 }
                 LogOp::Update {
-                    value,
-                    checksum,
-                    expires_at,
-                    ..
-                } => derived.push(self.replayed_update(
-                    &replayed,
-                    namespace,
-                    path,
-                    (value, *checksum, *expires_at),
-                )?),
+                    value, checksum, ..
+                } if crate::value::checksum(value.as_bytes()) != *checksum => {
+                    return Err(FormatError::Corrupt {
+                        key: join_key(namespace, path),
+                    });
+                }
                 LogOp::Patch {
                     patch, checksum, ..
-                } => derived
+                } => patched
                     .push(self.replayed_patch(namespace, path, patch, *checksum, revision, at)?),
                 _ => {}
             }
         }
-        let mut derived = derived.into_iter();
+        let mut patched = patched.into_iter();
         // The change history is rebuilt as the writes built it (replay emits no events to
         // subscribers): a record with more changes than the history holds would be trimmed
         // whole at once, so its events are not built.
@@ -263,20 +262,44 @@ impl Engine {
                     namespace,
                     path,
                     entry,
-                } => self.install_replayed(&namespace, &path, entry, false, history.as_mut()),
+                } => self.install_replayed(&namespace, &path, entry, false, history.as_mut(), None),
                 LogOp::Metadata {
                     namespace,
                     path,
                     entry,
-                } => self.install_replayed(&namespace, &path, entry, true, history.as_mut()),
+                } => self.install_replayed(&namespace, &path, entry, true, history.as_mut(), None),
                 LogOp::Update {
-                    namespace, path, ..
+                    namespace,
+                    path,
+                    value,
+                    checksum,
+                    expires_at,
+                } => {
+                    // The write that logged it found the key and changed nothing else of it
+                    // in the record. Were the key missing (a log replayed onto a state it was
+                    // not written from), the update replays as the key's creation.
+                    let found = self
+                        .namespaces
+                        .get(namespace.as_str())
+                        .and_then(|ks| ks.get_with_position(&path));
+                    let old = found.map(|(_, e)| e);
+                    let entry =
+                        self.next_entry_checked(&replayed, old, value, checksum, expires_at);
+                    let found = found.map(|(at, _)| at);
+                    self.install_replayed(&namespace, &path, entry, false, history.as_mut(), found);
                 }
-                | LogOp::Patch {
+                LogOp::Patch {
                     namespace, path, ..
                 } => {
-                    if let Some(entry) = derived.next() {
-                        self.install_replayed(&namespace, &path, entry, false, history.as_mut());
+                    if let Some(entry) = patched.next() {
+                        self.install_replayed(
+                            &namespace,
+                            &path,
+                            entry,
+                            false,
+                            history.as_mut(),
+                            None,
+                        );
                     }
                 }
                 LogOp::Delete { namespace, path } => {
@@ -363,31 +386,6 @@ impl Engine {
             .insert(ns, crate::keyspace::Keyspace::from_sorted(items));
     }
 
-    /// The entry a replayed [`LogOp::Update`] installs: the key's next version, as the write
-    /// built it with [`Engine::next_entry`] from the entry it replaced. Refused when the value
-    /// does not match its checksum, or when the key does not exist: the write that logged it
-    /// found the key, so the log and the state it is replayed onto disagree.
-    fn replayed_update(
-        &self,
-        batch: &super::Batch,
-        ns: &str,
-        path: &str,
-        (value, checksum, expires_at): (&StoredValue, u64, Option<Timestamp>),
-    ) -> Result<Entry, FormatError> {
-        if crate::value::checksum(value.as_bytes()) != checksum {
-            return Err(FormatError::Corrupt {
-                key: join_key(ns, path),
-            });
-        }
-        let Some(old) = self.namespaces.get(ns).and_then(|ks| ks.get(path)) else {
-            return Err(FormatError::Decode {
-                what: "log record",
-                message: format!("update of {}, which does not exist", join_key(ns, path)),
-            });
-        };
-        Ok(self.next_entry(batch, Some(old), value.clone(), expires_at))
-    }
-
     /// Installs a replayed entry; the record was validated whole before any of it is applied.
     fn install_replayed(
         &mut self,
@@ -396,12 +394,13 @@ impl Engine {
         entry: Entry,
         metadata_only: bool,
         history: Option<&mut ReplayedChanges>,
+        found: Option<Position>,
     ) {
         let new_expiry = entry.expires_at;
         let new = history
             .as_ref()
             .map(|_| (entry.value.clone(), entry.version));
-        let old = self.store_entry(ns, path, entry, None);
+        let old = self.store_entry(ns, path, entry, found);
         if let Some(t) = old.as_ref().and_then(|o| o.expires_at) {
             self.expiry.remove(&(t, ns.into(), path.into()));
         }
