@@ -81,7 +81,7 @@ pub enum LogOp {
     /// As `Put`, for a single-key write that replaced an existing entry by the usual rule:
     /// replay takes `created_at`, `create_revision` and the user metadata from the key's entry
     /// before this op, the version from it plus one, `updated_at` and `mod_revision` from the
-    /// record, and refuses the record unless `value` has `checksum` and the key exists. A third to half of a
+    /// record, and refuses the record unless `value` has `checksum`. A third to half of a
     /// small value's `Put` was those derivable fields. Logs written before this variant
     /// existed carry such writes as `Put`.
     Update {

@@ -596,11 +596,7 @@ impl Engine {
             && entry.create_revision == old.create_revision
             && entry.updated_at == batch.at
             && entry.mod_revision == batch.revision
-            && match (&entry.user_meta, &old.user_meta) {
-                (None, None) => true,
-                (Some(new), Some(old)) => std::sync::Arc::ptr_eq(new, old) || new == old,
-                _ => false,
-            }
+            && entry.user_meta == old.user_meta
     }
 
     /// Removes the key (a delete or an expiry); returns the removed entry.

@@ -192,12 +192,11 @@ impl Engine {
     /// The entry a logged patch produces at `revision`, checked against its checksum.
     pub(super) fn replayed_patch(
         &self,
+        batch: &super::Batch,
         ns: &str,
         path: &str,
         logged: &LoggedPatch,
         checksum: u64,
-        revision: u64,
-        at: Timestamp,
     ) -> Result<Entry, FormatError> {
         let bad = |message: String| FormatError::Decode {
             what: "log record",
@@ -212,8 +211,7 @@ impl Engine {
             .patched_value(&key, &patch)
             .map_err(|e| bad(e.to_string()))?;
         let old = self.current(&key);
-        let batch = super::Batch::at_revision(revision, at);
-        let entry = self.next_entry(&batch, old, stored, old.and_then(|e| e.expires_at));
+        let entry = self.next_entry(batch, old, stored, old.and_then(|e| e.expires_at));
         if entry.checksum != checksum {
             return Err(FormatError::Corrupt {
                 key: join_key(ns, path),

@@ -233,8 +233,9 @@ impl Engine {
                 }
                 LogOp::Patch {
                     patch, checksum, ..
-                } => patched
-                    .push(self.replayed_patch(namespace, path, patch, *checksum, revision, at)?),
+                } => {
+                    patched.push(self.replayed_patch(&replayed, namespace, path, patch, *checksum)?)
+                }
                 _ => {}
             }
         }
