@@ -201,6 +201,17 @@ impl EncodedLog {
         self.bytes.capacity() + self.ends.capacity() * std::mem::size_of::<(u64, usize)>()
     }
 
+    /// Every record's bytes, back to back in order (see [`EncodedLog::ends`]).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Each record's revision and the offset in [`EncodedLog::as_bytes`] where it ends (where
+    /// the next begins; the first begins at 0), so a writer can hand all records on at once.
+    pub fn ends(&self) -> &[(u64, usize)] {
+        &self.ends
+    }
+
     /// The revision of the last record.
     pub fn last_revision(&self) -> Option<u64> {
         self.ends.last().map(|(revision, _)| *revision)

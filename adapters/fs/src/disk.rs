@@ -6,7 +6,7 @@
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io::{self, Write};
+use std::io::{self, IoSlice, Write};
 use std::path::{Path, PathBuf};
 
 /// File-system operations, path based, plus open files for appending.
@@ -45,6 +45,13 @@ pub trait Disk: Send + Sync + fmt::Debug + 'static {
 pub trait DiskFile: Send + fmt::Debug {
     /// Writes all of `data` at the end of the file.
     fn append(&mut self, data: &[u8]) -> io::Result<()>;
+    /// Writes all of `parts`, in order, at the end of the file, as one append of their
+    /// concatenation. The default joins them and calls [`DiskFile::append`]; [`StdFile`] hands
+    /// them to `writev` (the log writes a frame's head and the records' own buffers this way).
+    fn append_vectored(&mut self, parts: &mut [IoSlice<'_>]) -> io::Result<()> {
+        let joined: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+        self.append(&joined)
+    }
     /// Truncates (or extends) the file to `len` bytes; later appends go after them.
     fn set_len(&mut self, len: u64) -> io::Result<()>;
     /// Makes the file's data and length durable.
@@ -144,6 +151,19 @@ impl Disk for StdDisk {
 impl DiskFile for StdFile {
     fn append(&mut self, data: &[u8]) -> io::Result<()> {
         self.file.write_all(data)
+    }
+
+    fn append_vectored(&mut self, mut parts: &mut [IoSlice<'_>]) -> io::Result<()> {
+        IoSlice::advance_slices(&mut parts, 0);
+        while !parts.is_empty() {
+            match self.file.write_vectored(parts) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => IoSlice::advance_slices(&mut parts, n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     fn set_len(&mut self, len: u64) -> io::Result<()> {

@@ -13,14 +13,24 @@ pub const SNAPSHOT_MAGIC: [u8; 8] = *b"SMESHSNP";
 /// First 8 bytes of every index-image file. Its bytes are core's index image set
 /// ([`statemesh_core::search::encode_image_set`]), which the IndexedDB adapter stores too.
 pub const IMAGES_MAGIC: [u8; 8] = statemesh_core::search::IMAGE_SET_MAGIC;
-/// Format version written into segment and snapshot headers.
+/// Format version written into snapshot headers, and the segment version of a frame per record.
 pub const FORMAT_VERSION: u8 = 1;
+/// Segment format version this build writes: one frame per append, holding every record of
+/// it ([`GROUP_HEADER_LEN`]). Segments of [`FORMAT_VERSION`] 1 (a frame per record) are read.
+pub const SEGMENT_VERSION: u8 = 2;
 /// Checksum algorithm byte in segment headers: XXH3-64 of `revision || payload`.
 pub const CHECKSUM_XXH3_64: u8 = 1;
 /// Bytes in a segment header: magic (8), version (1), checksum algorithm (1), reserved zeros (6).
 pub const SEGMENT_HEADER_LEN: usize = 16;
-/// Bytes in a frame header: payload length u32 (4), revision u64 (8), checksum u64 (8).
+/// Bytes in a version-1 frame header: payload length u32 (4), revision u64 (8), checksum u64 (8).
 pub const FRAME_HEADER_LEN: usize = 20;
+/// Bytes in a version-2 frame header: body length u32 (4), first revision u64 (8), record
+/// count u32 (4), checksum u64 (8). The body is the record index (a varint revision step and a
+/// varint length per record) and then the records' bytes back to back.
+pub const GROUP_HEADER_LEN: usize = 24;
+/// Most body bytes a version-2 frame is given while more records wait: an append larger than
+/// this is written as several frames, so recovery never needs one frame of gigabytes.
+pub const GROUP_BODY_TARGET: usize = 64 << 20;
 /// Bytes in a snapshot header: magic (8), version (1), reserved (7), revision u64 (8),
 /// payload length u64 (8), checksum u64 (8).
 pub const SNAPSHOT_HEADER_LEN: usize = 40;
@@ -107,12 +117,14 @@ pub(crate) fn frame_checksum(revision: u64, payload: &[u8]) -> u64 {
 pub(crate) fn segment_header() -> [u8; SEGMENT_HEADER_LEN] {
     let mut h = [0u8; SEGMENT_HEADER_LEN];
     h[..8].copy_from_slice(&SEGMENT_MAGIC);
-    h[8] = FORMAT_VERSION;
+    h[8] = SEGMENT_VERSION;
     h[9] = CHECKSUM_XXH3_64;
     h
 }
 
-/// Appends one frame to `out`. The caller has checked `payload.len() <= u32::MAX`.
+/// Appends one version-1 frame to `out` (a frame per record). This build writes version 2;
+/// tests write version 1 to check it is still read. `payload.len()` must fit a `u32`.
+#[cfg(test)]
 pub(crate) fn encode_frame(out: &mut Vec<u8>, revision: u64, payload: &[u8]) {
     let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
     out.extend_from_slice(&len.to_le_bytes());
@@ -121,15 +133,71 @@ pub(crate) fn encode_frame(out: &mut Vec<u8>, revision: u64, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
-/// Encoded size of a frame with a payload of `payload_len` bytes.
-pub(crate) fn frame_len(payload_len: usize) -> usize {
-    FRAME_HEADER_LEN.saturating_add(payload_len)
+/// Appends LEB128 `value` (7 bits a byte, low group first, top bit set on all but the last).
+pub(crate) fn push_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// Bytes [`push_varint`] writes for `value`.
+pub(crate) fn varint_len(value: u64) -> usize {
+    let bits = 64 - (value | 1).leading_zeros() as usize;
+    bits.div_ceil(7)
+}
+
+/// The LEB128 varint at `at`: its value and the offset after it. `None` if it is cut short, is
+/// longer than ten bytes or overflows a `u64`.
+fn read_varint(data: &[u8], mut at: usize) -> Option<(u64, usize)> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *data.get(at)?;
+        at += 1;
+        let bits = u64::from(byte & 0x7f);
+        if shift == 63 && bits > 1 {
+            return None;
+        }
+        value |= bits << shift;
+        if byte & 0x80 == 0 {
+            return Some((value, at));
+        }
+    }
+    None
+}
+
+/// A version-2 frame's header for a body of `body_len` bytes whose index is `index`, holding
+/// `count` records from `first`; the checksum field is left zero for [`seal_group`].
+pub(crate) fn group_header(body_len: u32, first: u64, count: u32) -> [u8; GROUP_HEADER_LEN] {
+    let mut h = [0u8; GROUP_HEADER_LEN];
+    h[..4].copy_from_slice(&body_len.to_le_bytes());
+    h[4..12].copy_from_slice(&first.to_le_bytes());
+    h[12..16].copy_from_slice(&count.to_le_bytes());
+    h
+}
+
+/// Writes the checksum into `header` ([`group_header`]'s): XXH3-64 of the header's first 16
+/// bytes, the index, then the records' bytes (`records`, in order, however they are split).
+pub(crate) fn seal_group<'a>(
+    header: &mut [u8; GROUP_HEADER_LEN],
+    index: &[u8],
+    records: impl IntoIterator<Item = &'a [u8]>,
+) {
+    let mut h = Xxh3Default::new();
+    h.update(&header[..16]);
+    h.update(index);
+    for part in records {
+        h.update(part);
+    }
+    header[16..].copy_from_slice(&h.digest().to_le_bytes());
 }
 
 /// What a segment header says.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum HeaderCheck {
-    Ok,
+    /// A segment of this format version (1 or [`SEGMENT_VERSION`]).
+    Ok(u8),
     /// Fewer bytes than a header: a segment torn while it was created.
     Short,
     /// The magic bytes are wrong.
@@ -145,8 +213,9 @@ pub(crate) fn check_segment_header(data: &[u8]) -> HeaderCheck {
     if header[..8] != SEGMENT_MAGIC {
         return HeaderCheck::BadMagic;
     }
-    if header[8] != FORMAT_VERSION {
-        return HeaderCheck::Unsupported(format!("segment format version {}", header[8]));
+    let version = header[8];
+    if version != FORMAT_VERSION && version != SEGMENT_VERSION {
+        return HeaderCheck::Unsupported(format!("segment format version {version}"));
     }
     if header[9] != CHECKSUM_XXH3_64 {
         return HeaderCheck::Unsupported(format!("checksum algorithm {}", header[9]));
@@ -154,7 +223,7 @@ pub(crate) fn check_segment_header(data: &[u8]) -> HeaderCheck {
     if header[10..].iter().any(|&b| b != 0) {
         return HeaderCheck::Unsupported("non-zero reserved header bytes".into());
     }
-    HeaderCheck::Ok
+    HeaderCheck::Ok(version)
 }
 
 /// One frame read from a segment.
@@ -199,18 +268,156 @@ pub(crate) fn parse_frame(data: &[u8], at: usize) -> Result<Frame<'_>, String> {
     })
 }
 
-/// Whether a whole valid frame with a revision above `after` starts anywhere after `from`.
-/// Used to tell a torn tail (nothing valid follows) from damage in the middle of a segment.
-pub(crate) fn valid_frame_after(data: &[u8], from: usize, after: u64) -> Option<usize> {
-    let last_start = data.len().checked_sub(FRAME_HEADER_LEN)?;
+/// A version-2 frame read from a segment: its records, checked.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Group<'a> {
+    pub(crate) first: u64,
+    pub(crate) last: u64,
+    index: &'a [u8],
+    records: &'a [u8],
+    /// Offset of the byte after this frame.
+    pub(crate) end: usize,
+}
+
+impl<'a> Group<'a> {
+    /// Each record's revision and bytes, in order.
+    pub(crate) fn records(&self) -> GroupRecords<'a> {
+        GroupRecords {
+            index: self.index,
+            records: self.records,
+            at: 0,
+            revision: self.first,
+        }
+    }
+}
+
+/// The records of a [`Group`]; its index was checked when the frame was parsed.
+#[derive(Debug, Clone)]
+pub(crate) struct GroupRecords<'a> {
+    index: &'a [u8],
+    records: &'a [u8],
+    at: usize,
+    revision: u64,
+}
+
+impl<'a> Iterator for GroupRecords<'a> {
+    type Item = (u64, &'a [u8]);
+
+    fn next(&mut self) -> Option<(u64, &'a [u8])> {
+        let (step, at) = read_varint(self.index, self.at)?;
+        let (len, at) = read_varint(self.index, at)?;
+        self.at = at;
+        self.revision = self.revision.checked_add(step)?;
+        let len = usize::try_from(len).ok()?;
+        let (record, rest) = self.records.split_at_checked(len)?;
+        self.records = rest;
+        Some((self.revision, record))
+    }
+}
+
+/// Parses the version-2 frame at `at`. `Err` says why the bytes there are not a whole valid
+/// frame. The index must account for every body byte: the first record's step is 0 (its
+/// revision is the header's), every later step at least 1, and the lengths fill the body.
+pub(crate) fn parse_group(data: &[u8], at: usize) -> Result<Group<'_>, String> {
+    let available = data.len().saturating_sub(at);
+    if available < GROUP_HEADER_LEN {
+        return Err(format!(
+            "short frame header ({available} of {GROUP_HEADER_LEN} bytes)"
+        ));
+    }
+    let (Some(len), Some(first), Some(count), Some(checksum)) = (
+        read_u32(data, at),
+        read_u64(data, at + 4),
+        read_u32(data, at + 12),
+        read_u64(data, at + 16),
+    ) else {
+        return Err("short frame header".into());
+    };
+    let start = at + GROUP_HEADER_LEN;
+    let len = usize::try_from(len).unwrap_or(usize::MAX);
+    let Some(body) = start.checked_add(len).and_then(|end| data.get(start..end)) else {
+        return Err(format!(
+            "short frame body ({} of {len} bytes)",
+            data.len().saturating_sub(start)
+        ));
+    };
+    let mut h = Xxh3Default::new();
+    h.update(&data[at..at + 16]);
+    h.update(body);
+    if h.digest() != checksum {
+        return Err(format!("checksum mismatch in frame from revision {first}"));
+    }
+    // The checksum matched, so a bad index is a writer's bug or a forged frame: still refused.
+    let bad = |what: &str| Err(format!("frame from revision {first}: {what}"));
+    if count == 0 {
+        return bad("no records");
+    }
+    let mut pos = 0;
+    let mut revision = first;
+    let mut bytes = 0usize;
+    for i in 0..count {
+        let Some((step, next)) = read_varint(body, pos) else {
+            return bad("index cut short");
+        };
+        let Some((record_len, next)) = read_varint(body, next) else {
+            return bad("index cut short");
+        };
+        pos = next;
+        if (i == 0) != (step == 0) {
+            return bad("revisions in the index do not increase");
+        }
+        let Some(r) = revision.checked_add(step) else {
+            return bad("revision overflows");
+        };
+        revision = r;
+        let Some(total) = usize::try_from(record_len)
+            .ok()
+            .and_then(|l| bytes.checked_add(l))
+        else {
+            return bad("record lengths overflow");
+        };
+        bytes = total;
+    }
+    let (index, records) = body.split_at(pos);
+    if records.len() != bytes {
+        return bad("record lengths do not fill the frame");
+    }
+    Ok(Group {
+        first,
+        last: revision,
+        index,
+        records,
+        end: start + len,
+    })
+}
+
+/// Whether a whole valid frame of segment format `version` with a revision above `after`
+/// starts anywhere after `from`. Used to tell a torn tail (nothing valid follows) from damage
+/// in the middle of a segment.
+pub(crate) fn valid_frame_after(
+    data: &[u8],
+    version: u8,
+    from: usize,
+    after: u64,
+) -> Option<usize> {
+    let header_len = if version == FORMAT_VERSION {
+        FRAME_HEADER_LEN
+    } else {
+        GROUP_HEADER_LEN
+    };
+    let last_start = data.len().checked_sub(header_len)?;
     let mut at = from.checked_add(1)?;
     while at <= last_start {
         // Cheap filters first: a plausible revision and a payload that fits.
         if let (Some(len), Some(revision)) = (read_u32(data, at), read_u64(data, at + 4))
             && revision > after
             && revision - after <= MAX_REVISION_STEP
-            && (len as usize) <= data.len() - at - FRAME_HEADER_LEN
-            && parse_frame(data, at).is_ok()
+            && (len as usize) <= data.len() - at - header_len
+            && if version == FORMAT_VERSION {
+                parse_frame(data, at).is_ok()
+            } else {
+                parse_group(data, at).is_ok()
+            }
         {
             return Some(at);
         }
@@ -317,6 +524,34 @@ mod tests {
                 "len {len}"
             );
         }
+    }
+
+    #[test]
+    fn varints_roundtrip_at_every_length_and_overlong_ones_are_refused() {
+        for shift in 0..64 {
+            for value in [1u64 << shift, (1u64 << shift) - 1, u64::MAX >> shift] {
+                let mut out = Vec::new();
+                push_varint(&mut out, value);
+                assert_eq!(out.len(), varint_len(value), "{value}");
+                assert_eq!(read_varint(&out, 0), Some((value, out.len())), "{value}");
+                assert_eq!(read_varint(&out[..out.len() - 1], 0), None, "cut {value}");
+            }
+        }
+        // Past 64 bits: a tenth byte above 1, or an eleventh byte.
+        assert_eq!(
+            read_varint(
+                &[0xff; 9].iter().chain(&[2]).copied().collect::<Vec<_>>(),
+                0
+            ),
+            None
+        );
+        assert_eq!(
+            read_varint(
+                &[0x80; 10].iter().chain(&[0]).copied().collect::<Vec<_>>(),
+                0
+            ),
+            None
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! [`FsStorage`]: the write-ahead log and snapshots in one directory.
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -93,13 +93,48 @@ pub struct FsStorage<D: Disk = StdDisk> {
     /// When the log was last synced; kept only under `SyncPolicy::EveryMillis`, the one policy
     /// that reads a clock, so the other policies run where `Instant` does not (wasm32).
     last_sync: Option<Instant>,
-    /// The frames of one append, reused: growing a fresh buffer frame by frame cost the
-    /// committer a copy of everything per doubling and fresh pages besides.
-    frames: Vec<u8>,
+    /// A frame's header and index (after a segment header when the frame starts a segment),
+    /// reused from append to append; the records are written from the caller's buffers.
+    head: Vec<u8>,
 }
 
-/// An append buffer larger than this is given back after the append (a bulk load's).
-const KEEP_FRAMES: usize = 1 << 20;
+/// A frame head larger than this is given back after the append (a bulk load's).
+const KEEP_HEAD: usize = 1 << 20;
+
+/// Largest record: its frame's body (the record and its index entry) must fit a `u32`.
+const MAX_RECORD: usize = u32::MAX as usize - 64;
+
+/// Records to append: a buffer holding records back to back, and each record's revision and
+/// end offset in it. An engine's encoded log is one run; a [`LogBytes`] is a run of one.
+type Run<'a> = (&'a [u8], &'a [(u64, usize)]);
+
+/// Moves `next` (run, record) past runs with no record left; false when none is left at all.
+fn skip_empty(runs: &[Run<'_>], next: &mut (usize, usize)) -> bool {
+    while let Some((_, ends)) = runs.get(next.0) {
+        if next.1 < ends.len() {
+            return true;
+        }
+        *next = (next.0 + 1, 0);
+    }
+    false
+}
+
+/// The records of one frame read back: one for a version-1 frame, any number for version 2.
+enum Records<'a> {
+    One(Option<(u64, &'a [u8])>),
+    Group(format::GroupRecords<'a>),
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = (u64, &'a [u8]);
+
+    fn next(&mut self) -> Option<(u64, &'a [u8])> {
+        match self {
+            Records::One(one) => one.take(),
+            Records::Group(records) => records.next(),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Segment {
@@ -180,7 +215,7 @@ impl<D: Disk> FsStorage<D> {
             file_unsynced: false,
             dir_unsynced: false,
             last_sync,
-            frames: Vec::new(),
+            head: Vec::new(),
         })
     }
 
@@ -339,8 +374,8 @@ impl<D: Disk> FsStorage<D> {
             let path = self.path_of(&format::segment_name(first));
             let file = path.display().to_string();
             let data = self.disk.read(&path).map_err(io_err("read", &path))?;
-            match format::check_segment_header(&data) {
-                HeaderCheck::Ok => {}
+            let version = match format::check_segment_header(&data) {
+                HeaderCheck::Ok(version) => version,
                 HeaderCheck::Short | HeaderCheck::BadMagic
                     if is_last
                         && (data.len() < SEGMENT_HEADER_LEN || data.iter().all(|&b| b == 0)) =>
@@ -370,47 +405,58 @@ impl<D: Disk> FsStorage<D> {
                 HeaderCheck::Unsupported(reason) => {
                     return Err(StorageError::Unsupported { file, reason });
                 }
-            }
+            };
 
             let mut at = SEGMENT_HEADER_LEN;
             let mut seg_last: Option<u64> = None;
             let mut damage: Option<String> = None;
             while at < data.len() {
-                match format::parse_frame(&data, at) {
-                    Ok(frame) => {
+                let parsed = if version == format::FORMAT_VERSION {
+                    format::parse_frame(&data, at).map(|f| {
+                        let one = (f.revision, f.payload);
+                        (f.revision, f.end, Records::One(Some(one)))
+                    })
+                } else {
+                    format::parse_group(&data, at)
+                        .map(|g| (g.first, g.end, Records::Group(g.records())))
+                };
+                match parsed {
+                    Ok((frame_first, end, frame_records)) => {
                         let corrupt = |reason: String| StorageError::Corrupt {
                             file: file.clone(),
                             offset: at as u64,
                             reason,
                         };
-                        if seg_last.is_none() && frame.revision != first {
+                        if seg_last.is_none() && frame_first != first {
                             return Err(corrupt(format!(
-                                "first frame has revision {}, the segment's name says {first}",
-                                frame.revision
+                                "first frame has revision {frame_first}, the segment's name says {first}"
                             )));
                         }
-                        if let Some(p) = prev
-                            && frame.revision <= p
-                        {
-                            return Err(corrupt(format!(
-                                "revision {} does not follow revision {p}",
-                                frame.revision
-                            )));
+                        for (revision, payload) in frame_records {
+                            if let Some(p) = prev
+                                && revision <= p
+                            {
+                                return Err(corrupt(format!(
+                                    "revision {revision} does not follow revision {p}"
+                                )));
+                            }
+                            prev = Some(revision);
+                            seg_last = Some(revision);
+                            if snapshot_revision.is_none_or(|s| revision > s) {
+                                records.push(LogBytes {
+                                    revision,
+                                    bytes: payload.to_vec(),
+                                });
+                            }
                         }
-                        prev = Some(frame.revision);
-                        seg_last = Some(frame.revision);
-                        if snapshot_revision.is_none_or(|s| frame.revision > s) {
-                            records.push(LogBytes {
-                                revision: frame.revision,
-                                bytes: frame.payload.to_vec(),
-                            });
-                        }
-                        at = frame.end;
+                        at = end;
                     }
                     Err(reason) => {
                         let after = prev
                             .map_or(first.saturating_sub(1), |p| p.max(first.saturating_sub(1)));
-                        if !is_last || format::valid_frame_after(&data, at, after).is_some() {
+                        if !is_last
+                            || format::valid_frame_after(&data, version, at, after).is_some()
+                        {
                             let reason = if is_last {
                                 format!("{reason}, and valid frames follow")
                             } else {
@@ -459,7 +505,9 @@ impl<D: Disk> FsStorage<D> {
                 // Whatever a previous process left unsynced is made durable before anything is
                 // built on it.
                 handle.sync().map_err(io_err("fsync", &path))?;
-                if (at as u64) < self.options.segment_bytes {
+                // A version-1 segment takes no frames of this build's version: the next
+                // append starts a new segment.
+                if version == format::SEGMENT_VERSION && (at as u64) < self.options.segment_bytes {
                     self.active = Some(Active {
                         file: handle,
                         path,
@@ -486,109 +534,61 @@ impl<D: Disk> FsStorage<D> {
 
     // ---- append and sync ----
 
-    /// An append of `records` (revision and encoded bytes each): checks, then frames and writes
-    /// them. `append` and `append_logs` both come here.
-    fn append_records(&mut self, records: &[(u64, &[u8])]) -> Result<(), StorageError> {
+    /// An append of `runs`: checks, then frames and writes them. `append` and `append_logs`
+    /// both come here.
+    fn append_runs(&mut self, runs: &[Run<'_>]) -> Result<(), StorageError> {
         self.check_writable("append")?;
-        self.validate(records)?;
-        let result = self.append_now(records);
+        self.validate(runs)?;
+        let result = self.append_now(runs);
         self.poison(result)
     }
 
-    fn validate(&self, records: &[(u64, &[u8])]) -> Result<(), StorageError> {
+    fn validate(&self, runs: &[Run<'_>]) -> Result<(), StorageError> {
         let mut last = self.last_revision;
-        for &(revision, bytes) in records {
-            if last.is_some_and(|l| revision <= l) {
-                return Err(self.misuse(
-                    "append",
-                    format!(
-                        "revision {} is not above the last revision {}",
-                        revision,
-                        last.unwrap_or_default()
-                    ),
-                ));
+        for &(bytes, ends) in runs {
+            let mut start = 0;
+            for &(revision, end) in ends {
+                if last.is_some_and(|l| revision <= l) {
+                    return Err(self.misuse(
+                        "append",
+                        format!(
+                            "revision {} is not above the last revision {}",
+                            revision,
+                            last.unwrap_or_default()
+                        ),
+                    ));
+                }
+                if end < start || end > bytes.len() {
+                    return Err(self.misuse(
+                        "append",
+                        format!("record of revision {revision} ends outside its buffer"),
+                    ));
+                }
+                if end - start > MAX_RECORD {
+                    return Err(self.misuse(
+                        "append",
+                        format!("record of {} bytes is larger than 4 GiB", end - start),
+                    ));
+                }
+                start = end;
+                last = Some(revision);
             }
-            if u32::try_from(bytes.len()).is_err() {
-                return Err(self.misuse(
-                    "append",
-                    format!("record of {} bytes is larger than 4 GiB", bytes.len()),
-                ));
-            }
-            last = Some(revision);
         }
         Ok(())
     }
 
-    fn append_now(&mut self, records: &[(u64, &[u8])]) -> Result<(), StorageError> {
-        let limit = self.options.segment_bytes;
-        let mut buf = std::mem::take(&mut self.frames);
-        let total: usize = records
-            .iter()
-            .map(|(_, bytes)| format::frame_len(bytes.len()))
-            .sum();
-        buf.reserve(total.saturating_add(format::segment_header().len()));
-        let result = self.append_frames(records, limit, &mut buf);
-        if buf.capacity() <= KEEP_FRAMES {
-            buf.clear();
-            self.frames = buf;
+    fn append_now(&mut self, runs: &[Run<'_>]) -> Result<(), StorageError> {
+        let mut head = std::mem::take(&mut self.head);
+        let mut next = (0, 0);
+        let mut result = Ok(());
+        while result.is_ok() && skip_empty(runs, &mut next) {
+            result = self.append_frame(runs, &mut next, &mut head);
         }
-        result
-    }
-
-    /// Frames `records` into `buf` and writes them, one write per segment touched.
-    fn append_frames(
-        &mut self,
-        records: &[(u64, &[u8])],
-        limit: u64,
-        buf: &mut Vec<u8>,
-    ) -> Result<(), StorageError> {
-        let mut i = 0;
-        while let Some(&(first, _)) = records.get(i) {
-            if self.active.as_ref().is_some_and(|a| a.len >= limit) {
-                self.close_active()?;
-            }
-            let creating = self.active.is_none();
-            buf.clear();
-            let mut len = match &self.active {
-                Some(a) => a.len,
-                None => {
-                    buf.extend_from_slice(&format::segment_header());
-                    0
-                }
-            };
-            len += buf.len() as u64;
-            // One write per segment touched: usually exactly one.
-            let mut last = first;
-            while let Some(&(revision, bytes)) = records.get(i) {
-                format::encode_frame(buf, revision, bytes);
-                len += format::frame_len(bytes.len()) as u64;
-                last = revision;
-                i += 1;
-                if len >= limit {
-                    break;
-                }
-            }
-            if creating {
-                let path = self.path_of(&format::segment_name(first));
-                let file = self.disk.create(&path).map_err(io_err("create", &path))?;
-                self.dir_unsynced = true;
-                self.segments.push(Segment { first, last: None });
-                self.active = Some(Active { file, path, len: 0 });
-            }
-            let Some(active) = self.active.as_mut() else {
-                return Err(StorageError::Poisoned);
-            };
-            self.file_unsynced = true;
-            active
-                .file
-                .append(buf)
-                .map_err(io_err("write", &active.path))?;
-            active.len = len;
-            if let Some(seg) = self.segments.last_mut() {
-                seg.last = Some(last);
-            }
-            self.last_revision = Some(last);
+        if head.capacity() <= KEEP_HEAD {
+            head.clear();
+            self.head = head;
         }
+        result?;
         match self.options.sync {
             SyncPolicy::Always => self.sync_now(),
             SyncPolicy::EveryMillis(ms)
@@ -600,6 +600,117 @@ impl<D: Disk> FsStorage<D> {
             }
             SyncPolicy::EveryMillis(_) | SyncPolicy::Never => Ok(()),
         }
+    }
+
+    /// Writes one frame with the records from `next` (run, record) on, in one vectored write
+    /// of its header and index (built in `head`) and the records' own bytes, and moves `next`
+    /// past them. The frame ends at the first record that takes the segment to its size
+    /// limit, or before one that would take its body past [`format::GROUP_BODY_TARGET`].
+    fn append_frame(
+        &mut self,
+        runs: &[Run<'_>],
+        next: &mut (usize, usize),
+        head: &mut Vec<u8>,
+    ) -> Result<(), StorageError> {
+        let limit = self.options.segment_bytes;
+        if self.active.as_ref().is_some_and(|a| a.len >= limit) {
+            self.close_active()?;
+        }
+        let creating = self.active.is_none();
+        head.clear();
+        if creating {
+            head.extend_from_slice(&format::segment_header());
+        }
+        let frame_at = head.len();
+        head.extend_from_slice(&[0; format::GROUP_HEADER_LEN]);
+        let start_len = self.active.as_ref().map_or(0, |a| a.len);
+        let mut segment_len = start_len + head.len() as u64;
+
+        let Some(first) = runs
+            .get(next.0)
+            .and_then(|(_, ends)| ends.get(next.1))
+            .map(|&(revision, _)| revision)
+        else {
+            return Ok(());
+        };
+        let mut parts: Vec<&[u8]> = Vec::new();
+        let (mut last, mut count, mut body) = (first, 0u32, 0usize);
+        while let Some(&(bytes, ends)) = runs.get(next.0) {
+            let run_start = next
+                .1
+                .checked_sub(1)
+                .and_then(|i| ends.get(i))
+                .map_or(0, |e| e.1);
+            let mut record_start = run_start;
+            let mut full = false;
+            while let Some(&(revision, end)) = ends.get(next.1) {
+                let len = end - record_start;
+                let step = revision - last;
+                let entry = format::varint_len(step) + format::varint_len(len as u64);
+                let index_len = head.len() - frame_at - format::GROUP_HEADER_LEN;
+                if count > 0
+                    && (index_len + body + entry + len > format::GROUP_BODY_TARGET
+                        || count == u32::MAX)
+                {
+                    full = true;
+                    break;
+                }
+                format::push_varint(head, step);
+                format::push_varint(head, len as u64);
+                (last, count, body) = (revision, count + 1, body + len);
+                record_start = end;
+                next.1 += 1;
+                segment_len += (entry + len) as u64;
+                if segment_len >= limit {
+                    full = true;
+                    break;
+                }
+            }
+            if record_start > run_start {
+                parts.push(bytes.get(run_start..record_start).unwrap_or_default());
+            }
+            if full {
+                break;
+            }
+            *next = (next.0 + 1, 0);
+        }
+
+        let index = head
+            .get(frame_at + format::GROUP_HEADER_LEN..)
+            .unwrap_or_default();
+        let body_len = u32::try_from(index.len() + body).map_err(|_| {
+            self.misuse("append", format!("a frame of {} bytes", index.len() + body))
+        })?;
+        let mut header = format::group_header(body_len, first, count);
+        format::seal_group(&mut header, index, parts.iter().copied());
+        if let Some(slot) = head.get_mut(frame_at..frame_at + format::GROUP_HEADER_LEN) {
+            slot.copy_from_slice(&header);
+        }
+
+        if creating {
+            let path = self.path_of(&format::segment_name(first));
+            let file = self.disk.create(&path).map_err(io_err("create", &path))?;
+            self.dir_unsynced = true;
+            self.segments.push(Segment { first, last: None });
+            self.active = Some(Active { file, path, len: 0 });
+        }
+        let Some(active) = self.active.as_mut() else {
+            return Err(StorageError::Poisoned);
+        };
+        self.file_unsynced = true;
+        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(parts.len() + 1);
+        slices.push(IoSlice::new(head));
+        slices.extend(parts.iter().map(|p| IoSlice::new(p)));
+        active
+            .file
+            .append_vectored(&mut slices)
+            .map_err(io_err("write", &active.path))?;
+        active.len = segment_len;
+        if let Some(seg) = self.segments.last_mut() {
+            seg.last = Some(last);
+        }
+        self.last_revision = Some(last);
+        Ok(())
     }
 
     /// Closes the active segment, making it durable first, its name included: a later segment's
@@ -754,17 +865,22 @@ impl<D: Disk> Storage for FsStorage<D> {
     }
 
     async fn append(&mut self, records: &[LogBytes]) -> Result<(), StorageError> {
-        let records: Vec<(u64, &[u8])> = records
+        let ends: Vec<[(u64, usize); 1]> = records
             .iter()
-            .map(|r| (r.revision, r.bytes.as_slice()))
+            .map(|r| [(r.revision, r.bytes.len())])
             .collect();
-        self.append_records(&records)
+        let runs: Vec<Run<'_>> = records
+            .iter()
+            .zip(&ends)
+            .map(|(r, end)| (r.bytes.as_slice(), &end[..]))
+            .collect();
+        self.append_runs(&runs)
     }
 
-    /// Frames the records straight from the logs' buffers: no copy of each record first.
+    /// Writes the records straight from the logs' buffers: no copy of any record.
     async fn append_logs(&mut self, logs: &[EncodedLog]) -> Result<(), StorageError> {
-        let records: Vec<(u64, &[u8])> = logs.iter().flat_map(EncodedLog::records).collect();
-        self.append_records(&records)
+        let runs: Vec<Run<'_>> = logs.iter().map(|l| (l.as_bytes(), l.ends())).collect();
+        self.append_runs(&runs)
     }
 
     async fn sync(&mut self) -> Result<(), StorageError> {

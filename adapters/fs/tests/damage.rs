@@ -17,16 +17,22 @@ fn seg_path(first: u64) -> PathBuf {
 
 /// A segment holding records 1..=n, each appended alone, and the start offset of each frame.
 fn one_segment(n: u64) -> (Vec<u8>, Vec<usize>) {
+    grouped_segment(n, 1)
+}
+
+/// A segment holding records 1..=n appended `per` at a time (a frame each), and the start
+/// offset of each frame.
+fn grouped_segment(n: u64, per: u64) -> (Vec<u8>, Vec<usize>) {
     let disk = SimDisk::new();
     let mut s = open_sim(&disk, FsOptions::default()).unwrap();
     load(&mut s);
     let mut offsets = Vec::new();
-    for r in 1..=n {
+    for r in (1..=n).step_by(per as usize) {
         offsets.push(
             disk.read_file(&seg_path(1))
                 .map_or(SEGMENT_HEADER_LEN, |b| b.len()),
         );
-        append(&mut s, &recs(r, r)).unwrap();
+        append(&mut s, &recs(r, (r + per - 1).min(n))).unwrap();
     }
     (disk.read_file(&seg_path(1)).unwrap(), offsets)
 }
@@ -103,6 +109,36 @@ fn garbage_or_zeros_after_the_last_frame_is_repaired() {
         bad.extend_from_slice(&tail);
         let (disk, result) = load_files(&[(seg_path(1), bad)]);
         assert_repaired(&disk, result, 3, end);
+    }
+}
+
+#[test]
+fn a_frame_of_several_records_is_repaired_or_refused_whole() {
+    // Three appends of three records: three frames.
+    let (bytes, offsets) = grouped_segment(9, 3);
+    assert_eq!(offsets.len(), 3);
+    let last = offsets[2];
+    for i in last..bytes.len() {
+        let mut bad = bytes.clone();
+        bad[i] ^= 0x01;
+        let (disk, result) = load_files(&[(seg_path(1), bad)]);
+        // None of the last frame's records come back, all of the others do.
+        assert_repaired(&disk, result, 6, last);
+    }
+    for cut in last + 1..bytes.len() {
+        let (disk, result) = load_files(&[(seg_path(1), bytes[..cut].to_vec())]);
+        assert_repaired(&disk, result, 6, last);
+    }
+    for i in SEGMENT_HEADER_LEN..last {
+        let frame_start = *offsets.iter().rev().find(|&&o| o <= i).unwrap();
+        let mut bad = bytes.clone();
+        bad[i] ^= 0x40;
+        match load_files(&[(seg_path(1), bad)]).1 {
+            Err(StorageError::Corrupt { offset, .. }) => {
+                assert_eq!(offset, frame_start as u64, "flip at byte {i}");
+            }
+            other => panic!("flip at byte {i}: expected Corrupt, got {other:?}"),
+        }
     }
 }
 
