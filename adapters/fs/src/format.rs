@@ -133,6 +133,19 @@ pub(crate) fn encode_frame(out: &mut Vec<u8>, revision: u64, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
+/// Appends a version-2 index entry: the revision step and the record length, as varints. Both
+/// take one byte for a pipelined write's record (a step of 1, under 128 bytes): that case is
+/// one two-byte append.
+#[inline]
+pub(crate) fn push_index_entry(out: &mut Vec<u8>, step: u64, len: u64) {
+    if (step | len) < 0x80 {
+        out.extend_from_slice(&[step as u8, len as u8]);
+    } else {
+        push_varint(out, step);
+        push_varint(out, len);
+    }
+}
+
 /// Appends LEB128 `value` (7 bits a byte, low group first, top bit set on all but the last).
 pub(crate) fn push_varint(out: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {
@@ -143,7 +156,8 @@ pub(crate) fn push_varint(out: &mut Vec<u8>, mut value: u64) {
 }
 
 /// Bytes [`push_varint`] writes for `value`.
-pub(crate) fn varint_len(value: u64) -> usize {
+#[cfg(test)]
+fn varint_len(value: u64) -> usize {
     let bits = 64 - (value | 1).leading_zeros() as usize;
     bits.div_ceil(7)
 }

@@ -643,24 +643,23 @@ impl<D: Disk> FsStorage<D> {
                 .map_or(0, |e| e.1);
             let mut record_start = run_start;
             let mut full = false;
+            head.reserve(2 * ends.len().saturating_sub(next.1));
             while let Some(&(revision, end)) = ends.get(next.1) {
                 let len = end - record_start;
-                let step = revision - last;
-                let entry = format::varint_len(step) + format::varint_len(len as u64);
+                let before = head.len();
+                format::push_index_entry(head, revision - last, len as u64);
                 let index_len = head.len() - frame_at - format::GROUP_HEADER_LEN;
                 if count > 0
-                    && (index_len + body + entry + len > format::GROUP_BODY_TARGET
-                        || count == u32::MAX)
+                    && (index_len + body + len > format::GROUP_BODY_TARGET || count == u32::MAX)
                 {
+                    head.truncate(before);
                     full = true;
                     break;
                 }
-                format::push_varint(head, step);
-                format::push_varint(head, len as u64);
+                segment_len += (head.len() - before + len) as u64;
                 (last, count, body) = (revision, count + 1, body + len);
                 record_start = end;
                 next.1 += 1;
-                segment_len += (entry + len) as u64;
                 if segment_len >= limit {
                     full = true;
                     break;
