@@ -168,3 +168,59 @@ fn an_append_past_the_frame_body_target_is_split_into_frames() {
     let (_, r) = reopen(&disk, Path::new(DIR), FsOptions::default()).unwrap();
     assert_eq!(r.records, big);
 }
+
+#[test]
+fn encoded_logs_are_written_from_their_buffers_across_segment_limits() {
+    use statemesh_core::{EncodedLog, Engine, EngineConfig, Timestamp, Value};
+
+    // Three logs of several records each, as the native committer hands over a round.
+    let mut engine = Engine::new(EngineConfig::default()).unwrap();
+    let mut logs = Vec::new();
+    for round in 0..3 {
+        for i in 0..7 {
+            let key = format!("k:{round}.{i}");
+            engine
+                .put(Timestamp(1), &key, &Value::String("x".repeat(i * 9)))
+                .unwrap();
+        }
+        let mut log = EncodedLog::new();
+        engine.take_log(&mut log);
+        logs.push(log);
+    }
+    let expected: Vec<_> = logs
+        .iter()
+        .flat_map(|l| l.records())
+        .map(|(revision, bytes)| rec(revision, bytes))
+        .collect();
+    assert_eq!(expected.len(), 21);
+
+    // A 300-byte limit rolls segments in the middle of logs.
+    let disk = SimDisk::new();
+    let options = FsOptions::default().segment_bytes(300);
+    let mut s = open_sim(&disk, options.clone()).unwrap();
+    load(&mut s);
+    block_on(statemesh_core::Storage::append_logs(&mut s, &logs)).unwrap();
+    drop(s);
+    let segments: Vec<String> = disk
+        .files(Path::new(DIR))
+        .into_iter()
+        .filter(|n| n.starts_with("wal-"))
+        .collect();
+    assert!(segments.len() >= 3, "{segments:?}");
+    let (_, r) = reopen(&disk, Path::new(DIR), options).unwrap();
+    assert_eq!(r.records, expected);
+
+    // Without a limit in the way, the three logs are one frame of 21 records.
+    let disk = SimDisk::new();
+    let mut s = open_sim(&disk, FsOptions::default()).unwrap();
+    load(&mut s);
+    block_on(statemesh_core::Storage::append_logs(&mut s, &logs)).unwrap();
+    drop(s);
+    let bytes = disk.read_file(&seg_path(expected[0].revision)).unwrap();
+    let body = u32::from_le_bytes(bytes[16..20].try_into().unwrap()) as usize;
+    let count = u32::from_le_bytes(bytes[28..32].try_into().unwrap());
+    assert_eq!(count, 21);
+    assert_eq!(bytes.len(), SEGMENT_HEADER_LEN + GROUP_HEADER_LEN + body);
+    let (_, r) = reopen(&disk, Path::new(DIR), FsOptions::default()).unwrap();
+    assert_eq!(r.records, expected);
+}
