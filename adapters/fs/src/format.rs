@@ -249,28 +249,32 @@ pub(crate) struct Frame<'a> {
     pub(crate) end: usize,
 }
 
-/// Parses the frame at `at`. `Err` says why the bytes there are not a whole valid frame.
-pub(crate) fn parse_frame(data: &[u8], at: usize) -> Result<Frame<'_>, String> {
+/// The header and body of the frame at `at`, whose header of `header_len` bytes starts with
+/// the body's length (u32), as both frame versions' do. `Err` when either is cut short.
+fn frame_parts(data: &[u8], at: usize, header_len: usize) -> Result<(&[u8], &[u8]), String> {
     let available = data.len().saturating_sub(at);
-    if available < FRAME_HEADER_LEN {
+    let (Some(header), Some(len)) = (data.get(at..at + header_len), read_u32(data, at)) else {
         return Err(format!(
-            "short frame header ({available} of {FRAME_HEADER_LEN} bytes)"
+            "short frame header ({available} of {header_len} bytes)"
         ));
-    }
-    let (Some(len), Some(revision), Some(checksum)) = (
-        read_u32(data, at),
-        read_u64(data, at + 4),
-        read_u64(data, at + 12),
-    ) else {
-        return Err("short frame header".into());
     };
-    let start = at + FRAME_HEADER_LEN;
+    let start = at + header_len;
     let len = usize::try_from(len).unwrap_or(usize::MAX);
-    let Some(payload) = start.checked_add(len).and_then(|end| data.get(start..end)) else {
+    let Some(body) = start.checked_add(len).and_then(|end| data.get(start..end)) else {
         return Err(format!(
-            "short payload ({} of {len} bytes)",
+            "short frame body ({} of {len} bytes)",
             data.len().saturating_sub(start)
         ));
+    };
+    Ok((header, body))
+}
+
+/// Parses the version-1 frame at `at`. `Err` says why the bytes there are not a whole valid
+/// frame.
+pub(crate) fn parse_frame(data: &[u8], at: usize) -> Result<Frame<'_>, String> {
+    let (header, payload) = frame_parts(data, at, FRAME_HEADER_LEN)?;
+    let (Some(revision), Some(checksum)) = (read_u64(header, 4), read_u64(header, 12)) else {
+        return Err("short frame header".into());
     };
     if frame_checksum(revision, payload) != checksum {
         return Err(format!("checksum mismatch in frame of revision {revision}"));
@@ -278,7 +282,7 @@ pub(crate) fn parse_frame(data: &[u8], at: usize) -> Result<Frame<'_>, String> {
     Ok(Frame {
         revision,
         payload,
-        end: start + len,
+        end: at + FRAME_HEADER_LEN + payload.len(),
     })
 }
 
@@ -333,30 +337,16 @@ impl<'a> Iterator for GroupRecords<'a> {
 /// frame. The index must account for every body byte: the first record's step is 0 (its
 /// revision is the header's), every later step at least 1, and the lengths fill the body.
 pub(crate) fn parse_group(data: &[u8], at: usize) -> Result<Group<'_>, String> {
-    let available = data.len().saturating_sub(at);
-    if available < GROUP_HEADER_LEN {
-        return Err(format!(
-            "short frame header ({available} of {GROUP_HEADER_LEN} bytes)"
-        ));
-    }
-    let (Some(len), Some(first), Some(count), Some(checksum)) = (
-        read_u32(data, at),
-        read_u64(data, at + 4),
-        read_u32(data, at + 12),
-        read_u64(data, at + 16),
+    let (header, body) = frame_parts(data, at, GROUP_HEADER_LEN)?;
+    let (Some(first), Some(count), Some(checksum)) = (
+        read_u64(header, 4),
+        read_u32(header, 12),
+        read_u64(header, 16),
     ) else {
         return Err("short frame header".into());
     };
-    let start = at + GROUP_HEADER_LEN;
-    let len = usize::try_from(len).unwrap_or(usize::MAX);
-    let Some(body) = start.checked_add(len).and_then(|end| data.get(start..end)) else {
-        return Err(format!(
-            "short frame body ({} of {len} bytes)",
-            data.len().saturating_sub(start)
-        ));
-    };
     let mut h = Xxh3Default::new();
-    h.update(&data[at..at + 16]);
+    h.update(&header[..16]);
     h.update(body);
     if h.digest() != checksum {
         return Err(format!("checksum mismatch in frame from revision {first}"));
@@ -401,7 +391,7 @@ pub(crate) fn parse_group(data: &[u8], at: usize) -> Result<Group<'_>, String> {
         last: revision,
         index,
         records,
-        end: start + len,
+        end: at + GROUP_HEADER_LEN + body.len(),
     })
 }
 
