@@ -108,15 +108,16 @@ const MAX_RECORD: usize = u32::MAX as usize - 64;
 /// end offset in it. An engine's encoded log is one run; a [`LogBytes`] is a run of one.
 type Run<'a> = (&'a [u8], &'a [(u64, usize)]);
 
-/// Moves `next` (run, record) past runs with no record left; false when none is left at all.
-fn skip_empty(runs: &[Run<'_>], next: &mut (usize, usize)) -> bool {
+/// Moves `next` (run, record) past runs with no record left and returns the revision of the
+/// record it then points at; `None` when no record is left.
+fn next_record(runs: &[Run<'_>], next: &mut (usize, usize)) -> Option<u64> {
     while let Some((_, ends)) = runs.get(next.0) {
-        if next.1 < ends.len() {
-            return true;
+        if let Some(&(revision, _)) = ends.get(next.1) {
+            return Some(revision);
         }
         *next = (next.0 + 1, 0);
     }
-    false
+    None
 }
 
 /// The records of one frame read back: one for a version-1 frame, any number for version 2.
@@ -581,8 +582,10 @@ impl<D: Disk> FsStorage<D> {
         let mut head = std::mem::take(&mut self.head);
         let mut next = (0, 0);
         let mut result = Ok(());
-        while result.is_ok() && skip_empty(runs, &mut next) {
-            result = self.append_frame(runs, &mut next, &mut head);
+        while result.is_ok()
+            && let Some(first) = next_record(runs, &mut next)
+        {
+            result = self.append_frame(runs, first, &mut next, &mut head);
         }
         if head.capacity() <= KEEP_HEAD {
             head.clear();
@@ -602,13 +605,15 @@ impl<D: Disk> FsStorage<D> {
         }
     }
 
-    /// Writes one frame with the records from `next` (run, record) on, in one vectored write
+    /// Writes one frame with the records from `next` (run, record; `first` is that record's
+    /// revision) on, in one vectored write
     /// of its header and index (built in `head`) and the records' own bytes, and moves `next`
     /// past them. The frame ends at the first record that takes the segment to its size
     /// limit, or before one that would take its body past [`format::GROUP_BODY_TARGET`].
     fn append_frame(
         &mut self,
         runs: &[Run<'_>],
+        first: u64,
         next: &mut (usize, usize),
         head: &mut Vec<u8>,
     ) -> Result<(), StorageError> {
@@ -626,13 +631,6 @@ impl<D: Disk> FsStorage<D> {
         let start_len = self.active.as_ref().map_or(0, |a| a.len);
         let mut segment_len = start_len + head.len() as u64;
 
-        let Some(first) = runs
-            .get(next.0)
-            .and_then(|(_, ends)| ends.get(next.1))
-            .map(|&(revision, _)| revision)
-        else {
-            return Ok(());
-        };
         let mut parts: Vec<&[u8]> = Vec::new();
         let (mut last, mut count, mut body) = (first, 0u32, 0usize);
         while let Some(&(bytes, ends)) = runs.get(next.0) {
