@@ -76,7 +76,8 @@ impl Engine {
         let written = key;
         let key = self.config.keys.parse(written)?;
         self.check_unlocked(&key)?;
-        let kind = if std::str::from_utf8(text).is_ok() {
+        // ASCII first: the standard validator walks a short value byte by byte.
+        let kind = if text.is_ascii() || std::str::from_utf8(text).is_ok() {
             ValueKind::String
         } else {
             ValueKind::Bytes
@@ -206,20 +207,25 @@ impl Engine {
                 if let Err(refused) = check(&e.value) {
                     return Ok(Err(refused));
                 }
-                match e.value.decode()? {
-                    Value::Integer(i) => i,
-                    Value::String(s) => s.parse::<i64>().map_err(|_| EngineError::WrongType {
-                        key: key.to_key_string(),
-                        expected: "an integer or a decimal integer string",
-                        actual: "non-numeric string",
-                    })?,
-                    other => {
-                        return Err(EngineError::WrongType {
-                            key: key.to_key_string(),
-                            expected: "an integer or a decimal integer string",
-                            actual: other.kind().name(),
-                        });
-                    }
+                match e.value.integer() {
+                    Some(i) => i,
+                    None => match e.value.decode()? {
+                        Value::Integer(i) => i,
+                        Value::String(s) => {
+                            s.parse::<i64>().map_err(|_| EngineError::WrongType {
+                                key: key.to_key_string(),
+                                expected: "an integer or a decimal integer string",
+                                actual: "non-numeric string",
+                            })?
+                        }
+                        other => {
+                            return Err(EngineError::WrongType {
+                                key: key.to_key_string(),
+                                expected: "an integer or a decimal integer string",
+                                actual: other.kind().name(),
+                            });
+                        }
+                    },
                 }
             }
         };
@@ -228,7 +234,9 @@ impl Engine {
             .ok_or_else(|| EngineError::Overflow {
                 key: key.to_key_string(),
             })?;
-        let stored = self.encode(&Value::Integer(next))?;
+        // What `encode` makes of `Value::Integer(next)`, without building and dropping one.
+        let stored =
+            StoredValue::raw_within(ValueKind::Integer, &next.to_le_bytes(), self.value_limit())?;
         // The entry is built from the one lookup above (`replace_keeping_ttl` would look the
         // key up again): increments are hot on the Redis port.
         let mut batch = self.key_batch(now, &key, Some(written), found);

@@ -25,7 +25,7 @@ pub(super) fn read(
     shared: &Shared,
 ) {
     match cmd {
-        Cmd::Get => match key(args.get(1)).map(|k| e.get_stored(now, k)) {
+        Cmd::Get => match args.key(1).map(|k| e.get_stored(now, k)) {
             Ok(Ok(Some(v))) => value_bulk(out, &v),
             Ok(Ok(None)) => reply::nil(out),
             Ok(Err(err)) => engine_error(out, &err),
@@ -34,12 +34,12 @@ pub(super) fn read(
         Cmd::Exists => {
             // A key the store refuses cannot exist: it counts 0, as a missing key does.
             let n = args
-                .from(1)
-                .filter(|k| key(k).is_ok_and(|k| e.exists(now, k).unwrap_or(false)))
+                .keys(1)
+                .filter(|k| k.is_ok_and(|k| e.exists(now, k).unwrap_or(false)))
                 .count();
             reply::int(out, count(n));
         }
-        Cmd::Ttl | Cmd::PTtl => match key(args.get(1)).map(|k| e.get_ttl(now, k)) {
+        Cmd::Ttl | Cmd::PTtl => match args.key(1).map(|k| e.get_ttl(now, k)) {
             Ok(Ok(None)) => reply::int(out, -2),
             Ok(Ok(Some(Ttl::Expires { remaining_ms, .. }))) => {
                 let ms = i64::try_from(remaining_ms).unwrap_or(i64::MAX);
@@ -57,7 +57,7 @@ pub(super) fn read(
             Ok(Err(err)) => engine_error(out, &err),
             Err(msg) => reply::error(out, msg),
         },
-        Cmd::Strlen => match key(args.get(1)).map(|k| e.get_stored(now, k)) {
+        Cmd::Strlen => match args.key(1).map(|k| e.get_stored(now, k)) {
             Ok(Ok(Some(v))) => match rendered_len(&v) {
                 Ok(n) => reply::int(out, count(n)),
                 Err(err) => engine_error(out, &err),
@@ -68,11 +68,8 @@ pub(super) fn read(
         },
         Cmd::MGet => {
             reply::array(out, args.len() - 1);
-            for k in args.from(1) {
-                match key(k)
-                    .ok()
-                    .and_then(|k| e.get_stored(now, k).ok().flatten())
-                {
+            for k in args.keys(1) {
+                match k.ok().and_then(|k| e.get_stored(now, k).ok().flatten()) {
                     Some(v) => value_bulk(out, &v),
                     None => reply::nil(out),
                 }
@@ -90,7 +87,7 @@ pub(super) fn read(
 pub(super) fn write(e: &mut Engine, now: Timestamp, cmd: Cmd, args: Args<'_>, out: &mut Vec<u8>) {
     let result = match cmd {
         Cmd::Set => set(e, now, args, out),
-        Cmd::GetDel => with_key(args.get(1), |k| {
+        Cmd::GetDel => with_key(args.key(1), |k| {
             let old = e.get_stored(now, k)?;
             if old.is_some() {
                 e.delete(now, k)?;
@@ -112,21 +109,21 @@ pub(super) fn write(e: &mut Engine, now: Timestamp, cmd: Cmd, args: Args<'_>, ou
             Ok(())
         }),
         Cmd::Expire | Cmd::PExpire => expire(e, now, cmd, args, out),
-        Cmd::Persist => with_key(args.get(1), |k| {
+        Cmd::Persist => with_key(args.key(1), |k| {
             let r = e.remove_ttl(now, k)?;
             reply::int(out, i64::from(r.op != WriteOp::Noop));
             Ok(())
         }),
-        Cmd::Incr => incr(e, now, args.get(1), 1, out),
-        Cmd::Decr => incr(e, now, args.get(1), -1, out),
+        Cmd::Incr => incr(e, now, args.key(1), 1, out),
+        Cmd::Decr => incr(e, now, args.key(1), -1, out),
         Cmd::IncrBy | Cmd::DecrBy => match parse_i64(args.get(2)) {
             None => {
                 reply::not_integer(out);
                 Ok(())
             }
-            Some(n) if cmd == Cmd::IncrBy => incr(e, now, args.get(1), n, out),
+            Some(n) if cmd == Cmd::IncrBy => incr(e, now, args.key(1), n, out),
             Some(n) => match n.checked_neg() {
-                Some(delta) => incr(e, now, args.get(1), delta, out),
+                Some(delta) => incr(e, now, args.key(1), delta, out),
                 None => {
                     reply::error(out, "ERR decrement would overflow");
                     Ok(())
@@ -224,7 +221,7 @@ fn set(e: &mut Engine, now: Timestamp, args: Args<'_>, out: &mut Vec<u8>) -> Res
             Some(u64::try_from(left.max(0)).unwrap_or(0))
         }
     };
-    let k = match key(args.get(1)) {
+    let k = match args.key(1) {
         Ok(k) => k,
         Err(msg) => {
             reply::error(out, msg);
@@ -267,9 +264,11 @@ fn set(e: &mut Engine, now: Timestamp, args: Args<'_>, out: &mut Vec<u8>) -> Res
 /// under this one hold of the lock).
 fn mset(e: &mut Engine, now: Timestamp, args: Args<'_>, out: &mut Vec<u8>) -> Result<(), CmdError> {
     let mut items = Vec::with_capacity((args.len() - 1) / 2);
-    let mut pairs = args.from(1);
-    while let (Some(k), Some(v)) = (pairs.next(), pairs.next()) {
-        items.push((key(k).map_err(CmdError::Reply)?, to_value(v)));
+    for i in (1..args.len() - 1).step_by(2) {
+        items.push((
+            args.key(i).map_err(CmdError::Reply)?,
+            to_value(args.get(i + 1)),
+        ));
     }
     let max_batch = e.config().max_batch.max(1);
     if items.len() > max_batch {
@@ -337,7 +336,7 @@ fn expire(
         );
         return Ok(());
     };
-    with_key(args.get(1), |k| {
+    with_key(args.key(1), |k| {
         let current = match e.get_ttl(now, k)? {
             None => {
                 reply::int(out, 0);
@@ -373,7 +372,7 @@ fn expire(
 fn incr(
     e: &mut Engine,
     now: Timestamp,
-    k: &[u8],
+    k: Result<&str, &'static str>,
     delta: i64,
     out: &mut Vec<u8>,
 ) -> Result<(), CmdError> {
@@ -419,7 +418,7 @@ fn append(
     out: &mut Vec<u8>,
 ) -> Result<(), CmdError> {
     let suffix = args.get(2);
-    with_key(args.get(1), |k| {
+    with_key(args.key(1), |k| {
         let old = e.get_stored(now, k)?;
         let kind = old.as_ref().map(StoredValue::kind).transpose()?;
         let len = match (kind, std::str::from_utf8(suffix)) {
@@ -449,22 +448,15 @@ fn append(
     })
 }
 
-/// A key argument as the store's key text. Keys are `namespace:path`; see docs/resp.md.
-pub(super) fn key(arg: &[u8]) -> Result<&str, &'static str> {
-    std::str::from_utf8(arg).map_err(|_| "ERR invalid key: statemesh keys are UTF-8 text")
-}
-
 fn keys_of(args: Args<'_>) -> Result<Vec<&str>, CmdError> {
-    args.from(1)
-        .map(|k| key(k).map_err(CmdError::Reply))
-        .collect()
+    args.keys(1).map(|k| k.map_err(CmdError::Reply)).collect()
 }
 
 fn with_key<'a>(
-    arg: &'a [u8],
+    key: Result<&'a str, &'static str>,
     f: impl FnOnce(&'a str) -> Result<(), CmdError>,
 ) -> Result<(), CmdError> {
-    f(key(arg).map_err(CmdError::Reply)?)
+    f(key.map_err(CmdError::Reply)?)
 }
 
 /// Why a command stopped: the engine refused it, or a reply worded here.
@@ -587,7 +579,7 @@ mod tests {
             buf.extend_from_slice(word.as_bytes());
             ranges.push(start..buf.len());
         }
-        let args = Args::new(&buf, &ranges);
+        let args = super::super::table::Input::new(&buf).args(&ranges);
         let cmd = Cmd::lookup(args.get(0)).expect("known command");
         let mut out = Vec::new();
         let shared = Shared::default();

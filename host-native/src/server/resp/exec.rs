@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 
 use super::multi::Multi;
 use super::pubsub::Subscriber;
-use super::table::{Args, Cmd, Kind};
+use super::table::{Args, Cmd, Input, Kind};
 use super::{Batch, Session, Shared, WRITE_HIGH_WATER, data, reply, send};
 
 /// Most requests run under one hold of the store's lock, so a long pipeline does not keep
@@ -112,7 +112,7 @@ impl Conn {
     /// and one fsync wait, not 16. Replies go out once 64 KiB are waiting.
     pub(super) async fn run(
         &mut self,
-        buf: &[u8],
+        input: Input<'_>,
         batch: &Batch,
         out: &mut Vec<u8>,
         stream: &mut TcpStream,
@@ -120,25 +120,25 @@ impl Conn {
     ) -> std::io::Result<Flow> {
         let mut i = 0;
         while i < batch.len() {
-            match self.plain(batch.cmd(i), batch.args(buf, i)) {
+            match self.plain(batch.cmd(i), batch.args(input, i)) {
                 Some(kind @ (Kind::Read | Kind::Write)) => {
                     let mut j = i + 1;
                     while j < batch.len()
                         && j - i < MAX_GROUP
-                        && self.plain(batch.cmd(j), batch.args(buf, j)) == Some(kind)
+                        && self.plain(batch.cmd(j), batch.args(input, j)) == Some(kind)
                     {
                         j += 1;
                     }
                     self.commands += (j - i) as u64;
                     if kind == Kind::Read {
-                        self.read_group(buf, batch, i..j, out).await;
+                        self.read_group(input, batch, i..j, out).await;
                     } else {
-                        self.write_group(buf, batch, i..j, out).await;
+                        self.write_group(input, batch, i..j, out).await;
                     }
                     i = j;
                 }
                 _ => {
-                    if self.dispatch(batch.args(buf, i), out).await == Flow::Close {
+                    if self.dispatch(batch.args(input, i), out).await == Flow::Close {
                         return Ok(Flow::Close);
                     }
                     i += 1;
@@ -167,13 +167,13 @@ impl Conn {
     /// CP mode it waits only for that key's last write to be durable).
     async fn read_group(
         &mut self,
-        buf: &[u8],
+        input: Input<'_>,
         batch: &Batch,
         group: Range<usize>,
         out: &mut Vec<u8>,
     ) {
         if group.len() == 1 {
-            let args = batch.args(buf, group.start);
+            let args = batch.args(input, group.start);
             if let Some(cmd) = batch.cmd(group.start) {
                 self.read(cmd, args, out).await;
             }
@@ -187,7 +187,7 @@ impl Conn {
                 let mut reply = Vec::new();
                 for i in group.clone() {
                     if let Some(cmd) = batch.cmd(i) {
-                        data::read(e, now, cmd, batch.args(buf, i), &mut reply, shared);
+                        data::read(e, now, cmd, batch.args(input, i), &mut reply, shared);
                     }
                 }
                 Ok(reply)
@@ -208,7 +208,7 @@ impl Conn {
     /// thread) never promises but never contradicts either.
     async fn write_group(
         &mut self,
-        buf: &[u8],
+        input: Input<'_>,
         batch: &Batch,
         group: Range<usize>,
         out: &mut Vec<u8>,
@@ -217,7 +217,7 @@ impl Conn {
         write_durably(&self.session.store, out, replies, |e, now, out| {
             for i in group {
                 if let Some(cmd) = batch.cmd(i) {
-                    data::write(e, now, cmd, batch.args(buf, i), out);
+                    data::write(e, now, cmd, batch.args(input, i), out);
                 }
             }
         })
@@ -289,7 +289,7 @@ impl Conn {
     async fn read(&mut self, cmd: Cmd, args: Args<'_>, out: &mut Vec<u8>) {
         let store = &self.session.store;
         if cmd == Cmd::Get {
-            match data::key(args.get(1)) {
+            match args.key(1) {
                 Err(msg) => reply::error(out, msg),
                 Ok(k) => match store.get_stored(k).await {
                     Ok(Some(v)) => data::value_bulk(out, &v),

@@ -114,7 +114,8 @@ pub(crate) async fn serve_connection(
     loop {
         // Parse every complete request in the buffer, then run them in order.
         let (end, broken) = batch.parse(&buf, max_request);
-        let flow = conn.run(&buf, &batch, &mut out, &mut stream, idle).await?;
+        let input = table::Input::new(buf.get(..end).unwrap_or_default());
+        let flow = conn.run(input, &batch, &mut out, &mut stream, idle).await?;
         if flow == Flow::Close {
             send(&mut stream, &mut out, idle, conn.mailbox().as_deref()).await?;
             return Ok(());
@@ -218,9 +219,9 @@ impl Batch {
         self.cmds.get(i).copied().flatten()
     }
 
-    fn args<'a>(&'a self, buf: &'a [u8], i: usize) -> table::Args<'a> {
+    fn args<'a>(&'a self, input: table::Input<'a>, i: usize) -> table::Args<'a> {
         let range = self.requests.get(i).cloned().unwrap_or_default();
-        table::Args::new(buf, self.args.get(range).unwrap_or_default())
+        input.args(self.args.get(range).unwrap_or_default())
     }
 
     /// Gives back the memory of an unusually large pipeline.

@@ -163,7 +163,36 @@ fn parse_inline(
 /// The length line of the `*` or `$` header at `at`: its value and where its CRLF starts;
 /// `Ok(None)` while it is incomplete. `too_long`: the line ran past the inline limit without
 /// ending; `invalid`: it is not a number.
+#[inline]
 fn length_line(
+    buf: &[u8],
+    at: usize,
+    too_long: ProtocolError,
+    invalid: ProtocolError,
+) -> Result<Option<(i64, usize)>, ProtocolError> {
+    match short_length_line(buf, at + 1) {
+        Some((value, line_end)) => Ok(Some((i64::from(value), line_end))),
+        None => any_length_line(buf, at, too_long, invalid),
+    }
+}
+
+/// A length of one or two digits, the length of nearly every header a client sends, read
+/// inline in the request loop: a call to the general reader cost a pipelined SET about 180
+/// instructions for its four headers. `(value, offset of the \r)`.
+#[inline]
+fn short_length_line(buf: &[u8], from: usize) -> Option<(u8, usize)> {
+    match buf.get(from..)? {
+        [first @ b'1'..=b'9', b'\r', b'\n', ..] => Some((first - b'0', from + 1)),
+        [first @ b'1'..=b'9', second @ b'0'..=b'9', b'\r', b'\n', ..] => {
+            Some(((first - b'0') * 10 + (second - b'0'), from + 2))
+        }
+        _ => None,
+    }
+}
+
+/// [`length_line`] for every other line: longer numbers, and what is refused.
+#[inline(never)]
+fn any_length_line(
     buf: &[u8],
     at: usize,
     too_long: ProtocolError,
@@ -360,18 +389,30 @@ mod tests {
             let line: Vec<u8> = (0..len)
                 .map(|_| alphabet[rng.random_range(0..alphabet.len())])
                 .collect();
+            if let Some((value, end)) = short_length_line(&line, 0) {
+                assert_eq!(
+                    plain_length_line(&line, 0),
+                    Some((usize::from(value), end)),
+                    "{line:?}"
+                );
+            }
             if let Some((value, end)) = plain_length_line(&line, 0) {
                 assert_eq!(find_crlf(&line, 0), Some(end), "{line:?}");
                 let parsed = parse_len(&line[..end]).and_then(|n| usize::try_from(n).ok());
                 assert_eq!(parsed, Some(value), "{line:?}");
             }
         }
-        for value in [0usize, 1, 9, 10, 99, 1024, 999_999_999_999_999_999] {
+        for value in [0usize, 1, 9, 10, 42, 99, 100, 1024, 999_999_999_999_999_999] {
             let line = format!("{value}\r\n");
             assert_eq!(
                 plain_length_line(line.as_bytes(), 0),
                 Some((value, line.len() - 2))
             );
+            let short = (1..=99).contains(&value).then(|| {
+                let value = u8::try_from(value).expect("small");
+                (value, line.len() - 2)
+            });
+            assert_eq!(short_length_line(line.as_bytes(), 0), short, "{line:?}");
         }
         for refused in [
             "05\r\n",
@@ -380,6 +421,9 @@ mod tests {
             "\r\n",
             "1\r",
             "1",
+            "12\r",
+            "12\n",
+            "1\n",
             "1000000000000000000\r\n",
         ] {
             assert_eq!(
