@@ -175,7 +175,76 @@ impl KeyConfig {
     }
 
     /// Parses, validates and normalises a key in its written form.
+    #[inline]
     pub fn parse<'a>(&self, key: &'a str) -> Result<KeyRef<'a>, KeyError> {
+        match self.parse_plain(key) {
+            Some(parsed) => Ok(parsed),
+            None => self.parse_general(key),
+        }
+    }
+
+    /// The common key in one pass over its bytes: ASCII, a namespace of namespace bytes (or
+    /// none), a path of plain path bytes in non-empty segments, within the limits, and nothing
+    /// to fold. `None` for anything else, which [`KeyConfig::parse_general`] parses or refuses.
+    /// Splitting, checking the namespace, folding and checking the path one after another cost
+    /// a pipelined Redis-port write about 330 instructions for a 16-byte key.
+    #[inline]
+    fn parse_plain<'a>(&self, key: &'a str) -> Option<KeyRef<'a>> {
+        let sep = u8::try_from(self.separator).ok()?;
+        let bytes = key.as_bytes();
+        let colon = bytes.iter().position(|&b| b == NAMESPACE_SEPARATOR as u8);
+        let (namespace, path) = match colon {
+            Some(at) => (bytes.get(..at)?, bytes.get(at + 1..)?),
+            None => (DEFAULT_NAMESPACE.as_bytes(), bytes),
+        };
+        if namespace.is_empty()
+            || namespace.len() > MAX_NAMESPACE_LEN
+            || path.is_empty()
+            || path.len() > self.max_path_len
+        {
+            return None;
+        }
+        // Every byte's class is looked up once and the checks folded into bit masks, so the
+        // loops have no branch per byte.
+        let (mut all_namespace, mut any) = (NAMESPACE_BYTE, 0u8);
+        for &b in namespace {
+            let class = BYTE_CLASS[usize::from(b)];
+            all_namespace &= class;
+            any |= class;
+        }
+        let (mut all_plain, mut separators) = (PLAIN_PATH_BYTE, 0usize);
+        for &b in path {
+            let class = BYTE_CLASS[usize::from(b)];
+            all_plain &= class;
+            any |= class;
+            separators += usize::from(b == sep);
+        }
+        let fold = if self.case_insensitive { UPPER_BYTE } else { 0 };
+        if all_namespace == 0 || all_plain == 0 || any & fold != 0 {
+            return None;
+        }
+        // Only a path with separators can have an empty segment: a look at its ends and at
+        // every pair, taken by no path without one.
+        if separators > 0
+            && (separators >= self.max_segments
+                || path.first() == Some(&sep)
+                || path.last() == Some(&sep)
+                || path.windows(2).any(|pair| pair == [sep, sep]))
+        {
+            return None;
+        }
+        let (namespace, path) = match colon {
+            Some(at) => (key.get(..at)?, key.get(at + 1..)?),
+            None => (DEFAULT_NAMESPACE, key),
+        };
+        Some(KeyRef {
+            namespace: Cow::Borrowed(namespace),
+            path: Cow::Borrowed(path),
+        })
+    }
+
+    /// [`KeyConfig::parse`] for any key: split, check and fold each part in turn.
+    fn parse_general<'a>(&self, key: &'a str) -> Result<KeyRef<'a>, KeyError> {
         let (namespace, path) = split_namespace(key);
         let namespace = self.namespace(namespace)?;
         let path = self.fold(path);
@@ -303,6 +372,8 @@ const fn reserved_byte(b: u8) -> bool {
 const NAMESPACE_BYTE: u8 = 1;
 /// [`BYTE_CLASS`] bit: an ASCII byte a path may hold.
 const PLAIN_PATH_BYTE: u8 = 2;
+/// [`BYTE_CLASS`] bit: an upper-case ASCII letter (folded by a case-insensitive store).
+const UPPER_BYTE: u8 = 4;
 
 /// What each byte may be, looked up once per byte of every key a write or read parses: the
 /// chains of comparisons it replaced were about a tenth of a pipelined Redis-port write's
@@ -316,6 +387,9 @@ static BYTE_CLASS: [u8; 256] = {
         }
         if !reserved_byte(b) {
             table[b as usize] |= PLAIN_PATH_BYTE;
+        }
+        if b.is_ascii_uppercase() {
+            table[b as usize] |= UPPER_BYTE;
         }
         b += 1;
     }
@@ -379,6 +453,24 @@ mod tests {
             }
         }
 
+        /// The one-pass parse of common keys gives exactly what the general parse gives, for
+        /// any key text and configuration; and it does take the common keys.
+        #[test]
+        fn the_one_pass_parse_agrees_with_the_general_one(
+            key in "[a-cA_.:/-]{0,12}|[a-cB.:/*{\u{7f}\n é€]{0,14}",
+            separator in prop::sample::select(vec!['.', '/', '-', '€']),
+            case_insensitive in any::<bool>(),
+            max_segments in 1usize..5,
+            max_path_len in 1usize..12,
+        ) {
+            let c = KeyConfig { separator, case_insensitive, max_segments, max_path_len };
+            let general = c.parse_general(&key);
+            if let Some(plain) = c.parse_plain(&key) {
+                prop_assert_eq!(Ok(plain), general.clone());
+            }
+            prop_assert_eq!(c.parse(&key), general);
+        }
+
         #[test]
         fn split_namespace_splits_at_the_first_colon(key in "[a:é.]{0,10}") {
             let expected = key.split_once(':').unwrap_or((DEFAULT_NAMESPACE, key.as_str()));
@@ -435,6 +527,28 @@ mod tests {
         }
         assert!(c.namespace("né").is_err());
         assert!(c.check_path("aéb").is_ok());
+    }
+
+    #[test]
+    fn common_keys_take_the_one_pass_parse() {
+        let folding = KeyConfig {
+            case_insensitive: true,
+            ..cfg()
+        };
+        for key in [
+            "key:__rand_int__",
+            "user.42",
+            "ns:a.b:c",
+            "sessions:user.42.cart",
+        ] {
+            assert!(cfg().parse_plain(key).is_some(), "{key}");
+            assert!(folding.parse_plain(key).is_some(), "{key}");
+        }
+        for key in [
+            "Key:a", "key:A", "ns:", ":a", "a..b", "a.", "é:a", "a:é", "a:*",
+        ] {
+            assert!(folding.parse_plain(key).is_none(), "{key}");
+        }
     }
 
     #[test]

@@ -119,7 +119,7 @@ impl Engine {
         let expires_at = old.and_then(|e| e.expires_at);
         let mut batch = self.batch(now);
         batch.found = found.map(|(at, _)| at);
-        let entry = self.next_entry(&batch, old, stored, expires_at);
+        let entry = self.follow_entry(&mut batch, old, stored, expires_at);
         let smaller = patch.text.len() < entry.value.len();
         let checksum = entry.checksum;
         let installed = self.write_entry(&mut batch, &key, entry);

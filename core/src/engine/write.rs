@@ -126,8 +126,10 @@ impl Engine {
             (None, None, false) => None,
         };
         let mut batch = self.key_batch(now, key, Some(written), found);
-        let mut entry = self.next_entry(&batch, old, stored, expires_at);
+        let mut entry = self.follow_entry(&mut batch, old, stored, expires_at);
         if let Some(meta) = user_meta {
+            // Replay of an update keeps the old metadata: only the same metadata still follows.
+            batch.follows &= meta == entry.user_meta;
             entry.user_meta = meta;
         }
         Ok(self.write_entry(&mut batch, key, entry).finish(self, batch))
@@ -240,7 +242,7 @@ impl Engine {
         // The entry is built from the one lookup above (`replace_keeping_ttl` would look the
         // key up again): increments are hot on the Redis port.
         let mut batch = self.key_batch(now, &key, Some(written), found);
-        let entry = self.next_entry(&batch, old, stored, old.and_then(|e| e.expires_at));
+        let entry = self.follow_entry(&mut batch, old, stored, old.and_then(|e| e.expires_at));
         let result = self
             .write_entry(&mut batch, &key, entry)
             .finish(self, batch);
@@ -322,7 +324,7 @@ impl Engine {
         let old = found.map(|(_, e)| e);
         let expires_at = old.and_then(|e| e.expires_at);
         let mut batch = self.key_batch(now, key, None, found);
-        let entry = self.next_entry(&batch, old, stored, expires_at);
+        let entry = self.follow_entry(&mut batch, old, stored, expires_at);
         self.write_entry(&mut batch, key, entry).finish(self, batch)
     }
 
