@@ -223,11 +223,13 @@ impl KeyConfig {
         if all_namespace == 0 || all_plain == 0 || any & fold != 0 {
             return None;
         }
+        if separators >= self.max_segments {
+            return None;
+        }
         // Only a path with separators can have an empty segment: a look at its ends and at
         // every pair, taken by no path without one.
         if separators > 0
-            && (separators >= self.max_segments
-                || path.first() == Some(&sep)
+            && (path.first() == Some(&sep)
                 || path.last() == Some(&sep)
                 || path.windows(2).any(|pair| pair == [sep, sep]))
         {
@@ -460,9 +462,10 @@ mod tests {
             key in "[a-cA_.:/-]{0,12}|[a-cB.:/*{\u{7f}\n é€]{0,14}",
             separator in prop::sample::select(vec!['.', '/', '-', '€']),
             case_insensitive in any::<bool>(),
-            max_segments in 1usize..5,
-            max_path_len in 1usize..12,
+            max_segments in 0usize..5,
+            max_path_len in 0usize..12,
         ) {
+            // Limits of 0 are refused by `validate`, but `parse` must still agree on them.
             let c = KeyConfig { separator, case_insensitive, max_segments, max_path_len };
             let general = c.parse_general(&key);
             if let Some(plain) = c.parse_plain(&key) {
