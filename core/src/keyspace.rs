@@ -86,6 +86,13 @@ impl Keyspace {
         self.find(path).map(|i| (Position(i), &self.slab[i].1))
     }
 
+    /// [`Keyspace::get_with_position`] for changing the entry where it lies.
+    #[inline]
+    pub(crate) fn get_with_position_mut(&mut self, path: &str) -> Option<(Position, &mut Entry)> {
+        let i = self.find(path)?;
+        self.slab.get_mut(i).map(|(_, entry)| (Position(i), entry))
+    }
+
     /// The entry of `path` at `at`; `None` when `at` no longer holds `path`.
     #[inline]
     pub(crate) fn get_at(&self, at: Position, path: &str) -> Option<&Entry> {

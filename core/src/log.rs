@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::LoggedPatch;
 use crate::entry::Entry;
 use crate::error::FormatError;
-use crate::log_encoding::{AppendTo, push_record};
+use crate::log_encoding::{AppendTo, Head, push_record};
 use crate::storage::LogBytes;
 use crate::time::Timestamp;
 use crate::txn::{PreparedTxn, TxnId};
@@ -251,11 +251,41 @@ impl EncodedLog {
         self.ends.clear();
     }
 
-    /// Appends a record from its head fields and its ops' encodings, back to back.
-    pub(crate) fn push_encoded(&mut self, revision: u64, at: Timestamp, count: usize, ops: &[u8]) {
-        crate::log_encoding::push_head(&mut self.bytes, LOG_FORMAT_V1, revision, at.0, count);
-        self.bytes.extend_from_slice(ops);
-        self.ends.push((revision, self.bytes.len()));
+    /// Where the committed records end: bytes past it belong to the record being written.
+    #[inline]
+    fn committed_len(&self) -> usize {
+        self.ends.last().map_or(0, |&(_, end)| end)
+    }
+
+    /// The bytes a write appends its record to, after dropping what an unfinished record left
+    /// (a write that logged ops and then failed). Returns the buffer and where the new record
+    /// starts.
+    #[inline]
+    pub(crate) fn open_record(&mut self) -> (&mut Vec<u8>, usize) {
+        let start = self.committed_len();
+        self.bytes.truncate(start);
+        (&mut self.bytes, start)
+    }
+
+    /// The bytes of the record being written, for changing its last op.
+    pub(crate) fn open_bytes(&mut self) -> &mut Vec<u8> {
+        &mut self.bytes
+    }
+
+    /// Drops the record being written, if any.
+    #[inline]
+    pub(crate) fn discard_open(&mut self) {
+        let start = self.committed_len();
+        self.bytes.truncate(start);
+    }
+
+    /// Commits the record written from `start` to the end of the buffer: `head` is what its
+    /// head was written with, `count` its ops.
+    #[inline]
+    pub(crate) fn close_record(&mut self, start: usize, head: Head, count: usize) {
+        debug_assert_eq!(start, self.committed_len(), "records interleaved");
+        crate::log_encoding::close_head(&mut self.bytes, start, head, count);
+        self.ends.push((head.revision, self.bytes.len()));
     }
 
     /// Drops the first `count` records.

@@ -53,32 +53,32 @@ impl Writer<'_> {
         self.pos += 1;
     }
 
-    /// LEB128 without a loop: the 7-bit groups are spread over a word's bytes with shifts and
-    /// the continuation bits set from the length, then written with one store. A byte per
-    /// iteration cost about 6 instructions and a mispredicted exit per varint, and a record
-    /// holds about ten (its checksum alone takes ten bytes).
-    #[inline]
+    /// LEB128 without a loop: the 7-bit groups are spread over a word's bytes with shifts,
+    /// the continuation bits for the value's length come from a table indexed by its leading
+    /// zeros, and the word is written with one store. A byte per iteration cost about 6
+    /// instructions and a mispredicted exit per varint, computing the length and the mask
+    /// about 25 more; a record holds about ten varints (its checksum alone takes ten bytes).
+    #[inline(always)]
     fn varint(&mut self, value: u64) {
         if value < 0x80 {
             self.byte(value as u8);
             return;
         }
-        let len = varint_len(value);
-        let groups = spread_groups(value);
-        // Every byte before the last has its top bit set; 9 and 10 bytes set all eight here.
-        let continuation = CONTINUATION >> (8 * 8usize.saturating_sub(len - 1));
+        let (len, continuation) = VARINT_SHAPES[value.leading_zeros() as usize];
+        let word = spread_groups(value) | continuation;
         if let Some(dst) = self.buf.get_mut(self.pos..self.pos + 8) {
-            dst.copy_from_slice(&(groups | continuation).to_le_bytes());
+            dst.copy_from_slice(&word.to_le_bytes());
         }
         if len > 8 {
+            // The top 8 bits: the ninth byte, and for a value of 63 or 64 bits a tenth.
             let high = (value >> 56) as u8;
-            if len == 9 {
-                self.pos += 8;
-                self.byte(high);
-                return;
-            }
+            let tail = if len == 9 {
+                [high, 0]
+            } else {
+                [high | 0x80, 1]
+            };
             if let Some(dst) = self.buf.get_mut(self.pos + 8..self.pos + 10) {
-                dst.copy_from_slice(&[high | 0x80, 1]);
+                dst.copy_from_slice(&tail);
             }
         }
         self.pos += len;
@@ -127,11 +127,32 @@ impl Writer<'_> {
 /// The top bit of every byte of a word.
 const CONTINUATION: u64 = 0x8080_8080_8080_8080;
 
+/// For a value with `i` leading zero bits (at least 0x80, so `i` < 57): how many bytes its
+/// varint takes, and the continuation bits of the first eight of them (every byte before the
+/// last; a value of 9 or 10 bytes has all eight set).
+const VARINT_SHAPES: [(usize, u64); 65] = {
+    let mut shapes = [(1, 0); 65];
+    let mut zeros: usize = 0;
+    while zeros < 65 {
+        let bits: usize = if zeros >= 64 { 1 } else { 64 - zeros };
+        let len = bits.div_ceil(7);
+        let continuation = if len > 8 {
+            CONTINUATION
+        } else if len == 1 {
+            0
+        } else {
+            CONTINUATION >> (8 * (9 - len))
+        };
+        shapes[zeros] = (len, continuation);
+        zeros += 1;
+    }
+    shapes
+};
+
 /// Bytes postcard's varint of `value` takes (1 to 10).
 #[inline]
 fn varint_len(value: u64) -> usize {
-    let bits = 64 - (value | 1).leading_zeros() as usize;
-    bits.div_ceil(7)
+    VARINT_SHAPES[(value | 1).leading_zeros() as usize].0
 }
 
 /// The low 56 bits of `value` as eight 7-bit groups, one per byte, low group first: halves of
@@ -200,18 +221,60 @@ impl KeyedOp {
     }
 }
 
+/// A record's head fields before its op count: the format byte, the revision and the time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Head {
+    pub(crate) format: u8,
+    pub(crate) revision: u64,
+    pub(crate) at: u64,
+}
+
+impl Head {
+    /// Bytes the head takes with a one-byte op count (counts up to 127).
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        1 + varint_len(self.revision) + varint_len(self.at) + 1
+    }
+
+    /// Writes the head with a one-byte op count of `count` (at most 127).
+    #[inline(always)]
+    fn write(&self, w: &mut Writer<'_>, count: u8) {
+        w.byte(self.format);
+        w.varint(self.revision);
+        w.varint(self.at);
+        w.byte(count);
+    }
+}
+
+/// Most bytes a head with a one-byte op count takes.
+const OPEN_HEAD_BOUND: usize = 1 + 2 * VARINT_MAX + 1;
+
 /// Appends one single-key op as postcard encodes its [`LogOp`] variant: the variant index,
-/// the namespace, the path and, for puts and metadata changes, the entry.
+/// the namespace, the path and, for puts and metadata changes, the entry. With a `head`, the
+/// op is its record's first and the record's head comes first, with an op count of one
+/// ([`close_head`] corrects it): the common record, one write's one op, is written whole in
+/// one step, straight into the log.
 #[inline]
 pub(crate) fn push_keyed_op(
     out: &mut Vec<u8>,
+    head: Option<Head>,
     op: KeyedOp,
     namespace: &str,
     path: &str,
     entry: Option<&Entry>,
 ) {
-    let bound = 3 * VARINT_MAX + namespace.len() + path.len() + entry.map_or(0, entry_bound);
+    let entry_room = match entry {
+        // Value (length + bytes), checksum, expiry tag and time.
+        Some(entry) if op == KeyedOp::Update => 3 * VARINT_MAX + 1 + entry.value.as_bytes().len(),
+        Some(entry) => entry_bound(entry),
+        None => 0,
+    };
+    let head_room = if head.is_some() { OPEN_HEAD_BOUND } else { 0 };
+    let bound = head_room + 3 * VARINT_MAX + namespace.len() + path.len() + entry_room;
     append(out, bound, |w| {
+        if let Some(head) = head {
+            head.write(w, 1);
+        }
         w.varint(op.variant().into());
         w.bytes(namespace.as_bytes());
         w.bytes(path.as_bytes());
@@ -225,6 +288,31 @@ pub(crate) fn push_keyed_op(
             None => {}
         }
     });
+}
+
+/// Appends a record's head with an op count of zero, for a record whose first op is not a
+/// single-key one (or that has none); [`close_head`] corrects the count.
+pub(crate) fn push_open_head(out: &mut Vec<u8>, head: Head) {
+    append(out, OPEN_HEAD_BOUND, |w| head.write(w, 0));
+}
+
+/// Sets the op count of the record that starts at `start` in `out` and runs to its end: the
+/// head was written with a one-byte count, which a count over 127 outgrows (the record's ops
+/// then move up to make room; such records are rare and large).
+pub(crate) fn close_head(out: &mut Vec<u8>, start: usize, head: Head, count: usize) {
+    let at = start + head.len() - 1;
+    if let Ok(byte) = u8::try_from(count)
+        && byte < 0x80
+    {
+        if let Some(slot) = out.get_mut(at) {
+            *slot = byte;
+        }
+        return;
+    }
+    let mut varint = Vec::with_capacity(VARINT_MAX);
+    append(&mut varint, VARINT_MAX, |w| w.varint(count as u64));
+    let end = (at + 1).min(out.len());
+    out.splice(at.min(end)..end, varint);
 }
 
 /// The parts of an op with a fast path; `None` for the ops postcard encodes.
@@ -252,7 +340,7 @@ fn keyed_parts(op: &LogOp) -> Option<(KeyedOp, &CompactString, &CompactString, O
 pub(crate) fn push_op(out: &mut Vec<u8>, op: &LogOp) -> postcard::Result<()> {
     match keyed_parts(op) {
         Some((kind, namespace, path, entry)) => {
-            push_keyed_op(out, kind, namespace, path, entry);
+            push_keyed_op(out, None, kind, namespace, path, entry);
             Ok(())
         }
         None => postcard::serialize_with_flavor(op, AppendTo(out)),

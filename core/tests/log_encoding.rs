@@ -22,6 +22,10 @@ enum Write {
     },
     Delete(u8),
     Increment(u8, i64),
+    /// A put that keeps the key's TTL.
+    PutKeepTtl(u8, Value),
+    /// An increment whose check refuses values of an odd length.
+    IncrementChecked(u8, i64),
     Patch(u8, String),
     Metadata(u8, String),
     Expire(u64),
@@ -51,6 +55,8 @@ fn write() -> impl Strategy<Value = Write> {
             .prop_map(|(key, value, ttl_ms, meta)| Write::Put { key, value, ttl_ms, meta }),
         1 => (0u8..60).prop_map(Write::Delete),
         1 => (0u8..60, any::<i64>()).prop_map(|(k, n)| Write::Increment(k, n)),
+        1 => (0u8..60, value()).prop_map(|(k, v)| Write::PutKeepTtl(k, v)),
+        1 => (0u8..60, -5i64..5).prop_map(|(k, n)| Write::IncrementChecked(k, n)),
         1 => (0u8..60, "[a-z]{0,20}").prop_map(|(k, s)| Write::Patch(k, s)),
         1 => (0u8..60, "[a-z]{0,20}").prop_map(|(k, s)| Write::Metadata(k, s)),
         1 => (1u64..100_000).prop_map(Write::Expire),
@@ -82,12 +88,13 @@ fn run_encoded(writes: &[Write]) -> Vec<(u64, Vec<u8>)> {
 }
 
 /// Applies the writes (failures, such as an increment of a string, are part of the run),
-/// advancing `now`.
-fn apply(e: &mut Engine, now: &mut u64, writes: &[Write]) {
+/// advancing `now`. Returns each write's outcome, as text.
+fn apply(e: &mut Engine, now: &mut u64, writes: &[Write]) -> Vec<String> {
+    let mut outcomes = Vec::with_capacity(writes.len());
     for w in writes {
         *now += 7;
         let t = Timestamp(*now);
-        let _ = match w {
+        let outcome = match w {
             Write::Put {
                 key: k,
                 value,
@@ -106,6 +113,16 @@ fn apply(e: &mut Engine, now: &mut u64, writes: &[Write]) {
             }
             Write::Delete(k) => e.delete(t, &key(*k)).map(|_| ()),
             Write::Increment(k, n) => e.increment(t, &key(*k), *n).map(|_| ()),
+            Write::PutKeepTtl(k, value) => e
+                .put_with(t, &key(*k), value, &PutOptions::default().keep_ttl())
+                .map(|_| ()),
+            Write::IncrementChecked(k, n) => e
+                .increment_checked(t, &key(*k), *n, |v| match v.len() % 2 {
+                    0 => Ok(()),
+                    _ => Err("odd"),
+                })
+                // A refusal writes nothing: the revision after it tells.
+                .map(|_done_or_refused| ()),
             Write::Patch(k, s) => e
                 .patch(t, &key(*k), &Patch::merge(json!({ "field": s })))
                 .map(|_| ()),
@@ -130,7 +147,9 @@ fn apply(e: &mut Engine, now: &mut u64, writes: &[Write]) {
                 }
             })(),
         };
+        outcomes.push(format!("{outcome:?}"));
     }
+    outcomes
 }
 
 proptest! {
@@ -220,4 +239,94 @@ fn the_writes_cover_every_op_kind() {
         }
     }
     assert_eq!(seen, [true; 10]);
+}
+
+/// A record is written straight into the log with a one-byte op count, which records of more
+/// than 127 ops outgrow: a multi-put, a multi-delete and an expiry sweep of that many keys
+/// each log one such record, between small ones, and every record is postcard's bytes.
+#[test]
+fn records_of_many_ops_are_postcards() {
+    let mut e = Engine::new(EngineConfig::default()).unwrap();
+    let t = |ms: u64| Timestamp(1_700_000_000_000 + ms);
+    let keys: Vec<String> = (0..200).map(|i| format!("ns{}:k/{i}", i % 3)).collect();
+    e.put(t(1), "a:b", &Value::Integer(1)).unwrap();
+    let items: Vec<(String, Value)> = keys
+        .iter()
+        .map(|k| (k.clone(), Value::String(k.clone())))
+        .collect();
+    e.multi_put(t(2), &items).unwrap();
+    e.increment(t(3), "a:b", 2).unwrap();
+    e.multi_delete(t(4), &keys[..50]).unwrap();
+    for k in &keys[50..] {
+        e.put_with_ttl(t(5), k, &Value::Integer(7), 10).unwrap();
+    }
+    e.handle_timeout(t(100));
+    e.put(t(101), "a:b", &Value::Bool(true)).unwrap();
+
+    let mut log = EncodedLog::new();
+    e.take_log(&mut log);
+    let mut counts = Vec::new();
+    for (revision, bytes) in log.records() {
+        let record = LogRecord::decode(bytes).unwrap();
+        assert_eq!(record.revision, revision);
+        assert_eq!(bytes, record.encode_with_postcard().unwrap().as_slice());
+        counts.push(record.ops.len());
+    }
+    let mut expected = vec![1, 200, 1, 50];
+    expected.extend([1; 150]);
+    expected.extend([150, 1]);
+    assert_eq!(counts, expected);
+    assert_eq!(log.byte_len(), log.ends().last().unwrap().1);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(150))]
+
+    /// Single-key updates change the entry where it lies instead of building a new one and
+    /// installing it: the results, the state, the log's bytes, the change events and the
+    /// history are those of the general path, write after write.
+    #[test]
+    fn updates_in_place_are_the_general_path(
+        writes in prop::collection::vec(write(), 1..60),
+        evict in any::<bool>(),
+    ) {
+        let config = || match evict {
+            true => EngineConfig::default().with_memory_limits(Some(12), None),
+            false => EngineConfig::default(),
+        };
+        let mut fast = Engine::new(config()).unwrap();
+        let mut general = Engine::new(config()).unwrap();
+        general.set_in_place_updates(false);
+        fast.set_capture_events(true);
+        general.set_capture_events(true);
+        let (mut now_a, mut now_b) = (1_700_000_000_000u64, 1_700_000_000_000u64);
+        let (mut log_a, mut log_b) = (EncodedLog::new(), EncodedLog::new());
+        for w in &writes {
+            let a = apply_one(&mut fast, &mut now_a, w);
+            let b = apply_one(&mut general, &mut now_b, w);
+            prop_assert_eq!(a, b, "{:?}", w);
+            fast.take_log(&mut log_a);
+            general.take_log(&mut log_b);
+            prop_assert_eq!(log_a.as_bytes(), log_b.as_bytes());
+            prop_assert_eq!(log_a.ends(), log_b.ends());
+            let events_a: Vec<_> = std::iter::from_fn(|| fast.poll_event()).collect();
+            let events_b: Vec<_> = std::iter::from_fn(|| general.poll_event()).collect();
+            prop_assert_eq!(events_a, events_b);
+        }
+        prop_assert_eq!(fast.snapshot().unwrap(), general.snapshot().unwrap());
+        prop_assert_eq!(
+            fast.changes_since(fast.history_floor(), usize::MAX).unwrap(),
+            general.changes_since(general.history_floor(), usize::MAX).unwrap()
+        );
+        for k in 0..60 {
+            let history_a = fast.key_history(&key(k)).unwrap();
+            prop_assert_eq!(history_a, general.key_history(&key(k)).unwrap());
+        }
+    }
+}
+
+/// One write's outcome and the revision, memory use and key count after it.
+fn apply_one(e: &mut Engine, now: &mut u64, w: &Write) -> (Vec<String>, u64, u64, usize) {
+    let outcome = apply(e, now, std::slice::from_ref(w));
+    (outcome, e.revision(), e.approx_bytes(), e.len())
 }

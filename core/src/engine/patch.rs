@@ -148,10 +148,15 @@ impl Engine {
             patch: patch.logged(),
             checksum,
         };
-        let (put_start, patch_start) = (batch.last_op, batch.ops.len());
-        match crate::log_encoding::push_op(&mut batch.ops, &op) {
-            Ok(()) => drop(batch.ops.drain(put_start..patch_start)),
-            Err(_) => batch.ops.truncate(patch_start),
+        let put_start = match batch.last_op {
+            super::AFTER_HEAD => batch.record_start + super::record_head(batch).len(),
+            at => at,
+        };
+        let bytes = self.log.open_bytes();
+        let patch_start = bytes.len();
+        match crate::log_encoding::push_op(bytes, &op) {
+            Ok(()) => drop(bytes.drain(put_start..patch_start)),
+            Err(_) => bytes.truncate(patch_start),
         }
     }
 

@@ -3,7 +3,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use super::Engine;
+use super::{Engine, InPlace};
 use crate::entry::Entry;
 use crate::error::EngineError;
 use crate::event::ChangeKind;
@@ -107,7 +107,29 @@ impl Engine {
         if opts.expires_at.is_some_and(|at| at <= now) {
             return Err(EngineError::InvalidTtl);
         }
-        let found = self.current_found(key);
+        let new_expiry =
+            |old: Option<Timestamp>| match (opts.expires_at, opts.ttl_ms, opts.keep_ttl) {
+                (Some(at), _, _) => Some(at),
+                (None, Some(ttl), _) => Some(now.saturating_add_millis(ttl)),
+                (None, None, true) => old,
+                (None, None, false) => None,
+            };
+        let (found, stored) =
+            if user_meta.is_none() && opts.if_version.is_none() && self.in_place_allowed() {
+                let same_ttl =
+                    |old: &Entry, stored| match new_expiry(old.expires_at) == old.expires_at {
+                        true => Ok::<_, Infallible>(Ok((stored, ()))),
+                        false => Ok(Err(stored)),
+                    };
+                match self.update_in_place(now, key, Some(written), stored, same_ttl) {
+                    Ok(InPlace::Done(result, ())) => return Ok(result),
+                    Ok(InPlace::Missing(stored)) => (None, stored),
+                    Ok(InPlace::Declined(at, stored)) => (self.found_at(key, at), stored),
+                    Err(never) => match never {},
+                }
+            } else {
+                (self.current_found(key), stored)
+            };
         let old = found.map(|(_, e)| e);
         if let Some(expected) = opts.if_version {
             let actual = old.map_or(0, |e| e.version);
@@ -119,12 +141,7 @@ impl Engine {
                 });
             }
         }
-        let expires_at = match (opts.expires_at, opts.ttl_ms, opts.keep_ttl) {
-            (Some(at), _, _) => Some(at),
-            (None, Some(ttl), _) => Some(now.saturating_add_millis(ttl)),
-            (None, None, true) => old.and_then(|e| e.expires_at),
-            (None, None, false) => None,
-        };
+        let expires_at = new_expiry(old.and_then(|e| e.expires_at));
         let mut batch = self.key_batch(now, key, Some(written), found);
         let mut entry = self.follow_entry(&mut batch, old, stored, expires_at);
         if let Some(meta) = user_meta {
@@ -190,63 +207,94 @@ impl Engine {
     /// for a missing key). A host whose protocol refuses values the engine would increment (the
     /// Redis port refuses `"+5"` and `"05"`) checks them in the same lookup; a refusal changes
     /// nothing and comes back as the inner `Err`.
-    pub fn increment_checked<R>(
+    pub fn increment_checked<R, C>(
         &mut self,
         now: Timestamp,
         key: &str,
         delta: i64,
-        check: impl FnOnce(&StoredValue) -> Result<(), R>,
-    ) -> Result<Result<(i64, WriteResult), R>, EngineError> {
+        check: C,
+    ) -> Result<Result<(i64, WriteResult), R>, EngineError>
+    where
+        C: FnOnce(&StoredValue) -> Result<(), R>,
+    {
         let written = key;
         let key = self.config.keys.parse(written)?;
         self.check_unlocked(&key)?;
         let now = self.begin(now);
-        let found = self.current_found(&key);
-        let old = found.map(|(_, e)| e);
-        let current = match old {
-            None => 0,
-            Some(e) => {
-                if let Err(refused) = check(&e.value) {
-                    return Ok(Err(refused));
-                }
-                match e.value.integer() {
-                    Some(i) => i,
-                    None => match e.value.decode()? {
-                        Value::Integer(i) => i,
-                        Value::String(s) => {
-                            s.parse::<i64>().map_err(|_| EngineError::WrongType {
-                                key: key.to_key_string(),
-                                expected: "an integer or a decimal integer string",
-                                actual: "non-numeric string",
-                            })?
-                        }
-                        other => {
-                            return Err(EngineError::WrongType {
-                                key: key.to_key_string(),
-                                expected: "an integer or a decimal integer string",
-                                actual: other.kind().name(),
-                            });
-                        }
-                    },
-                }
+        let limit = self.value_limit();
+        // The next value from the current one, for both paths below.
+        let step = |old: &StoredValue,
+                    check: &mut Option<C>|
+         -> Result<Result<_, R>, EngineError> {
+            if let Some(check) = check.take()
+                && let Err(refused) = check(old)
+            {
+                return Ok(Err(refused));
             }
+            let next = Self::integer_of(&key, old)?
+                .checked_add(delta)
+                .ok_or_else(|| EngineError::Overflow {
+                    key: key.to_key_string(),
+                })?;
+            // What `encode` makes of `Value::Integer(next)`, without building and dropping one.
+            let stored = StoredValue::raw_within(ValueKind::Integer, &next.to_le_bytes(), limit)?;
+            Ok(Ok((stored, next)))
         };
-        let next = current
-            .checked_add(delta)
-            .ok_or_else(|| EngineError::Overflow {
-                key: key.to_key_string(),
-            })?;
-        // What `encode` makes of `Value::Integer(next)`, without building and dropping one.
-        let stored =
-            StoredValue::raw_within(ValueKind::Integer, &next.to_le_bytes(), self.value_limit())?;
-        // The entry is built from the one lookup above (`replace_keeping_ttl` would look the
-        // key up again): increments are hot on the Redis port.
+        let mut check = Some(check);
+        // Increments are hot on the Redis port: the entry is changed where the one lookup
+        // finds it (the TTL stays, so the general path is only for a new key, or when
+        // something else must see the write).
+        let found = if self.in_place_allowed() {
+            let next = |old: &Entry, _: Option<R>| -> Result<_, EngineError> {
+                Ok(step(&old.value, &mut check)?.map_err(Some))
+            };
+            match self.update_in_place(now, &key, Some(written), None, next)? {
+                InPlace::Done(result, next) => return Ok(Ok((next, result))),
+                InPlace::Declined(_, Some(refused)) => return Ok(Err(refused)),
+                InPlace::Declined(at, None) => self.found_at(&key, at),
+                InPlace::Missing(_) => None,
+            }
+        } else {
+            self.current_found(&key)
+        };
+        let old = found.map(|(_, e)| e);
+        let (stored, next) = match old {
+            Some(e) => match step(&e.value, &mut check)? {
+                Ok(replace) => replace,
+                Err(refused) => return Ok(Err(refused)),
+            },
+            None => (
+                StoredValue::raw_within(ValueKind::Integer, &delta.to_le_bytes(), limit)?,
+                delta,
+            ),
+        };
+        let expires_at = old.and_then(|e| e.expires_at);
         let mut batch = self.key_batch(now, &key, Some(written), found);
-        let entry = self.follow_entry(&mut batch, old, stored, old.and_then(|e| e.expires_at));
+        let entry = self.follow_entry(&mut batch, old, stored, expires_at);
         let result = self
             .write_entry(&mut batch, &key, entry)
             .finish(self, batch);
         Ok(Ok((next, result)))
+    }
+
+    /// The integer an increment starts from: an integer, or a string holding one.
+    fn integer_of(key: &KeyRef<'_>, value: &StoredValue) -> Result<i64, EngineError> {
+        if let Some(i) = value.integer() {
+            return Ok(i);
+        }
+        match value.decode()? {
+            Value::Integer(i) => Ok(i),
+            Value::String(s) => s.parse::<i64>().map_err(|_| EngineError::WrongType {
+                key: key.to_key_string(),
+                expected: "an integer or a decimal integer string",
+                actual: "non-numeric string",
+            }),
+            other => Err(EngineError::WrongType {
+                key: key.to_key_string(),
+                expected: "an integer or a decimal integer string",
+                actual: other.kind().name(),
+            }),
+        }
     }
 
     /// Appends to a string (with a string) or to bytes (with bytes); a missing key starts empty.
