@@ -262,8 +262,8 @@ impl EncodedLog {
     /// starts.
     #[inline]
     pub(crate) fn open_record(&mut self) -> (&mut Vec<u8>, usize) {
-        let start = self.committed_len();
-        self.bytes.truncate(start);
+        self.discard_open();
+        let start = self.bytes.len();
         (&mut self.bytes, start)
     }
 
