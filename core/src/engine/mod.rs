@@ -105,8 +105,8 @@ pub struct Engine {
     clock: AtomicU64,
     capture_log: bool,
     capture_events: bool,
-    /// Whether single-key updates may change entries where they lie ([`Engine::update_at`]);
-    /// off only in tests that hold that path to the general one.
+    /// Whether single-key updates may change entries where they lie
+    /// ([`Engine::update_in_place`]); off only in tests that hold that path to the general one.
     in_place_updates: bool,
     /// Committed records waiting for the host, encoded.
     log: EncodedLog,
@@ -672,14 +672,14 @@ impl Engine {
     /// A single-key write that replaces the value of `key` and keeps its TTL and metadata,
     /// done where the entry lies, with one lookup: `next` turns the key's current entry into
     /// the new value, or refuses (`Err`), or declines (`Ok(Err(_))`: the write changes more
-    /// than the value, such as the TTL, and takes the general path). The result is the
-    /// general path's to the byte (the version and modification revision and time move on,
-    /// the same log op, [`LogOp::Update`], and change event; a property test holds the two
-    /// together). `input` goes to `next`, which gives it back when it declines, and comes back
-    /// when the key is missing. Building a new entry, moving it through the install into the keyspace and
-    /// dropping the old one, after a second lookup, cost about 400 instructions of a
-    /// pipelined Redis-port write, with several store-forwarding stalls (docs/resp.md).
-    /// Only when [`Engine::in_place_allowed`]; `now` has been through [`Engine::begin`].
+    /// than the value, such as the TTL, and takes the general path). The result is the general
+    /// path's to the byte (the version and modification revision and time move on, the same
+    /// log op, [`LogOp::Update`], and change event; a property test holds the two together).
+    /// `input` goes to `next`, which gives it back when it declines, and comes back when the
+    /// key is missing. Building a new entry, moving it through the install into the keyspace
+    /// and dropping the old one, after a second lookup, cost about 400 instructions of a
+    /// pipelined Redis-port write, with several store-forwarding stalls (docs/resp.md, item
+    /// 26). Only when [`Engine::in_place_allowed`]; `now` has been through [`Engine::begin`].
     pub(super) fn update_in_place<V, T, E>(
         &mut self,
         now: Timestamp,
@@ -701,6 +701,7 @@ impl Engine {
             Ok(replace) => replace,
             Err(input) => return Ok(InPlace::Declined(at, input)),
         };
+        // `Engine::batch`, which cannot borrow `self` while `entry` does.
         let mut batch = Batch::at_revision(self.revision + 1, now);
         let new = wants_events.then(|| value.clone());
         let (old_len, new_len) = (entry.value.len() as u64, value.len() as u64);
