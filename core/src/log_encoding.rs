@@ -236,13 +236,13 @@ impl Head {
         1 + varint_len(self.revision) + varint_len(self.at) + 1
     }
 
-    /// Writes the head with a one-byte op count of `count` (at most 127).
+    /// Writes the head with its op count (one byte up to 127, as [`Head::len`] counts it).
     #[inline(always)]
-    fn write(&self, w: &mut Writer<'_>, count: u8) {
+    fn write(&self, w: &mut Writer<'_>, count: u64) {
         w.byte(self.format);
         w.varint(self.revision);
         w.varint(self.at);
-        w.byte(count);
+        w.varint(count);
     }
 }
 
@@ -293,7 +293,7 @@ pub(crate) fn push_keyed_op(
 /// Appends a record's head with an op count of zero, for a record whose first op is not a
 /// single-key one (or that has none); [`close_head`] corrects the count.
 pub(crate) fn push_open_head(out: &mut Vec<u8>, head: Head) {
-    append(out, OPEN_HEAD_BOUND, |w| head.write(w, 0));
+    push_head(out, head, 0);
 }
 
 /// Sets the op count of the record that starts at `start` in `out` and runs to its end: the
@@ -349,13 +349,8 @@ pub(crate) fn push_op(out: &mut Vec<u8>, op: &LogOp) -> postcard::Result<()> {
 
 /// Appends a record's head: the format byte, then postcard's encoding of the revision, the
 /// time and the length of the op list. The ops' encodings follow it.
-pub(crate) fn push_head(out: &mut Vec<u8>, format: u8, revision: u64, at: u64, ops: usize) {
-    append(out, 1 + HEAD_BOUND, |w| {
-        w.byte(format);
-        w.varint(revision);
-        w.varint(at);
-        w.varint(ops as u64);
-    });
+fn push_head(out: &mut Vec<u8>, head: Head, ops: usize) {
+    append(out, 1 + HEAD_BOUND, |w| head.write(w, ops as u64));
 }
 
 /// Appends a whole record: its head, then its ops.
@@ -366,7 +361,12 @@ pub(crate) fn push_record(
     at: u64,
     ops: &[LogOp],
 ) -> postcard::Result<()> {
-    push_head(out, format, revision, at, ops.len());
+    let head = Head {
+        format,
+        revision,
+        at,
+    };
+    push_head(out, head, ops.len());
     for op in ops {
         push_op(out, op)?;
     }

@@ -431,12 +431,11 @@ impl Engine {
         path: &str,
         entry: Option<&Entry>,
     ) {
-        let head = record_head(batch);
         if batch.op_count == 0 {
             let (bytes, start) = log.open_record();
             batch.record_start = start;
             batch.last_op = AFTER_HEAD;
-            push_keyed_op(bytes, Some(head), op, ns, path, entry);
+            push_keyed_op(bytes, Some(record_head(batch)), op, ns, path, entry);
         } else {
             let bytes = log.open_bytes();
             batch.last_op = bytes.len();
@@ -639,23 +638,42 @@ impl Engine {
         }
         batch.changed += 1;
         if let Some(new) = new_value {
-            let (old_version, old_mod_revision) =
-                old.as_ref().map_or((0, 0), |o| (o.version, o.mod_revision));
-            self.emit(ChangeEvent {
-                revision: batch.revision,
-                at: batch.at,
-                key: batch
-                    .event_key
-                    .take()
-                    .unwrap_or_else(|| join_key_compact(ns, path)),
-                kind,
-                version,
-                old: old.map(|o| o.value),
-                new: Some(new),
-                old_version,
-                old_mod_revision,
-            });
+            let key = batch
+                .event_key
+                .take()
+                .unwrap_or_else(|| join_key_compact(ns, path));
+            let old = old.map(|o| (o.value, o.version, o.mod_revision));
+            self.emit_written(batch, key, kind, version, old, new);
         }
+    }
+
+    /// The change event of `key` (its written form), which `batch` wrote: `old` is the value,
+    /// version and modification revision it replaced.
+    #[inline]
+    fn emit_written(
+        &mut self,
+        batch: &Batch,
+        key: CompactString,
+        kind: ChangeKind,
+        version: u64,
+        old: Option<(StoredValue, u64, u64)>,
+        new: StoredValue,
+    ) {
+        let (old, old_version, old_mod_revision) = match old {
+            Some((value, version, mod_revision)) => (Some(value), version, mod_revision),
+            None => (None, 0, 0),
+        };
+        self.emit(ChangeEvent {
+            revision: batch.revision,
+            at: batch.at,
+            key,
+            kind,
+            version,
+            old,
+            new: Some(new),
+            old_version,
+            old_mod_revision,
+        });
     }
 
     /// Whether single-key writes may change an entry where it lies ([`Engine::update_in_place`]):
@@ -729,17 +747,8 @@ impl Engine {
                 Some(written) => key.compact_written_form(written),
                 None => join_key_compact(ns, path),
             };
-            self.emit(ChangeEvent {
-                revision: batch.revision,
-                at: batch.at,
-                key: event_key,
-                kind: ChangeKind::Update,
-                version,
-                old: Some(old),
-                new: Some(new),
-                old_version,
-                old_mod_revision,
-            });
+            let old = Some((old, old_version, old_mod_revision));
+            self.emit_written(&batch, event_key, ChangeKind::Update, version, old, new);
         }
         let result = self.single_result(batch, WriteOp::Update, version);
         Ok(InPlace::Done(result, extra))
@@ -747,10 +756,13 @@ impl Engine {
 
     /// The entry of `key` at `at`, where [`Engine::update_in_place`] found it.
     pub(super) fn found_at(&self, key: &KeyRef<'_>, at: Position) -> Option<(Position, &Entry)> {
-        self.namespaces
-            .get(key.namespace.as_ref())
-            .and_then(|ks| ks.get_at(at, &key.path))
+        self.entry_at(&key.namespace, &key.path, at)
             .map(|entry| (at, entry))
+    }
+
+    /// The entry of `ns:path` at `at`; `None` when `at` no longer holds it.
+    fn entry_at(&self, ns: &str, path: &str, at: Position) -> Option<&Entry> {
+        self.namespaces.get(ns).and_then(|ks| ks.get_at(at, path))
     }
 
     /// Whether `entry` is what replay of a [`LogOp::Update`] derives: the single-key write
@@ -761,7 +773,7 @@ impl Engine {
         let Some(at) = batch.found else {
             return false;
         };
-        let Some(old) = self.namespaces.get(ns).and_then(|ks| ks.get_at(at, path)) else {
+        let Some(old) = self.entry_at(ns, path, at) else {
             return false;
         };
         entry.version == old.version.wrapping_add(1)
