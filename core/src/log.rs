@@ -245,6 +245,20 @@ impl EncodedLog {
         Some((revision, self.bytes.get(start..end)?))
     }
 
+    /// Appends `other`'s committed records after this log's.
+    pub fn extend_from(&mut self, other: &EncodedLog) {
+        let base = self.committed_len();
+        self.bytes.truncate(base);
+        self.bytes
+            .extend_from_slice(other.bytes.get(..other.committed_len()).unwrap_or_default());
+        self.ends.extend(
+            other
+                .ends
+                .iter()
+                .map(|&(revision, end)| (revision, base + end)),
+        );
+    }
+
     /// Empties it, keeping its buffers.
     pub fn clear(&mut self) {
         self.bytes.clear();

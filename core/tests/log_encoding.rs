@@ -207,6 +207,42 @@ proptest! {
         prop_assert!(!e.has_log());
         prop_assert_eq!(got, expected);
     }
+
+    /// Collecting the records of many writes in one log, as the native host's outbox does
+    /// (`append_log_to` after each write, the log emptied into a second one now and then, as
+    /// its committer does), with some records polled in between, gives the bytes of one take.
+    #[test]
+    fn appending_the_log_to_an_outbox_logs_the_same_bytes(
+        writes in prop::collection::vec(write(), 1..40),
+        polls in prop::collection::vec(0usize..3, 40),
+        drains in prop::collection::vec(any::<bool>(), 40),
+    ) {
+        let expected = run_encoded(&writes);
+        let mut e = engine();
+        let mut now = 1_700_000_000_000u64;
+        let mut got = Vec::new();
+        let (mut outbox, mut taken) = (EncodedLog::new(), EncodedLog::new());
+        for (i, w) in writes.iter().enumerate() {
+            apply(&mut e, &mut now, std::slice::from_ref(w));
+            for _ in 0..polls[i] {
+                if let Some(record) = e.poll_log() {
+                    // Records polled after earlier ones went to the outbox: drain it first.
+                    got.extend(outbox.records().map(|(r, b)| (r, b.to_vec())));
+                    outbox.clear();
+                    got.push((record.revision, record.encode().unwrap()));
+                }
+            }
+            e.append_log_to(&mut outbox);
+            if drains[i] {
+                std::mem::swap(&mut outbox, &mut taken);
+                got.extend(taken.records().map(|(r, b)| (r, b.to_vec())));
+                taken.clear();
+            }
+        }
+        got.extend(outbox.records().map(|(r, b)| (r, b.to_vec())));
+        prop_assert!(!e.has_log());
+        prop_assert_eq!(got, expected);
+    }
 }
 
 /// The strategy reaches every op kind the engine logs, so the property above covers each

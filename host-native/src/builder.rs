@@ -22,6 +22,7 @@ pub struct StoreBuilder {
     pub(crate) sync_every: Option<Duration>,
     pub(crate) checkpoint_every: u64,
     pub(crate) checkpoint_bytes: u64,
+    pub(crate) max_backlog_bytes: usize,
     pub(crate) fs: FsOptions,
     pub(crate) codecs: Vec<(String, Arc<dyn statemesh_core::ValueCodec>)>,
     pub(crate) strict_codecs: bool,
@@ -52,6 +53,7 @@ impl Default for StoreBuilder {
             sync_every: None,
             checkpoint_every: 100_000,
             checkpoint_bytes: 64 << 20,
+            max_backlog_bytes: crate::committer::DEFAULT_MAX_BACKLOG_BYTES,
             fs: FsOptions::default(),
             codecs: Vec::new(),
             strict_codecs: false,
@@ -143,6 +145,15 @@ impl StoreBuilder {
     /// byte trigger off.
     pub fn checkpoint_bytes(mut self, bytes: u64) -> Self {
         self.checkpoint_bytes = bytes.max(1);
+        self
+    }
+
+    /// Most bytes of encoded log records that may wait for storage (default 64 MiB). An AP
+    /// write that finds more waiting returns only once its own records are appended, so a
+    /// store that writes faster than its storage keeps up waits for the disk instead of
+    /// growing memory without bound. CP writes always wait.
+    pub fn max_backlog_bytes(mut self, bytes: usize) -> Self {
+        self.max_backlog_bytes = bytes.max(1);
         self
     }
 

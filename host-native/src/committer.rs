@@ -1,32 +1,41 @@
 //! The committer: one thread that owns the storage adapter and makes log records durable.
 //!
-//! Writers apply their change to the engine under the store lock and, still under it, take
-//! its encoded records and queue them for the committer, so records reach storage in revision
-//! order; the buffers come back for later writes (see [`LogPool`] for why). The committer takes
-//! everything queued since its last round and appends it in one call: concurrent writers share
-//! one fsync (group commit). It then publishes the durable revision; CP writers wait for
-//! it before they return. A storage failure poisons the store: the committer refuses all later
-//! work and every waiter and later call sees [`Error::Poisoned`].
+//! Writers apply their change to the engine under the store lock and, still under it, move
+//! its encoded records to the end of the outbox, so records sit there in revision order. The
+//! committer takes the whole outbox at each round (swapping in an empty log of its own, so
+//! the two buffers go round without allocating) and appends it in one call: concurrent
+//! writers share one fsync (group commit). It then publishes the durable revision; CP writers
+//! wait for it before they return. A writer wakes the committer only when no round is already
+//! coming, so a busy store costs the committer one wake-up per round, not one message per
+//! write. A storage failure poisons the store: the committer refuses all later work and every
+//! waiter and later call sees [`Error::Poisoned`].
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc::{self, RecvTimeoutError, TrySendError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use statemesh_core::{EncodedLog, IndexImage, Storage, StorageError};
+use statemesh_core::{EncodedLog, Engine, IndexImage, Storage, StorageError};
 use tokio::sync::{oneshot, watch};
 
 use crate::error::{Error, Result};
-use crate::log_pool::LogPool;
 
 /// Most queued jobs taken in one round, so one huge backlog cannot starve replies.
 const MAX_ROUND: usize = 4096;
-/// Most writes queued for the committer. Past it a writer waits for the disk (backpressure),
-/// so an AP store that writes faster than storage syncs cannot grow memory without bound.
-const MAX_QUEUED: usize = 65_536;
+/// Most jobs (wake-ups, checkpoints, syncs) waiting for the committer. A writer sends at most
+/// one wake-up per round, so the bound is reached only by callers of `checkpoint` and `flush`.
+const MAX_QUEUED: usize = 1024;
+
+/// Encoded bytes the outbox may hold before writers wait for the disk, unless the builder says
+/// otherwise ([`crate::StoreBuilder::max_backlog_bytes`]).
+pub(crate) const DEFAULT_MAX_BACKLOG_BYTES: usize = 64 << 20;
+
+/// Most bytes of buffer the committer keeps between rounds; a round grown past it by a burst
+/// gives its buffers back to the allocator.
+const MAX_SPARE_BYTES: usize = 4 << 20;
 
 /// How long an AP committer lets writes gather before it appends them. Nobody waits for an AP
 /// write's durability, so appending at once buys nothing, while one write and fsync per few
@@ -38,8 +47,8 @@ pub(crate) const AP_GATHER: Duration = Duration::from_millis(1);
 pub(crate) type OnDurable = Box<dyn Fn(u64) + Send>;
 
 enum Job {
-    /// Records in revision order; the log goes back to [`LogPool`] once appended.
-    Append(EncodedLog),
+    /// Records wait in the outbox.
+    Wake,
     Checkpoint {
         revision: u64,
         bytes: Vec<u8>,
@@ -49,16 +58,40 @@ enum Job {
     Sync(oneshot::Sender<Result<(), StorageError>>),
 }
 
+/// Records written and not yet taken by the committer, in revision order.
+#[derive(Debug, Default)]
+struct Outbox {
+    log: Mutex<EncodedLog>,
+    /// A round will take the outbox: a wake-up is on its way or the committer is about to take
+    /// it. Writers that find it set send nothing. The committer clears it just before it takes
+    /// the outbox, under the outbox lock's ordering, so a writer whose records miss that take
+    /// sees it clear and wakes the committer again.
+    round_coming: AtomicBool,
+}
+
+/// What a write handed to the committer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Queued {
+    /// The revision of its last record.
+    pub(crate) last: u64,
+    /// How many records it handed over.
+    pub(crate) records: usize,
+    /// True when the outbox holds more than the backlog limit: the writer should wait until
+    /// `last` is durable.
+    pub(crate) backlogged: bool,
+}
+
 #[derive(Debug)]
 pub(crate) struct Committer {
     jobs: Mutex<Option<mpsc::SyncSender<Job>>>,
+    outbox: Arc<Outbox>,
     durable: watch::Receiver<u64>,
     durable_revision: Arc<AtomicU64>,
     poison: Arc<Poison>,
     thread: Mutex<Option<JoinHandle<()>>>,
     /// Encoded log bytes appended since the store last took the count (checkpoint trigger).
     log_bytes: Arc<AtomicU64>,
-    pool: Arc<LogPool>,
+    max_backlog_bytes: usize,
 }
 
 /// The first storage failure, kept so every later caller can be told what happened.
@@ -95,6 +128,7 @@ impl Committer {
         durable: u64,
         sync_every: Option<Duration>,
         gather: Option<Duration>,
+        max_backlog_bytes: usize,
         on_durable: OnDurable,
     ) -> Result<Committer> {
         let (tx, rx) = mpsc::sync_channel(MAX_QUEUED);
@@ -102,10 +136,10 @@ impl Committer {
         let durable_revision = Arc::new(AtomicU64::new(durable));
         let poison = Arc::new(Poison::default());
         let log_bytes = Arc::new(AtomicU64::new(0));
-        let pool = Arc::new(LogPool::default());
+        let outbox = Arc::new(Outbox::default());
         let worker = Worker {
-            pool: pool.clone(),
-            round_logs: Vec::new(),
+            outbox: outbox.clone(),
+            taken: EncodedLog::new(),
             log_bytes: log_bytes.clone(),
             storage,
             jobs: rx,
@@ -128,12 +162,13 @@ impl Committer {
             })?;
         Ok(Committer {
             jobs: Mutex::new(Some(tx)),
+            outbox,
             durable: durable_rx,
             durable_revision,
             poison,
             thread: Mutex::new(Some(thread)),
             log_bytes,
-            pool,
+            max_backlog_bytes,
         })
     }
 
@@ -151,19 +186,40 @@ impl Committer {
         &self.log_bytes
     }
 
-    /// Takes the records the engine has waiting and queues them for the next round. Call under
-    /// the store lock, so records are queued in revision order. Returns the last revision
-    /// queued and how many records were.
-    pub(crate) fn append_from(
-        &self,
-        engine: &mut statemesh_core::Engine,
-    ) -> Result<Option<(u64, usize)>> {
-        let Some(log) = self.pool.take(engine) else {
+    /// Moves the records the engine has waiting to the outbox and makes sure a round will take
+    /// them. Call under the store lock, so records reach the outbox in revision order.
+    pub(crate) fn append_from(&self, engine: &mut Engine) -> Result<Option<Queued>> {
+        self.poison.check()?;
+        if !engine.has_log() {
             return Ok(None);
+        }
+        let queued = {
+            let mut log = self.outbox.log.lock();
+            let before = log.len();
+            engine.append_log_to(&mut log);
+            Queued {
+                last: log.last_revision().unwrap_or(0),
+                records: log.len() - before,
+                backlogged: log.byte_len() > self.max_backlog_bytes,
+            }
         };
-        let (last, count) = (log.last_revision().unwrap_or(0), log.len());
-        self.send(Job::Append(log))?;
-        Ok(Some((last, count)))
+        // A load first: while a round is coming (most writes of a busy store) the flag's cache
+        // line stays shared instead of moving to this core at every write.
+        if !self.outbox.round_coming.load(Ordering::Acquire)
+            && !self.outbox.round_coming.swap(true, Ordering::AcqRel)
+        {
+            self.wake()?;
+        }
+        Ok(Some(queued))
+    }
+
+    /// Tells the committer records wait. A full queue needs no wake-up: every round takes the
+    /// outbox, and the queued jobs start one.
+    fn wake(&self) -> Result<()> {
+        match self.jobs.lock().as_ref().map(|tx| tx.try_send(Job::Wake)) {
+            Some(Ok(())) | Some(Err(TrySendError::Full(_))) => Ok(()),
+            Some(Err(TrySendError::Disconnected(_))) | None => Err(Error::Closed),
+        }
     }
 
     fn send(&self, job: Job) -> Result<()> {
@@ -188,9 +244,10 @@ impl Committer {
         reached.map(|_| ()).map_err(|_| Error::Closed)
     }
 
-    /// Writes a snapshot covering `revision` through the storage, after every record queued
-    /// before it, then the index images taken with it (best effort: a failure there is logged
-    /// and poisons nothing; the next open rebuilds the indexes concerned).
+    /// Writes a snapshot covering `revision` through the storage, after every record that
+    /// reached the outbox before it, then the index images taken with it (best effort: a
+    /// failure there is logged and poisons nothing; the next open rebuilds the indexes
+    /// concerned).
     pub(crate) async fn checkpoint(
         &self,
         revision: u64,
@@ -209,7 +266,7 @@ impl Committer {
             .map_err(Error::Poisoned)
     }
 
-    /// Makes everything queued so far durable, whatever the sync policy.
+    /// Makes everything in the outbox so far durable, whatever the sync policy.
     pub(crate) async fn sync(&self) -> Result<()> {
         let (reply, rx) = oneshot::channel();
         self.send(Job::Sync(reply))?;
@@ -218,8 +275,8 @@ impl Committer {
             .map_err(Error::Poisoned)
     }
 
-    /// Stops taking work, lets the thread finish what is queued (with a final sync) and joins it.
-    /// The storage (and its directory lock) is released when this returns.
+    /// Stops taking work, lets the thread finish what is queued and in the outbox (with a final
+    /// sync) and joins it. The storage (and its directory lock) is released when this returns.
     pub(crate) fn shutdown(&self) {
         drop(self.jobs.lock().take());
         if let Some(thread) = self.thread.lock().take() {
@@ -238,6 +295,10 @@ impl Drop for Committer {
 struct Worker {
     storage: Box<dyn Storage>,
     jobs: mpsc::Receiver<Job>,
+    outbox: Arc<Outbox>,
+    /// The records of the round being appended; between rounds, an empty log whose buffers
+    /// the next take swaps into the outbox.
+    taken: EncodedLog,
     durable: watch::Sender<u64>,
     durable_revision: Arc<AtomicU64>,
     poison: Arc<Poison>,
@@ -245,9 +306,6 @@ struct Worker {
     gather: Option<Duration>,
     on_durable: OnDurable,
     log_bytes: Arc<AtomicU64>,
-    pool: Arc<LogPool>,
-    /// The logs of the round being appended.
-    round_logs: Vec<EncodedLog>,
 }
 
 impl Worker {
@@ -269,9 +327,9 @@ impl Worker {
                     Err(_) => break,
                 },
             };
-            if let (Some(gather), Job::Append(_)) = (self.gather, &first) {
-                // Senders do not wake a sleeping thread: the writes of the next millisecond
-                // cost them a queue push each, and this thread one round.
+            if let (Some(gather), Job::Wake) = (self.gather, &first) {
+                // Writers do not wake a sleeping thread: the writes of the next millisecond
+                // cost them a move into the outbox each, and this thread one round.
                 std::thread::sleep(gather);
             }
             round.push_back(first);
@@ -281,17 +339,13 @@ impl Worker {
                     Err(_) => break,
                 }
             }
+            // Every job of the round was sent after the records it concerns reached the
+            // outbox: a checkpoint's snapshot after its records, a sync after the writes it
+            // covers. Taking the outbox first keeps storage in revision order.
+            self.append_outbox();
             while let Some(job) = round.pop_front() {
                 match job {
-                    Job::Append(log) => {
-                        self.round_logs.push(log);
-                        while let Some(Job::Append(_)) = round.front() {
-                            if let Some(Job::Append(more)) = round.pop_front() {
-                                self.round_logs.push(more);
-                            }
-                        }
-                        self.append_round();
-                    }
+                    Job::Wake => {}
                     Job::Checkpoint {
                         revision,
                         bytes,
@@ -320,29 +374,39 @@ impl Worker {
             }
         }
         // Every sender is gone: the store closed or was dropped. Leave nothing unsynced.
+        self.append_outbox();
         let _ = self.sync();
     }
 
-    /// Appends the round's records, straight from the writers' logs, and hands the logs back.
-    fn append_round(&mut self) {
-        // Out of `self` for the call, so `guarded` can borrow `self`; taking a `Vec` is free.
-        let mut logs = std::mem::take(&mut self.round_logs);
-        if let Some(last) = logs.iter().rev().find_map(EncodedLog::last_revision) {
-            let bytes: usize = logs.iter().map(EncodedLog::byte_len).sum();
-            self.log_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
-            if self
-                .guarded(|s| futures_executor::block_on(s.append_logs(&logs)))
-                .is_ok()
-            {
+    /// Takes everything in the outbox and appends it, straight from the writers' buffer.
+    fn append_outbox(&mut self) {
+        self.outbox.round_coming.store(false, Ordering::Release);
+        {
+            let mut log = self.outbox.log.lock();
+            if log.is_empty() {
+                return;
+            }
+            std::mem::swap(&mut *log, &mut self.taken);
+        }
+        if let Some(last) = self.taken.last_revision() {
+            self.log_bytes
+                .fetch_add(self.taken.byte_len() as u64, Ordering::Relaxed);
+            let taken = std::mem::take(&mut self.taken);
+            let appended = self.guarded(|s| {
+                futures_executor::block_on(s.append_logs(std::slice::from_ref(&taken)))
+            });
+            self.taken = taken;
+            if appended.is_ok() {
                 self.durable_revision.store(last, Ordering::Release);
                 self.durable.send_replace(last);
                 (self.on_durable)(last);
             }
         }
-        for log in logs.drain(..) {
-            self.pool.give_back(log);
+        if self.taken.capacity_bytes() > MAX_SPARE_BYTES {
+            self.taken = EncodedLog::new();
+        } else {
+            self.taken.clear();
         }
-        self.round_logs = logs;
     }
 
     fn sync(&mut self) -> Result<(), StorageError> {

@@ -24,7 +24,6 @@ mod committer;
 mod error;
 mod feed;
 mod history;
-mod log_pool;
 mod scan_stream;
 mod search;
 pub mod server;

@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 
 use crate::builder::{Durability, StoreBuilder};
 use crate::clock::Clock;
-use crate::committer::Committer;
+use crate::committer::{Committer, Queued};
 use crate::error::{Error, Result};
 use crate::feed::Feed;
 use crate::scan_stream::ScanStream;
@@ -115,14 +115,14 @@ impl Inner {
         }
     }
 
-    /// Drains what a write produced: log records to the committer (in revision order, since
-    /// this runs under the lock), events to subscribers, a new deadline to the timer. Returns
-    /// the last revision queued for persistence.
+    /// Drains what a write produced: log records to the committer's outbox (in revision order,
+    /// since this runs under the lock), events to subscribers, a new deadline to the timer.
+    /// Returns what was handed to the committer.
     fn after_write(
         &self,
         state: &mut State,
         deadline_before: Option<Timestamp>,
-    ) -> Result<Option<u64>> {
+    ) -> Result<Option<Queued>> {
         // Events first: a CP feed must hold them before their records can become durable.
         if state.engine.captures_events() {
             self.feed
@@ -132,15 +132,15 @@ impl Inner {
             }
         }
         let queued = match &self.persist {
-            Some(persist) => match persist.committer.append_from(&mut state.engine)? {
-                Some((last, count)) => {
+            Some(persist) => {
+                let queued = persist.committer.append_from(&mut state.engine)?;
+                if let Some(q) = queued {
                     persist
                         .since_checkpoint
-                        .fetch_add(count as u64, Ordering::Relaxed);
-                    Some(last)
+                        .fetch_add(q.records as u64, Ordering::Relaxed);
                 }
-                None => None,
-            },
+                queued
+            }
             None => None,
         };
         if state.engine.poll_timeout() != deadline_before {
@@ -210,6 +210,7 @@ impl Store {
             engine.revision(),
             builder.sync_every,
             gather,
+            builder.max_backlog_bytes,
             on_durable,
         )?;
         Store::start(
@@ -353,9 +354,9 @@ impl Store {
         op: impl FnOnce(&mut Engine, Timestamp) -> Result<R, EngineError>,
     ) -> Result<R> {
         let (result, queued) = self.apply(op)?;
-        if let Some(revision) = queued {
-            if self.cp().is_some() {
-                self.wait_durable(revision).await?;
+        if let Some(q) = queued {
+            if self.cp().is_some() || q.backlogged {
+                self.wait_durable(q.last).await?;
             }
             self.maybe_checkpoint();
         }
@@ -363,11 +364,11 @@ impl Store {
     }
 
     /// Applies a write under the lock and queues its records, without waiting for them; returns
-    /// the result and the last revision queued for persistence.
+    /// the result and what was handed to the committer.
     fn apply<R>(
         &self,
         op: impl FnOnce(&mut Engine, Timestamp) -> Result<R, EngineError>,
-    ) -> Result<(R, Option<u64>)> {
+    ) -> Result<(R, Option<Queued>)> {
         self.check_open()?;
         let mut state = self.inner.state.write();
         let before = state.engine.poll_timeout();
@@ -408,7 +409,13 @@ impl Store {
                 e.multi_put(now, &chunk)
             })?;
             written += result.affected;
-            last = queued.or(last);
+            if let Some(q) = queued {
+                last = Some(q.last);
+                if q.backlogged {
+                    // The disk is behind: wait for it rather than pile up more.
+                    self.wait_durable(q.last).await?;
+                }
+            }
             // Each batch holds the lock for a while: let other tasks on this worker run.
             tokio::task::yield_now().await;
         }

@@ -286,6 +286,26 @@ impl Engine {
         std::mem::swap(&mut self.log, into);
     }
 
+    /// Moves every committed log record waiting to the end of `to`, after the records it
+    /// already holds, oldest first. A host that collects several writes' records in one log
+    /// before it hands them to storage calls this once per write: into an empty `to` the
+    /// records move without a copy (the engine keeps `to`'s old buffers for its next records,
+    /// as with [`Engine::take_log`]); otherwise they are copied and the engine keeps its own.
+    pub fn append_log_to(&mut self, to: &mut EncodedLog) {
+        if !self.has_log() {
+            return;
+        }
+        self.log.discard_open();
+        self.log.drop_front(std::mem::take(&mut self.log_polled));
+        if to.is_empty() {
+            to.clear();
+            std::mem::swap(&mut self.log, to);
+        } else {
+            to.extend_from(&self.log);
+            self.log.clear();
+        }
+    }
+
     /// True when committed records wait for [`Engine::take_log`] or [`Engine::poll_log`].
     pub fn has_log(&self) -> bool {
         self.log.len() > self.log_polled
