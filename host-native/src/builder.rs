@@ -148,8 +148,9 @@ impl StoreBuilder {
         self
     }
 
-    /// Most bytes of encoded log records that may wait for storage (default 64 MiB). An AP
-    /// write that finds more waiting returns only once its own records are appended, so a
+    /// Most bytes of encoded log records that may wait for the committer's next round, besides
+    /// the round it is appending (default 64 MiB). An AP write that finds more waiting
+    /// returns only once its own records are appended, so a
     /// store that writes faster than its storage keeps up waits for the disk instead of
     /// growing memory without bound. CP writes always wait.
     pub fn max_backlog_bytes(mut self, bytes: usize) -> Self {
