@@ -278,12 +278,7 @@ impl Engine {
     /// host that passes the same few logs back and forth makes logging allocate nothing.
     pub fn take_log(&mut self, into: &mut EncodedLog) {
         into.clear();
-        if self.log.is_empty() {
-            return;
-        }
-        self.log.discard_open();
-        self.log.drop_front(std::mem::take(&mut self.log_polled));
-        std::mem::swap(&mut self.log, into);
+        self.append_log_to(into);
     }
 
     /// Moves every committed log record waiting to the end of `to`, after the records it
