@@ -8,8 +8,11 @@
 #   STATEMESH=path/to/statemesh REQUESTS=200000 host-native/benches/resp.sh
 #
 # Needs redis-server and redis-benchmark (Debian: apt-get install redis-server redis-tools).
-# Each configuration runs ROUNDS times (default 3), alternating servers, and the best round
-# counts: the machine is shared, and the best round is the least disturbed one.
+# Each configuration runs ROUNDS times (default 3), alternating servers. The first table keeps
+# each server's best round (the least disturbed one on a shared machine); the second pairs the
+# servers within each round (they ran back to back, under the same load on the machine) and
+# prints the median of the per-round ratios with their range, which one lucky or unlucky round
+# cannot move.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -91,7 +94,7 @@ bench() {
     awk -F'","' 'NR > 1 { gsub(/"/, "", $1); gsub(/"/, "", $2); print $1 "," $2 }'
 }
 
-declare -A best
+declare -A best each
 for pipeline in 1 16; do
   for round in $(seq "$rounds"); do
     for server in redis aof ap cp mem; do
@@ -101,6 +104,7 @@ for pipeline in 1 16; do
       esac
       while IFS=, read -r test rps; do
         key="$server/$pipeline/$test"
+        each[$key/$round]="$rps"
         cur="${best[$key]:-0}"
         if awk -v a="$rps" -v b="$cur" 'BEGIN { exit !(a > b) }'; then best[$key]="$rps"; fi
       done < <(bench "$port" "$pipeline" "$server")
@@ -124,5 +128,29 @@ for pipeline in 1 16; do
       q = (r > 0 ? 1 / r : 0); g = (f > 0 ? 1 / f : 0)
       printf "%-5s %-3s %10.0f %10.0f | %10.0f %5.2fx %5.2fx | %10.0f %5.2fx | %10.0f %5.2fx\n",
         t, p, r, f, a, a * q, a * g, c, c * q, m, m * q }'
+  done
+done
+
+# Median (and range) over rounds of statemesh's rps / the base's rps in the same round.
+paired() { # server base pipeline test
+  local ratios=() a b
+  for round in $(seq "$rounds"); do
+    a="${each[$1/$3/$4/$round]:-0}"
+    b="${each[$2/$3/$4/$round]:-0}"
+    ratios+=("$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.4f", (b > 0 ? a / b : 0) }')")
+  done
+  printf '%s\n' "${ratios[@]}" | sort -g | awk '{ v[NR] = $1 } END {
+    m = (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2)
+    printf "%5.2fx (%.2f-%.2f)", m, v[1], v[NR] }'
+}
+
+echo
+echo "median of per-round ratios over $rounds rounds (lowest-highest round)"
+printf '%-5s %-3s | %-19s %-19s | %-19s | %-19s\n' test -P "AP" "AP / AOF" "CP" "in-memory"
+for pipeline in 1 16; do
+  for test in GET SET INCR; do
+    printf '%-5s %-3s | %-19s %-19s | %-19s | %-19s\n' "$test" "$pipeline" \
+      "$(paired ap redis "$pipeline" "$test")" "$(paired ap aof "$pipeline" "$test")" \
+      "$(paired cp redis "$pipeline" "$test")" "$(paired mem redis "$pipeline" "$test")"
   done
 done
