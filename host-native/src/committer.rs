@@ -7,8 +7,9 @@
 //! writers share one fsync (group commit). It then publishes the durable revision; CP writers
 //! wait for it before they return. A writer wakes the committer only when no round is already
 //! coming, so a busy store costs the committer one wake-up per round, not one message per
-//! write. A storage failure poisons the store: the committer refuses all later work and every
-//! waiter and later call sees [`Error::Poisoned`].
+//! write; an AP committer, once woken, keeps a steady pace of rounds until one finds nothing,
+//! and its writers send nothing meanwhile. A storage failure poisons the store: the committer
+//! refuses all later work and every waiter and later call sees [`Error::Poisoned`].
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -67,6 +68,22 @@ struct Outbox {
     /// the outbox, under the outbox lock's ordering, so a writer whose records miss that take
     /// sees it clear and wakes the committer again.
     round_coming: AtomicBool,
+}
+
+impl Outbox {
+    /// Lets writers wake the committer again, after a round found the outbox empty. False
+    /// when records arrived meanwhile: their writers saw a round coming and sent nothing, so
+    /// they are the committer's to take, and the flag stays set for the round that will.
+    fn quiet(&self) -> bool {
+        self.round_coming.store(false, Ordering::SeqCst);
+        // Under the lock: a writer whose records this misses appended after the clear, so it
+        // sees the flag clear and sends a wake-up.
+        if self.log.lock().is_empty() {
+            return true;
+        }
+        self.round_coming.store(true, Ordering::SeqCst);
+        false
+    }
 }
 
 /// What a write handed to the committer.
@@ -328,63 +345,102 @@ impl Worker {
                 },
             };
             if let (Some(gather), Job::Wake) = (self.gather, &first) {
-                // Writers do not wake a sleeping thread: the writes of the next millisecond
-                // cost them a move into the outbox each, and this thread one round.
-                std::thread::sleep(gather);
+                if !self.gather_rounds(gather, &mut round) {
+                    break;
+                }
+                continue;
             }
             round.push_back(first);
-            while round.len() < MAX_ROUND {
-                match self.jobs.try_recv() {
-                    Ok(job) => round.push_back(job),
-                    Err(_) => break,
-                }
-            }
-            // Every job of the round was sent after the records it concerns reached the
-            // outbox: a checkpoint's snapshot after its records, a sync after the writes it
-            // covers. Taking the outbox first keeps storage in revision order.
+            self.take_jobs(&mut round);
             self.append_outbox();
-            while let Some(job) = round.pop_front() {
-                match job {
-                    Job::Wake => {}
-                    Job::Checkpoint {
-                        revision,
-                        bytes,
-                        images,
-                        reply,
-                    } => {
-                        let r = self.guarded(|s| {
-                            futures_executor::block_on(s.write_snapshot(revision, &bytes))
-                        });
-                        if r.is_ok() && !images.is_empty() {
-                            let written = futures_executor::block_on(
-                                self.storage.write_index_images(revision, &images),
-                            );
-                            if let Err(e) = written {
-                                tracing::warn!(
-                                    "index images at revision {revision} not stored: {e}"
-                                );
-                            }
-                        }
-                        let _ = reply.send(r);
-                    }
-                    Job::Sync(reply) => {
-                        let _ = reply.send(self.sync());
-                    }
-                }
-            }
+            self.run_jobs(&mut round);
         }
         // Every sender is gone: the store closed or was dropped. Leave nothing unsynced.
         self.append_outbox();
         let _ = self.sync();
     }
 
-    /// Takes everything in the outbox and appends it, straight from the writers' buffer.
+    /// AP rounds at a steady pace while writes keep coming: sleep `gather`, take the outbox,
+    /// again. Writers send no wake-ups meanwhile (the round flag stays set), so a busy store
+    /// costs this thread one timer wake-up per round and its writers no system call; a
+    /// wake-up per round also meant a second switch onto the writers' CPU just to go to sleep.
+    /// Returns after a round that found nothing to append (the store is quiet again), or
+    /// `false` once every sender is gone.
+    fn gather_rounds(&mut self, gather: Duration, round: &mut VecDeque<Job>) -> bool {
+        loop {
+            std::thread::sleep(gather);
+            let open = self.take_jobs(round);
+            let took = self.take_outbox();
+            self.run_jobs(round);
+            if !open {
+                return false;
+            }
+            if !took && self.outbox.quiet() {
+                return true;
+            }
+        }
+    }
+
+    /// Moves queued jobs into `round`, up to [`MAX_ROUND`]. False when every sender is gone
+    /// and nothing is queued.
+    fn take_jobs(&mut self, round: &mut VecDeque<Job>) -> bool {
+        while round.len() < MAX_ROUND {
+            match self.jobs.try_recv() {
+                Ok(job) => round.push_back(job),
+                Err(mpsc::TryRecvError::Empty) => return true,
+                Err(mpsc::TryRecvError::Disconnected) => return false,
+            }
+        }
+        true
+    }
+
+    /// Runs the round's jobs. Every job of a round was sent after the records it concerns
+    /// reached the outbox (a checkpoint's snapshot after its records, a sync after the writes
+    /// it covers), and the outbox was taken first, so storage stays in revision order.
+    fn run_jobs(&mut self, round: &mut VecDeque<Job>) {
+        while let Some(job) = round.pop_front() {
+            match job {
+                Job::Wake => {}
+                Job::Checkpoint {
+                    revision,
+                    bytes,
+                    images,
+                    reply,
+                } => {
+                    let r = self.guarded(|s| {
+                        futures_executor::block_on(s.write_snapshot(revision, &bytes))
+                    });
+                    if r.is_ok() && !images.is_empty() {
+                        let written = futures_executor::block_on(
+                            self.storage.write_index_images(revision, &images),
+                        );
+                        if let Err(e) = written {
+                            tracing::warn!("index images at revision {revision} not stored: {e}");
+                        }
+                    }
+                    let _ = reply.send(r);
+                }
+                Job::Sync(reply) => {
+                    let _ = reply.send(self.sync());
+                }
+            }
+        }
+    }
+
+    /// Clears the round flag, then takes the outbox: a writer whose records miss this take
+    /// sees the flag clear and wakes the thread again.
     fn append_outbox(&mut self) {
         self.outbox.round_coming.store(false, Ordering::Release);
+        self.take_outbox();
+    }
+
+    /// Takes everything in the outbox and appends it, straight from the writers' buffer.
+    /// False when the outbox was empty.
+    fn take_outbox(&mut self) -> bool {
         {
             let mut log = self.outbox.log.lock();
             if log.is_empty() {
-                return;
+                return false;
             }
             std::mem::swap(&mut *log, &mut self.taken);
         }
@@ -407,6 +463,7 @@ impl Worker {
         } else {
             self.taken.clear();
         }
+        true
     }
 
     fn sync(&mut self) -> Result<(), StorageError> {
@@ -425,5 +482,41 @@ impl Worker {
             self.poison.poison(e.clone());
             self.durable.send_modify(|_| {});
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use statemesh_core::{EngineConfig, Timestamp, Value};
+
+    use super::*;
+
+    fn outbox_with_a_record() -> Outbox {
+        let mut engine = Engine::new(EngineConfig::default()).expect("engine");
+        engine
+            .put(Timestamp(1), "a:k", &Value::Integer(1))
+            .expect("put");
+        let outbox = Outbox::default();
+        engine.append_log_to(&mut outbox.log.lock());
+        outbox
+    }
+
+    /// A writer that found a round coming sent no wake-up: a committer going quiet must not
+    /// leave its records behind.
+    #[test]
+    fn going_quiet_keeps_the_round_for_records_that_arrived() {
+        let outbox = outbox_with_a_record();
+        outbox.round_coming.store(true, Ordering::SeqCst);
+        assert!(!outbox.quiet());
+        assert!(outbox.round_coming.load(Ordering::SeqCst));
+        assert_eq!(outbox.log.lock().len(), 1);
+    }
+
+    #[test]
+    fn going_quiet_with_nothing_waiting_lets_writers_wake_the_committer() {
+        let outbox = Outbox::default();
+        outbox.round_coming.store(true, Ordering::SeqCst);
+        assert!(outbox.quiet());
+        assert!(!outbox.round_coming.load(Ordering::SeqCst));
     }
 }

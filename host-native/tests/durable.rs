@@ -504,9 +504,21 @@ async fn ap_writes_reach_storage_without_a_flush_or_a_later_write() {
         disk.record_count() == 1300
     })
     .await;
+    // Writes spaced around the committer's pace, so some land just as a quiet round lets the
+    // writers wake it again.
+    for i in 0..200u64 {
+        store.put(&format!("spaced:k{i}"), i as i64).await.unwrap();
+        std::thread::sleep(Duration::from_micros(300 + (i * 137) % 2_400));
+    }
+    eventually(
+        "every spaced AP write is appended",
+        Duration::from_secs(5),
+        || disk.record_count() == 1500,
+    )
+    .await;
     store.close().await;
     let reopened = open(&disk, Durability::Ap).await;
-    assert_eq!(reopened.revision(), 1300);
+    assert_eq!(reopened.revision(), 1500);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
