@@ -505,7 +505,8 @@ async fn ap_writes_reach_storage_without_a_flush_or_a_later_write() {
     })
     .await;
     // Writes spaced around the committer's pace, so some land just as a quiet round lets the
-    // writers wake it again.
+    // writers wake it again. A thread sleep: the runtime's timer counts whole milliseconds,
+    // too coarse for gaps under the 1 ms round (this test's runtime has a second worker).
     for i in 0..200u64 {
         store.put(&format!("spaced:k{i}"), i as i64).await.unwrap();
         std::thread::sleep(Duration::from_micros(300 + (i * 137) % 2_400));
