@@ -457,3 +457,59 @@ fn put_text_is_put_of_the_text_value() {
         Err(EngineError::InvalidTtl)
     );
 }
+
+#[test]
+fn the_history_drops_its_oldest_revisions_in_blocks_past_its_bound() {
+    let config = EngineConfig::default().with_history_limit(32);
+    assert_eq!(config.history_bound(), 34);
+    let mut e = Engine::new(config).unwrap();
+    let put = |e: &mut Engine, i: u64| {
+        e.put(T, &format!("a:k{}", i % 5), &Value::from(i as i64))
+            .unwrap();
+    };
+    for i in 1..=34 {
+        put(&mut e, i);
+    }
+    // Up to the bound, nothing is dropped: every revision can still be read.
+    assert_eq!((e.history_len(), e.history_floor()), (34, 0));
+    assert_eq!(
+        e.get_at(T, "a:k1", 1).unwrap().unwrap().value,
+        Value::from(1i64)
+    );
+    // One past it, the oldest go until the limit remains.
+    put(&mut e, 35);
+    assert_eq!((e.history_len(), e.history_floor()), (32, 3));
+    assert!(matches!(
+        e.get_at(T, "a:k1", 2),
+        Err(EngineError::Compacted { floor: 3, .. })
+    ));
+    assert_eq!(
+        e.get_at(T, "a:k3", 3).unwrap().unwrap().value,
+        Value::from(3i64)
+    );
+    // A revision of several changes goes whole: revision 36 puts 3 keys.
+    e.multi_put(
+        T,
+        &[
+            ("b:x".to_string(), Value::from(1i64)),
+            ("b:y".to_string(), Value::from(2i64)),
+            ("b:z".to_string(), Value::from(3i64)),
+        ],
+    )
+    .unwrap();
+    assert_eq!((e.history_len(), e.history_floor()), (32, 6));
+    for i in 37..=63 {
+        put(&mut e, i);
+    }
+    // Every third write drops three revisions; revision 36 is now third in line.
+    assert_eq!((e.history_len(), e.history_floor()), (32, 33));
+    put(&mut e, 64);
+    put(&mut e, 65);
+    assert_eq!((e.history_len(), e.history_floor()), (34, 33));
+    // The block that leaves 32 ends inside revision 36: all three of its changes go too.
+    put(&mut e, 66);
+    assert_eq!((e.history_len(), e.history_floor()), (30, 36));
+    let kept = e.changes_since(36, usize::MAX).unwrap();
+    assert_eq!(kept.len(), 30);
+    assert_eq!(kept.first().map(|c| c.revision), Some(37));
+}

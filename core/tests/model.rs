@@ -96,7 +96,7 @@ impl Setup {
 
 fn setup() -> impl Strategy<Value = Setup> {
     let json = prop_oneof![Just(JsonEncoding::Text), Just(JsonEncoding::MessagePack)];
-    let history_limit = prop_oneof![Just(0), Just(3), Just(16), Just(10_000)];
+    let history_limit = prop_oneof![Just(0), Just(3), Just(16), Just(48), Just(10_000)];
     (proptest::bool::weighted(0.3), json, history_limit).prop_map(
         |(case_insensitive, json, history_limit)| Setup {
             case_insensitive,
@@ -1934,8 +1934,8 @@ impl Harness {
 }
 
 impl Harness {
-    /// The kept history is the newest window of every event, no larger than the limit and
-    /// trimmed by whole revisions only as far as needed; reads at earlier revisions and key
+    /// The kept history is the newest window of every event, no larger than the bound and
+    /// trimmed by whole revisions only as far as needed (to the limit); reads at earlier revisions and key
     /// histories agree with the full event list.
     fn check_history(&self) -> Result<(), TestCaseError> {
         let engine = &self.engine;
@@ -1950,7 +1950,7 @@ impl Harness {
             .collect();
         prop_assert_eq!(&engine.changes_since(floor, usize::MAX).unwrap(), &kept);
         prop_assert!(
-            kept.len() <= limit,
+            kept.len() <= self.config.history_bound(),
             "{} changes kept, limit {}",
             kept.len(),
             limit

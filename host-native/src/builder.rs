@@ -97,7 +97,9 @@ impl StoreBuilder {
     }
 
     /// Changes kept in memory for `get_at`, key histories and change streams that start in the
-    /// past (default 10,000; 0 keeps none). See docs/history.md.
+    /// past (default 10,000; 0 keeps none), and up to a sixteenth more: the oldest are dropped
+    /// in blocks ([`EngineConfig::history_bound`](crate::core::EngineConfig::history_bound)).
+    /// See docs/history.md.
     pub fn history_limit(mut self, changes: usize) -> Self {
         self.engine = self.engine.with_history_limit(changes);
         self

@@ -6,9 +6,11 @@
 //! default 10,000).
 //!
 //! It serves three things: reads of a key at an earlier revision, a key's list of versions, and
-//! change-feed replay from a revision or a time. It holds at most `EngineConfig::history_limit`
-//! changes (whole revisions are dropped together, oldest first), except that an open interactive
-//! transaction pins every change after its snapshot revision until it ends or times out.
+//! change-feed replay from a revision or a time. It keeps the newest
+//! `EngineConfig::history_limit` changes and at most [`EngineConfig::history_bound`] (whole
+//! revisions are dropped together, oldest first, a block at a time), except that an open
+//! interactive transaction pins every change after its snapshot revision until it ends or
+//! times out.
 //!
 //! The *floor* is the newest revision whose state can no longer be told apart from later ones:
 //! every change with a revision above it is kept, so the state at any revision from the floor up
@@ -79,30 +81,39 @@ impl History {
         self.events.push_back(event);
     }
 
-    /// Drops whole revisions, oldest first, while more than `limit` changes are kept and the
-    /// oldest revision is at most `pin`.
-    pub(crate) fn trim(&mut self, limit: usize, pin: u64) {
-        while self.events.len() > limit {
-            let Some(front) = self.events.front() else {
-                return;
-            };
-            if front.revision > pin {
-                return;
-            }
-            let revision = front.revision;
-            self.drop_through(revision);
+    /// Once more than `bound` changes are kept, drops whole revisions, oldest first, until at
+    /// most `limit` are, but none above `pin`. Dropping a block at a time, not a revision per
+    /// write, moves each dropped event once instead of out through `pop_front`.
+    pub(crate) fn trim(&mut self, limit: usize, bound: usize, pin: u64) {
+        let len = self.events.len();
+        if len <= bound || len <= limit {
+            return;
         }
+        // The newest change that must go for `limit` to remain; its whole revision goes too.
+        let Some(newest_dropped) = self.events.get(len - limit - 1) else {
+            return;
+        };
+        let through = newest_dropped.revision.min(pin);
+        let count = self.events.partition_point(|e| e.revision <= through);
+        self.drop_front(count);
     }
 
     /// Drops every change up to and including `revision`; the floor becomes at least `revision`.
     pub(crate) fn drop_through(&mut self, revision: u64) {
-        while self.events.front().is_some_and(|e| e.revision <= revision) {
-            let Some(event) = self.events.pop_front() else {
-                break;
-            };
-            self.floor_at = event.at;
-        }
+        let count = self.events.partition_point(|e| e.revision <= revision);
+        self.drop_front(count);
         self.floor = self.floor.max(revision);
+    }
+
+    /// Drops the oldest `count` changes (a whole number of revisions): the newest of them
+    /// becomes the floor.
+    fn drop_front(&mut self, count: usize) {
+        let Some(newest) = count.checked_sub(1).and_then(|i| self.events.get(i)) else {
+            return;
+        };
+        self.floor = self.floor.max(newest.revision);
+        self.floor_at = newest.at;
+        self.events.drain(..count);
     }
 
     /// Forgets everything: the state at `revision` (reached at `at`) becomes the floor. For
@@ -391,7 +402,8 @@ impl Engine {
             self.history.floor_at = self.clock();
         }
         let pin = self.history_pin();
-        self.history.trim(self.config.history_limit, pin);
+        let (limit, bound) = (self.config.history_limit, self.config.history_bound());
+        self.history.trim(limit, bound, pin);
         if self.history.len() == 0 && pin == u64::MAX {
             // Nothing kept: reads at earlier revisions can no longer be answered.
             self.history.floor = self.history.floor.max(self.revision);

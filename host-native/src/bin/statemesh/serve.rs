@@ -62,7 +62,8 @@ pub(crate) struct ServeArgs {
     #[arg(long)]
     max_bytes: Option<u64>,
     /// Changes kept in memory for reads at earlier revisions, key histories and subscriptions
-    /// that start in the past; 0 keeps none. Each holds its key and its old and new values.
+    /// that start in the past, and up to a sixteenth more (the oldest go in blocks); 0 keeps
+    /// none. Each holds its key and its old and new values.
     #[arg(long, default_value_t = statemesh::core::EngineConfig::default().history_limit)]
     history_limit: usize,
     /// Token clients must present (JSON-lines `auth`, RESP `AUTH`). Required off loopback.
