@@ -223,23 +223,22 @@ impl Engine {
         let now = self.begin(now);
         let limit = self.value_limit();
         // The next value from the current one, for both paths below.
-        let step = |old: &StoredValue,
-                    check: &mut Option<C>|
-         -> Result<Result<_, R>, EngineError> {
-            if let Some(check) = check.take()
-                && let Err(refused) = check(old)
-            {
-                return Ok(Err(refused));
-            }
-            let next = Self::integer_of(&key, old)?
-                .checked_add(delta)
-                .ok_or_else(|| EngineError::Overflow {
-                    key: key.to_key_string(),
-                })?;
-            // What `encode` makes of `Value::Integer(next)`, without building and dropping one.
-            let stored = StoredValue::raw_within(ValueKind::Integer, &next.to_le_bytes(), limit)?;
-            Ok(Ok((stored, next)))
-        };
+        let step =
+            |old: &StoredValue, check: &mut Option<C>| -> Result<Result<_, R>, EngineError> {
+                if let Some(check) = check.take()
+                    && let Err(refused) = check(old)
+                {
+                    return Ok(Err(refused));
+                }
+                let next = Self::integer_of(&key, old)?
+                    .checked_add(delta)
+                    .ok_or_else(|| EngineError::Overflow {
+                        key: key.to_key_string(),
+                    })?;
+                // What `encode` makes of `Value::Integer(next)`, without building and dropping one.
+                let stored = StoredValue::from_integer(next, limit)?;
+                Ok(Ok((stored, next)))
+            };
         let mut check = Some(check);
         // Increments are hot on the Redis port: the entry is changed where the one lookup
         // finds it (the TTL stays, so the general path is only for a new key, or when
@@ -263,10 +262,7 @@ impl Engine {
                 Ok(replace) => replace,
                 Err(refused) => return Ok(Err(refused)),
             },
-            None => (
-                StoredValue::raw_within(ValueKind::Integer, &delta.to_le_bytes(), limit)?,
-                delta,
-            ),
+            None => (StoredValue::from_integer(delta, limit)?, delta),
         };
         let expires_at = old.and_then(|e| e.expires_at);
         let mut batch = self.key_batch(now, &key, Some(written), found);
