@@ -25,7 +25,8 @@ pub struct EngineConfig {
     pub max_bytes: Option<u64>,
     /// Changes kept in memory for reads at earlier revisions, key histories and change-feed
     /// replay (whole revisions are dropped together, oldest first, in blocks: up to
-    /// [`EngineConfig::history_bound`] are kept). 0 keeps none. Default 10,000. Open interactive transactions keep every change after their snapshot besides.
+    /// [`EngineConfig::history_bound`] are kept). 0 keeps none. Default 10,000. Open
+    /// interactive transactions keep every change after their snapshot besides.
     pub history_limit: usize,
 }
 

@@ -326,6 +326,8 @@ pub const INLINE_VALUE_LEN: usize = 22;
 /// An integer's stored form: its header, then the number in 8 little-endian bytes.
 const INTEGER_LEN: usize = HEADER_LEN + 8;
 const INTEGER_HEADER: [u8; HEADER_LEN] = [ValueKind::Integer as u8, Format::Raw as u8];
+// `StoredValue::from_integer` and the fast path of `StoredValue::integer` rely on it.
+const _: () = assert!(INTEGER_LEN <= INLINE_VALUE_LEN);
 
 /// A value in its stored form (`[kind][format][payload]`), shared without copying between the
 /// keyspace, change events and log records.
@@ -538,8 +540,7 @@ impl StoredValue {
     /// kind and for a damaged one (which [`StoredValue::decode`] then reports). INCR reads
     /// its counter this way on every call.
     pub(crate) fn integer(&self) -> Option<i64> {
-        // The form [`StoredValue::from_integer`] makes, read without decoding the header: a
-        // counter is read on every INCR.
+        // The form `StoredValue::from_integer` makes, read without decoding the header.
         if let Repr::Inline { len, bytes } = &self.0
             && usize::from(*len) == INTEGER_LEN
             && let Some((header, payload)) = bytes.split_first_chunk::<HEADER_LEN>()
