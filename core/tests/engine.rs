@@ -513,3 +513,24 @@ fn the_history_drops_its_oldest_revisions_in_blocks_past_its_bound() {
     assert_eq!(kept.len(), 30);
     assert_eq!(kept.first().map(|c| c.revision), Some(37));
 }
+
+#[test]
+fn the_keys_changed_after_a_revision_come_newest_first_until_the_history_is_cut() {
+    let mut e = Engine::new(EngineConfig::default().with_history_limit(2)).unwrap();
+    e.put(T, "a:x", &Value::from(1i64)).unwrap(); // revision 1
+    e.put(T, "a:y", &Value::from(2i64)).unwrap(); // 2
+    e.delete(T, "a:x").unwrap(); // 3: a key created and deleted reads as absent again
+    assert!(e.entry(T, "a:x").unwrap().is_none());
+    let after = |e: &Engine, revision| {
+        e.keys_changed_after(revision)
+            .map(|changes| changes.map(|(k, r)| (k.to_owned(), r)).collect::<Vec<_>>())
+    };
+    assert_eq!(
+        after(&e, 1),
+        Some(vec![("a:x".to_owned(), 3), ("a:y".to_owned(), 2)])
+    );
+    assert_eq!(after(&e, 3), Some(vec![]));
+    // Revision 1 is no longer kept (limit 2): what changed after 0 is unknown, not "nothing".
+    assert_eq!(e.history_floor(), 1);
+    assert_eq!(after(&e, 0), None);
+}

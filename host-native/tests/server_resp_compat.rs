@@ -3,105 +3,13 @@
 //! skipped, with a notice, when the tool is not installed (tests/run installs redis-tools and
 //! redis-server).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod server_resp_common;
 
-struct Proc {
-    child: Child,
-    _dir: Option<tempfile::TempDir>,
-}
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
 
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn installed(tool: &str) -> bool {
-    let found = Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    // tests/run installs the tools and sets this, so there a missing tool fails instead of
-    // quietly skipping the comparison.
-    if !found && std::env::var_os("STATEMESH_REQUIRE_REDIS").is_some() {
-        panic!("{tool} is not installed and STATEMESH_REQUIRE_REDIS is set");
-    }
-    if !found {
-        eprintln!("NOTICE: {tool} is not installed; skipping (tests/run installs it)");
-    }
-    found
-}
-
-fn statemesh() -> (Proc, SocketAddr) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_statemesh"))
-        .args([
-            "serve",
-            "--port",
-            "0",
-            "--resp-port",
-            "0",
-            "--mode",
-            "ap",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start statemesh");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("listening line");
-    let addr = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("resp="))
-        .expect("resp=")
-        .parse()
-        .expect("addr");
-    (
-        Proc {
-            child,
-            _dir: Some(dir),
-        },
-        addr,
-    )
-}
-
-fn redis_server() -> (Proc, SocketAddr) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-        ])
-        .args(["--appendonly", "no", "--daemonize", "no"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start redis-server");
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "redis-server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (Proc { child, _dir: None }, addr)
-}
+use server_resp_common::{encode, installed, read_one, redis_server, session, statemesh};
 
 fn cli(addr: SocketAddr, args: &[&str]) -> String {
     let out = Command::new("redis-cli")
@@ -160,48 +68,6 @@ fn redis_cli_commands_pipe_and_scan() {
     let all = cli(addr, &["--scan"]);
     assert_eq!(all.lines().count(), 2002);
     assert_eq!(cli(addr, &["DBSIZE"]), "2002\n");
-}
-
-/// Reads one RESP reply (any type, nested arrays included) and returns its bytes.
-fn read_one(reader: &mut BufReader<TcpStream>) -> Vec<u8> {
-    let mut line = Vec::new();
-    reader.read_until(b'\n', &mut line).expect("reply line");
-    let mut out = line.clone();
-    let n: i64 = std::str::from_utf8(&line[1..line.len().saturating_sub(2)])
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    match line.first() {
-        Some(b'$') if n >= 0 => {
-            let mut data = vec![0u8; usize::try_from(n).expect("len") + 2];
-            reader.read_exact(&mut data).expect("bulk");
-            out.extend_from_slice(&data);
-        }
-        Some(b'*') if n > 0 => {
-            for _ in 0..n {
-                out.extend(read_one(reader));
-            }
-        }
-        _ => {}
-    }
-    out
-}
-
-fn session(addr: SocketAddr) -> (TcpStream, BufReader<TcpStream>) {
-    let stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    let reader = BufReader::new(stream.try_clone().expect("clone"));
-    (stream, reader)
-}
-
-fn encode(cmd: &[&str]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", cmd.len()).into_bytes();
-    for arg in cmd {
-        out.extend_from_slice(format!("${}\r\n{arg}\r\n", arg.len()).as_bytes());
-    }
-    out
 }
 
 /// The same commands to redis-server and to statemesh: the same reply bytes, command by command.
@@ -341,6 +207,53 @@ fn replies_match_a_real_redis_server() {
         &["APPEND", "s", "d"],
         &["EXEC"],
         &["CONFIG", "GET", "appendonly"],
+        // The same expiry option twice: the last counts; two different ones: a syntax error.
+        &["SET", "r", "v", "EX", "100", "EX", "200"],
+        &["TTL", "r"],
+        &["SET", "r", "v", "PX", "abc", "PX", "100"],
+        &["SET", "r", "v", "PX", "100", "PX", "abc"],
+        &["SET", "r", "v", "EX", "0", "EX", "5"],
+        &["SET", "r", "v", "EX", "10", "PX", "10000"],
+        // A refused EXEC discards the transaction and the watched keys, in MULTI or not.
+        &["EXEC", "x"],
+        &["WATCH", "r"],
+        &["MULTI"],
+        &["SET", "r", "1"],
+        &["EXEC", "x"],
+        &["EXEC"],
+        &["GET", "r"],
+        // Connection commands are queued and run by EXEC; a bad subcommand aborts it.
+        &["MULTI"],
+        &["UNWATCH"],
+        &["AUTH", "x"],
+        &["PING"],
+        &["EXEC"],
+        &["MULTI"],
+        &["CLIENT", "ID", "x"],
+        &["CLIENT", "NOPE"],
+        &["COMMAND", "COUNT", "x"],
+        &["CONFIG", "GET"],
+        &["EXEC"],
+        &["CLIENT", "SETNAME", "a", "b"],
+        &["CLIENT", "LIST", "x"],
+        &["COMMAND", "LIST", "x"],
+        // A key absent when watched and absent again at EXEC, created and deleted in between.
+        &["WATCH", "gone"],
+        &["SET", "gone", "1"],
+        &["DEL", "gone"],
+        &["MULTI"],
+        &["SET", "gone", "2"],
+        &["EXEC"],
+        &["WATCH", "gone"],
+        &["SET", "gone", "1", "PX", "1"],
+        &["MULTI"],
+        &["GET", "gone"],
+        &["EXEC"],
+        &["WATCH", "never"],
+        &["DEL", "never"],
+        &["MULTI"],
+        &["SET", "never", "1"],
+        &["EXEC"],
         &["SET", "e", ""],
         &["GET", "e"],
         &["STRLEN", "e"],
@@ -353,6 +266,12 @@ fn replies_match_a_real_redis_server() {
         &["PSUBSCRIBE", "c*"],
         &["UNSUBSCRIBE", "c1"],
         &["PUNSUBSCRIBE"],
+        &["UNSUBSCRIBE"],
+        &["PING"],
+        &["MULTI"],
+        &["SUBSCRIBE", "q"],
+        &["EXEC"],
+        &["GET", "a"],
         &["UNSUBSCRIBE"],
         &["PING"],
         &["QUIT"],

@@ -340,6 +340,24 @@ impl Engine {
         out
     }
 
+    /// The kept changes with a revision above `revision`, newest first, as (written key,
+    /// revision): every write, delete and expiry. `None` when the history no longer reaches
+    /// back to `revision`, so changes after it may have been dropped. What Redis's WATCH needs
+    /// to see a key created and deleted again: its current entry cannot tell.
+    pub fn keys_changed_after(
+        &self,
+        revision: u64,
+    ) -> Option<impl Iterator<Item = (&str, u64)> + '_> {
+        (revision >= self.history.floor()).then(|| {
+            self.history
+                .events
+                .iter()
+                .rev()
+                .take_while(move |e| e.revision > revision)
+                .map(|e| (e.key.as_str(), e.revision))
+        })
+    }
+
     /// The oldest revision reads and change replay can start from.
     pub fn history_floor(&self) -> u64 {
         self.history.floor()

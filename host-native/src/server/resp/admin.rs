@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use super::exec::Conn;
 use super::num::parse_i64;
 use super::reply;
-use super::table::{Args, Cmd};
+use super::table::{Args, Cmd, fits_arity};
 
 /// What INFO reports as the Redis version: the Redis 7.0 command set this port follows.
 const REDIS_VERSION: &str = "7.0.0";
@@ -159,11 +159,11 @@ impl Conn {
         reply::array(out, 0);
     }
 
+    /// CLIENT; the subcommand and its arity were checked before (`subcommand_refusal`).
     fn client(&mut self, args: Args<'_>, out: &mut Vec<u8>) {
         let sub = String::from_utf8_lossy(args.get(1)).to_ascii_lowercase();
-        let argc = args.len();
         match sub.as_str() {
-            "setname" if argc == 3 => {
+            "setname" => {
                 let name = args.get(2);
                 if name.iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
                     return reply::error(
@@ -174,31 +174,20 @@ impl Conn {
                 self.name = (!name.is_empty()).then(|| name.to_vec());
                 reply::ok(out);
             }
-            "getname" if argc == 2 => match &self.name {
+            "getname" => match &self.name {
                 Some(name) => reply::bulk(out, name),
                 None => reply::nil(out),
             },
-            "id" if argc == 2 => reply::int(out, i64::try_from(self.id).unwrap_or(i64::MAX)),
+            "id" => reply::int(out, i64::try_from(self.id).unwrap_or(i64::MAX)),
             // Client libraries announce themselves (redis-rs, redis-py): accepted, not kept.
-            "setinfo" if argc == 4 => reply::ok(out),
-            "info" if argc == 2 => {
+            "setinfo" => reply::ok(out),
+            // CLIENT LIST's filters (TYPE, ID) are not supported: this port lists one client.
+            "list" if args.len() > 2 => reply::syntax(out),
+            "info" | "list" => {
                 let line = self.client_line();
                 reply::bulk(out, line.as_bytes());
             }
-            "list" if argc == 2 => {
-                let line = self.client_line();
-                reply::bulk(out, line.as_bytes());
-            }
-            "setname" | "getname" | "id" | "setinfo" | "info" | "list" => {
-                reply::arity(out, &format!("client|{sub}"));
-            }
-            _ => reply::error(
-                out,
-                &format!(
-                    "ERR unknown subcommand '{}'. Try CLIENT HELP.",
-                    String::from_utf8_lossy(args.get(1))
-                ),
-            ),
+            _ => help(Cmd::Client, out),
         }
     }
 
@@ -228,13 +217,13 @@ impl Conn {
             if args.is(1, "resetstat") {
                 return reply::ok(out);
             }
+            if args.is(1, "help") {
+                return help(Cmd::Config, out);
+            }
             return reply::error(
                 out,
                 "ERR statemesh supports only CONFIG GET (settings are command-line options)",
             );
-        }
-        if args.len() < 3 {
-            return reply::arity(out, "config|get");
         }
         let config = &self.session.config;
         let settings = [
@@ -347,6 +336,8 @@ fn command(args: Args<'_>, out: &mut Vec<u8>) {
         .as_str()
     {
         "count" => reply::int(out, i64::try_from(Cmd::ALL.len()).unwrap_or(0)),
+        // COMMAND LIST's FILTERBY is not supported.
+        "list" if args.len() > 2 => reply::syntax(out),
         "list" => {
             reply::array(out, Cmd::ALL.len());
             for cmd in Cmd::ALL {
@@ -363,13 +354,99 @@ fn command(args: Args<'_>, out: &mut Vec<u8>) {
             }
         }
         "docs" => reply::array(out, 0),
-        _ => reply::error(
-            out,
-            &format!(
-                "ERR unknown subcommand '{}'. Try COMMAND HELP.",
-                String::from_utf8_lossy(args.get(1))
-            ),
-        ),
+        _ => help(Cmd::Command, out),
+    }
+}
+
+/// The subcommands of CLIENT, COMMAND and CONFIG this port knows, with Redis's arity for each
+/// (negative: at least that many arguments, the command's name included).
+fn subcommand_arity(cmd: Cmd, sub: &str) -> Option<i64> {
+    Some(match (cmd, sub) {
+        (Cmd::Client, "setname") => 3,
+        (Cmd::Client, "setinfo") => 4,
+        (Cmd::Client, "getname" | "id" | "info" | "help") => 2,
+        (Cmd::Client, "list") => -2,
+        (Cmd::Command, "count" | "help") => 2,
+        (Cmd::Command, "list" | "info" | "docs") => -2,
+        (Cmd::Config, "get") => -3,
+        (Cmd::Config, "set") => -4,
+        (Cmd::Config, "resetstat" | "rewrite" | "help") => 2,
+        _ => return None,
+    })
+}
+
+/// Redis's refusal of a subcommand of CLIENT, COMMAND or CONFIG that it does not know or that
+/// has the wrong number of arguments. Redis checks this before it runs or queues the command,
+/// so inside MULTI such a command makes EXEC abort instead of being queued.
+pub(super) fn subcommand_refusal(cmd: Cmd, args: Args<'_>) -> Option<String> {
+    if !matches!(cmd, Cmd::Client | Cmd::Command | Cmd::Config) || args.len() < 2 {
+        return None;
+    }
+    let given = args.get(1);
+    let sub = String::from_utf8_lossy(given).to_ascii_lowercase();
+    match subcommand_arity(cmd, &sub) {
+        None => Some(format!(
+            "ERR unknown subcommand '{}'. Try {} HELP.",
+            String::from_utf8_lossy(&given[..given.len().min(128)]),
+            cmd.name().to_ascii_uppercase()
+        )),
+        Some(arity) if !fits_arity(arity, args.len()) => Some(format!(
+            "ERR wrong number of arguments for '{}|{sub}' command",
+            cmd.name()
+        )),
+        Some(_) => None,
+    }
+}
+
+/// CLIENT HELP, COMMAND HELP, CONFIG HELP: what this port answers.
+fn help(cmd: Cmd, out: &mut Vec<u8>) {
+    let lines: &[&str] = match cmd {
+        Cmd::Client => &[
+            "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "GETNAME",
+            "    Return the name of the current connection.",
+            "ID",
+            "    Return the ID of the current connection.",
+            "INFO",
+            "    Return information about the current client connection.",
+            "LIST",
+            "    Return information about the current client connection.",
+            "SETNAME <name>",
+            "    Assign the name <name> to the current connection.",
+            "SETINFO <option> <value>",
+            "    Accepted and ignored.",
+            "HELP",
+            "    Print this help.",
+        ],
+        Cmd::Command => &[
+            "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "(no subcommand)",
+            "    Return details about all commands.",
+            "COUNT",
+            "    Return the total number of commands.",
+            "LIST",
+            "    Return a list of all command names.",
+            "INFO [<command-name> ...]",
+            "    Return details about the given commands.",
+            "DOCS [<command-name> ...]",
+            "    Return an empty array (clients fall back to their built-in help).",
+            "HELP",
+            "    Print this help.",
+        ],
+        _ => &[
+            "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "GET <pattern>",
+            "    Return the settings matching the glob-like <pattern> and their values.",
+            "RESETSTAT",
+            "    Accepted; statemesh keeps no resettable statistics.",
+            "HELP",
+            "    Print this help.",
+            "(settings are command-line options of statemesh serve: CONFIG SET is refused)",
+        ],
+    };
+    reply::array(out, lines.len());
+    for line in lines {
+        reply::simple(out, line.as_bytes());
     }
 }
 

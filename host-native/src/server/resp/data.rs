@@ -159,11 +159,24 @@ pub(super) fn write(e: &mut Engine, now: Timestamp, cmd: Cmd, args: Args<'_>, ou
     }
 }
 
+/// An expiry option of SET: (milliseconds per unit, absolute time?).
+type ExpiryOption = (i64, bool);
+
+fn expiry_option(args: &Args<'_>, i: usize) -> Option<ExpiryOption> {
+    match () {
+        () if args.is(i, "ex") => Some((1000, false)),
+        () if args.is(i, "px") => Some((1, false)),
+        () if args.is(i, "exat") => Some((1000, true)),
+        () if args.is(i, "pxat") => Some((1, true)),
+        () => None,
+    }
+}
+
 /// SET key value [NX|XX] [GET] [EX s|PX ms|EXAT t|PXAT t|KEEPTTL]
 fn set(e: &mut Engine, now: Timestamp, args: Args<'_>, out: &mut Vec<u8>) -> Result<(), CmdError> {
     let (mut nx, mut xx, mut get, mut keep_ttl) = (false, false, false, false);
-    // (option index, milliseconds multiplier, absolute?)
-    let mut expiry: Option<(usize, i64, bool)> = None;
+    // (index of the option's value, which option)
+    let mut expiry: Option<(usize, ExpiryOption)> = None;
     let mut i = 3;
     while i < args.len() {
         let has_next = i + 1 < args.len();
@@ -175,17 +188,11 @@ fn set(e: &mut Engine, now: Timestamp, args: Args<'_>, out: &mut Vec<u8>) -> Res
             get = true;
         } else if args.is(i, "keepttl") && expiry.is_none() {
             keep_ttl = true;
-        } else if !keep_ttl && expiry.is_none() && has_next {
-            expiry = Some(match () {
-                () if args.is(i, "ex") => (i + 1, 1000, false),
-                () if args.is(i, "px") => (i + 1, 1, false),
-                () if args.is(i, "exat") => (i + 1, 1000, true),
-                () if args.is(i, "pxat") => (i + 1, 1, true),
-                () => {
-                    reply::syntax(out);
-                    return Ok(());
-                }
-            });
+        } else if let Some(kind) = expiry_option(&args, i).filter(|&kind| {
+            // Redis takes the same option again (the last one counts), never two different ones.
+            !keep_ttl && has_next && expiry.is_none_or(|(_, earlier)| earlier == kind)
+        }) {
+            expiry = Some((i + 1, kind));
             i += 1;
         } else {
             reply::syntax(out);
@@ -196,7 +203,7 @@ fn set(e: &mut Engine, now: Timestamp, args: Args<'_>, out: &mut Vec<u8>) -> Res
     // Milliseconds to live; `Some(0)`: already expired (EXAT in the past), the key goes away.
     let ttl_ms = match expiry {
         None => None,
-        Some((at, unit, absolute)) => {
+        Some((at, (unit, absolute))) => {
             let Some(n) = parse_i64(args.get(at)) else {
                 reply::not_integer(out);
                 return Ok(());

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use super::multi::Multi;
+use super::multi::{Multi, Watched};
 use super::pubsub::Subscriber;
 use super::table::{Args, Cmd, Input, Kind};
-use super::{Batch, Session, Shared, WRITE_HIGH_WATER, data, reply, send};
+use super::{Batch, Session, Shared, WRITE_HIGH_WATER, admin, data, reply, send};
 
 /// Most requests run under one hold of the store's lock, so a long pipeline does not keep
 /// other connections waiting for long.
@@ -36,8 +36,8 @@ pub(super) struct Conn {
     pub(super) authed: bool,
     pub(super) name: Option<Vec<u8>>,
     pub(super) multi: Option<Multi>,
-    /// WATCHed keys and the revision each was last modified at (0: absent).
-    pub(super) watched: Vec<(String, u64)>,
+    /// WATCHed keys.
+    pub(super) watched: Vec<Watched>,
     pub(super) sub: Option<Subscriber>,
     /// Commands run since the last report to `shared` (one shared counter update per batch,
     /// not per command: connections on different cores would fight over its cache line).
@@ -233,13 +233,16 @@ impl Conn {
             return Flow::Continue;
         };
         if !cmd.arity_ok(args.len()) {
-            self.fail_multi();
-            reply::arity(out, cmd.name());
+            let refusal = format!("ERR wrong number of arguments for '{}' command", cmd.name());
+            self.refuse(cmd, &refusal, out);
+            return Flow::Continue;
+        }
+        if let Some(refusal) = admin::subcommand_refusal(cmd, args) {
+            self.refuse(cmd, &refusal, out);
             return Flow::Continue;
         }
         if !self.authed && !matches!(cmd, Cmd::Auth | Cmd::Quit | Cmd::Reset | Cmd::Hello) {
-            self.fail_multi();
-            reply::error(out, "NOAUTH Authentication required.");
+            self.refuse(cmd, "NOAUTH Authentication required.", out);
             return Flow::Continue;
         }
         if self.subscribed()
@@ -254,13 +257,11 @@ impl Conn {
                     | Cmd::Reset
             )
         {
-            reply::error(
-                out,
-                &format!(
-                    "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
-                    cmd.name()
-                ),
+            let refusal = format!(
+                "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+                cmd.name()
             );
+            self.refuse(cmd, &refusal, out);
             return Flow::Continue;
         }
         if self.multi.is_some()
@@ -343,12 +344,21 @@ impl Conn {
                     .is_none_or(str::is_empty);
                 reply::simple(out, b"RESET");
             }
-            Cmd::Auth => self.auth(args, out),
-            Cmd::Hello => self.hello(args, out),
             Cmd::Multi => self.multi(out),
             Cmd::Exec => self.exec(out).await,
             Cmd::Discard => self.discard(out),
             Cmd::Watch => self.watch(args, out).await,
+            _ => self.connection_state(cmd, args, out),
+        }
+        Flow::Continue
+    }
+
+    /// The connection commands a transaction may queue (EXEC runs them): they change only this
+    /// connection's own state.
+    pub(super) fn connection_state(&mut self, cmd: Cmd, args: Args<'_>, out: &mut Vec<u8>) {
+        match cmd {
+            Cmd::Auth => self.auth(args, out),
+            Cmd::Hello => self.hello(args, out),
             Cmd::Unwatch => {
                 self.watched.clear();
                 reply::ok(out);
@@ -375,7 +385,22 @@ impl Conn {
             }
             _ => reply::error(out, "ERR internal: not a connection command"),
         }
-        Flow::Continue
+    }
+
+    /// Refuses a command before it runs or is queued, as Redis does: an open transaction will
+    /// abort at EXEC, and a refused EXEC discards the transaction (and the watched keys) at once.
+    fn refuse(&mut self, cmd: Cmd, refusal: &str, out: &mut Vec<u8>) {
+        if cmd == Cmd::Exec {
+            self.multi = None;
+            self.watched.clear();
+            let reason = refusal.strip_prefix("ERR ").unwrap_or(refusal);
+            return reply::error(
+                out,
+                &format!("EXECABORT Transaction discarded because of: {reason}"),
+            );
+        }
+        self.fail_multi();
+        reply::error(out, refusal);
     }
 
     fn unsubscribe_all(&mut self) {

@@ -2,9 +2,11 @@
 //!
 //! Queued commands are copied out of the read buffer (the buffer moves on). EXEC runs the whole
 //! queue inside one exclusive hold of the store's lock, so no other client's command lands in
-//! between, as in Redis. WATCH is optimistic: it records each key's last-modified revision, and
-//! EXEC (under that same lock) answers a null array without running anything when one changed.
+//! between, as in Redis. WATCH is optimistic: it records each key's last-modified revision and
+//! the store's revision, and EXEC (under that same lock) answers a null array without running
+//! anything when a key changed since, including one created and deleted again.
 
+use std::collections::HashMap;
 use std::ops::Range;
 
 use statemesh_core::{Engine, Timestamp};
@@ -54,10 +56,6 @@ impl Conn {
         let Some(multi) = &mut self.multi else {
             return;
         };
-        if matches!(cmd.kind(), Kind::Connection) {
-            multi.dirty = true;
-            return reply::error(out, "ERR Command not allowed inside a transaction");
-        }
         let size: usize = args.from(0).map(<[u8]>::len).sum();
         if multi.data.len() + size > limit {
             // Bounded memory: the queue is dropped now, EXEC will abort.
@@ -102,19 +100,25 @@ impl Conn {
             .from(1)
             .map(|k| String::from_utf8_lossy(k).into_owned())
             .collect();
-        let revisions = self
+        let watches = self
             .session
             .store
             .read_all(|e, now| {
+                let at = e.revision();
                 Ok(keys
                     .iter()
-                    .map(|k| revision_of(e, now, k))
+                    .map(|key| Watched {
+                        written: e.config().keys.parse(key).ok().map(|k| k.to_key_string()),
+                        mod_revision: revision_of(e, now, key),
+                        key: key.clone(),
+                        at,
+                    })
                     .collect::<Vec<_>>())
             })
             .await;
-        match revisions {
-            Ok(revisions) => {
-                self.watched.extend(keys.into_iter().zip(revisions));
+        match watches {
+            Ok(watches) => {
+                self.watched.extend(watches);
                 reply::ok(out);
             }
             Err(e) => data::store_error(out, &e),
@@ -134,10 +138,7 @@ impl Conn {
         }
         let store = self.session.store.clone();
         write_durably(&store, out, 1, |e, now, out| {
-            let changed = watched
-                .iter()
-                .any(|(k, rev)| revision_of(e, now, k) != *rev);
-            if changed {
+            if any_changed(e, now, &watched) {
                 reply::nil_array(out);
             } else {
                 reply::array(out, multi.commands.len());
@@ -165,10 +166,54 @@ impl Conn {
                 let keys = e.len();
                 self.server(cmd, args, out, || keys);
             }
-            // Refused when queued.
-            Kind::Connection => reply::error(out, "ERR Command not allowed inside a transaction"),
+            // MULTI, EXEC, DISCARD, WATCH, QUIT and RESET run at once, never queued.
+            Kind::Connection => self.connection_state(cmd, args, out),
         }
     }
+}
+
+/// A WATCHed key.
+#[derive(Debug)]
+pub(super) struct Watched {
+    /// As the client sent it.
+    key: String,
+    /// As the store writes it (in its change events); `None` for a key the store refuses.
+    written: Option<String>,
+    /// The revision that last modified it when it was watched; 0: absent.
+    mod_revision: u64,
+    /// The store's revision when it was watched.
+    at: u64,
+}
+
+/// Whether any watched key was written, deleted or expired since it was watched. A key absent
+/// then and absent now may have been created and deleted in between: the kept history tells,
+/// and when it no longer reaches back that far the answer is "changed", since a client can
+/// always retry an aborted transaction but never undo a wrong one.
+fn any_changed(e: &Engine, now: Timestamp, watched: &[Watched]) -> bool {
+    if watched
+        .iter()
+        .any(|w| revision_of(e, now, &w.key) != w.mod_revision)
+    {
+        return true;
+    }
+    let absent = || {
+        watched
+            .iter()
+            .filter(|w| w.mod_revision == 0)
+            .filter_map(|w| Some((w.written.as_deref()?, w.at)))
+    };
+    let Some(oldest) = absent().map(|(_, at)| at).min() else {
+        return false;
+    };
+    let Some(changes) = e.keys_changed_after(oldest) else {
+        return true;
+    };
+    // Newest first, so the first change seen of a key is its last.
+    let mut last_change: HashMap<&str, u64> = HashMap::new();
+    for (key, revision) in changes {
+        last_change.entry(key).or_insert(revision);
+    }
+    absent().any(|(key, at)| last_change.get(key).is_some_and(|&rev| rev > at))
 }
 
 /// The revision that last changed `key`, 0 when it does not exist (or cannot: a key the store

@@ -216,13 +216,18 @@ commands! {
 impl Cmd {
     /// Whether `argc` arguments (name included) fit this command's arity.
     pub(super) fn arity_ok(self, argc: usize) -> bool {
-        let arity = self.arity();
-        let argc = i64::try_from(argc).unwrap_or(i64::MAX);
-        if arity >= 0 {
-            argc == arity
-        } else {
-            argc >= -arity
-        }
+        fits_arity(self.arity(), argc)
+    }
+}
+
+/// Whether `argc` arguments (name included) fit a Redis arity: exactly that many, or when
+/// negative, at least minus that many.
+pub(super) fn fits_arity(arity: i64, argc: usize) -> bool {
+    let argc = i64::try_from(argc).unwrap_or(i64::MAX);
+    if arity >= 0 {
+        argc == arity
+    } else {
+        argc >= -arity
     }
 }
 
