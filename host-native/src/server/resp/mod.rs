@@ -113,7 +113,7 @@ pub(crate) async fn serve_connection(
     tokio::pin!(idle_timer);
     loop {
         // Parse every complete request in the buffer, then run them in order.
-        let (end, broken) = batch.parse(&buf, max_request);
+        let (end, broken) = batch.parse(&mut buf, max_request);
         let input = table::Input::new(buf.get(..end).unwrap_or_default());
         let flow = conn.run(input, &batch, &mut out, &mut stream, idle).await?;
         if flow == Flow::Close {
@@ -183,10 +183,14 @@ struct Batch {
 }
 
 impl Batch {
-    /// Parses complete requests from the start of `buf`; returns where the unparsed rest
-    /// starts, and the protocol error that stopped parsing, if one did (the requests before it
-    /// still run).
-    fn parse(&mut self, buf: &[u8], max_request: usize) -> (usize, Option<parse::ProtocolError>) {
+    /// Parses complete requests from the start of `buf` (unescaping inline arguments in place);
+    /// returns where the unparsed rest starts, and the protocol error that stopped parsing, if
+    /// one did (the requests before it still run).
+    fn parse(
+        &mut self,
+        buf: &mut [u8],
+        max_request: usize,
+    ) -> (usize, Option<parse::ProtocolError>) {
         self.args.clear();
         self.requests.clear();
         self.cmds.clear();
