@@ -503,3 +503,81 @@ fn random_inline_lines_split_as_redis_splits_them() {
             .join("\n")
     );
 }
+
+/// Random glob patterns (sets, ranges, negation, escapes, stars) over random keys: KEYS and
+/// SCAN MATCH find the same keys on both servers.
+#[test]
+fn random_glob_patterns_find_the_keys_redis_finds() {
+    if !installed("redis-server") {
+        return;
+    }
+    let (_redis, redis_addr) = redis_server();
+    let (_ours, our_addr) = statemesh();
+    let connect = |addr| {
+        let (stream, reader) = session(addr);
+        Side { stream, reader }
+    };
+    let (mut redis, mut ours) = (connect(redis_addr), connect(our_addr));
+    let mut rng = StdRng::seed_from_u64(9);
+    let ask = |side: &mut Side, cmd: &[&str]| {
+        let cmd: Vec<Vec<u8>> = cmd.iter().map(|a| a.as_bytes().to_vec()).collect();
+        side.ask(&cmd)
+    };
+    let key_bytes = b"abc:-^!x";
+    let mut stored = 0;
+    for _ in 0..60 {
+        let key: String = (0..rng.random_range(1..=5))
+            .map(|_| char::from(key_bytes[rng.random_range(0..key_bytes.len())]))
+            .collect();
+        // Only keys the store takes (docs/resp.md, Keys): both servers then hold the same set.
+        if ask(&mut ours, &["SET", &key, "1"]) == Reply::Simple(b"OK".to_vec()) {
+            ask(&mut redis, &["SET", &key, "1"]);
+            stored += 1;
+        }
+    }
+    assert!(stored > 20, "only {stored} keys stored");
+    let pieces = [
+        "a", "b", "c", ":", "-", "^", "!", "x", "*", "?", "[", "]", "\\", "[a-c]", "[^a]", "[!b]",
+        "\\*", "[]", "[a-]", "[c-a]",
+    ];
+    let mut mismatches = Vec::new();
+    for _ in 0..3000 {
+        let pattern: String = (0..rng.random_range(1..=6))
+            .map(|_| pick(&mut rng, &pieces))
+            .collect();
+        let sorted = |reply: Reply| match reply {
+            Reply::Array(Some(mut keys)) => {
+                keys.sort_by_key(|k| format!("{k:?}"));
+                Reply::Array(Some(keys))
+            }
+            other => other,
+        };
+        let scan =
+            |side: &mut Side| match ask(side, &["SCAN", "0", "MATCH", &pattern, "COUNT", "1000"]) {
+                Reply::Array(Some(mut parts)) if parts.len() == 2 => sorted(parts.remove(1)),
+                other => other,
+            };
+        let want = (
+            sorted(ask(&mut redis, &["KEYS", &pattern])),
+            scan(&mut redis),
+        );
+        let got = (sorted(ask(&mut ours, &["KEYS", &pattern])), scan(&mut ours));
+        if want != got {
+            mismatches.push(format!(
+                "{pattern:?}\n  redis: {}\n  ours:  {}",
+                want.0, got.0
+            ));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} patterns matched differently:\n{}",
+        mismatches.len(),
+        mismatches
+            .iter()
+            .take(10)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}

@@ -66,7 +66,9 @@ fn class(pattern: &[u8], mut p: usize, c: u8) -> Option<usize> {
         if pattern[p] == b'\\' && p + 1 < pattern.len() {
             hit |= pattern[p + 1] == c;
             p += 2;
-        } else if p + 2 < pattern.len() && pattern[p + 1] == b'-' && pattern[p + 2] != b']' {
+        } else if p + 2 < pattern.len() && pattern[p + 1] == b'-' {
+            // As in Redis, even `]` ends a range: `[a-]` is the bytes from `]` to `a`, and the
+            // set then runs on to the next `]` (or the pattern's end).
             let (a, b) = (pattern[p], pattern[p + 2]);
             let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
             hit |= (lo..=hi).contains(&c);
@@ -108,6 +110,11 @@ mod tests {
             (b"a\\*b", b"a*b"),
             (b"*a*a*a*b", b"aaaaaaaaaaaaaaaaaaaaaaab"),
             (b"[abc", b"a"),
+            // `]` ends a range too (Redis's stringmatchlen): `[a-]` is `]` to `a`.
+            (b"[a-]", b"^"),
+            (b"[a-]", b"a"),
+            (b"[\\*x-]", b"b"),
+            (b"[!b]", b"!"),
         ];
         for (p, t) in yes {
             assert!(
@@ -125,6 +132,9 @@ mod tests {
             (b"*a*a*a*b", b"aaaaaaaaaaaaaaaaaaaaaaaa"),
             (b"", b"a"),
             (b"abc", b"ab"),
+            (b"[a-]", b"-"),
+            (b"[a-]x", b"ax"),
+            (b"[!b]", b"a"),
         ];
         for (p, t) in no {
             assert!(
