@@ -10,12 +10,12 @@
 mod server_resp_common;
 
 use std::io::{BufReader, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
-use server_resp_common::{encode, installed, read_one, redis_server, session, statemesh};
+use server_resp_common::{Proc, encode, installed, read_one, redis_server, session, statemesh};
 
 const SEEDS: [u64; 3] = [1, 2, 3];
 const COMMANDS_PER_SEED: usize = 4000;
@@ -338,6 +338,35 @@ impl Side {
     }
 }
 
+/// redis-server and statemesh, each with its address, stopped when dropped.
+type Servers = [(Proc, SocketAddr); 2];
+
+/// redis-server and statemesh running, with a connection to each; `None` (the test skips)
+/// when redis-server is not installed.
+fn both_servers() -> Option<(Servers, Side, Side)> {
+    if !installed("redis-server") {
+        return None;
+    }
+    let servers = [redis_server(), statemesh()];
+    let connect = |addr| {
+        let (stream, reader) = session(addr);
+        Side { stream, reader }
+    };
+    let (redis, ours) = (connect(servers[0].1), connect(servers[1].1));
+    Some((servers, redis, ours))
+}
+
+/// Fails with the first ten of `mismatches`, if there are any.
+fn assert_none(mismatches: &[String], what: &str) {
+    let first: Vec<&str> = mismatches.iter().take(10).map(String::as_str).collect();
+    assert!(
+        mismatches.is_empty(),
+        "{} {what}:\n{}",
+        mismatches.len(),
+        first.join("\n")
+    );
+}
+
 fn show(cmd: &[Vec<u8>]) -> String {
     let words: Vec<String> = cmd
         .iter()
@@ -348,16 +377,9 @@ fn show(cmd: &[Vec<u8>]) -> String {
 
 #[test]
 fn random_command_sequences_match_a_real_redis_server() {
-    if !installed("redis-server") {
+    let Some((_servers, mut redis, mut ours)) = both_servers() else {
         return;
-    }
-    let (_redis, redis_addr) = redis_server();
-    let (_ours, our_addr) = statemesh();
-    let connect = |addr| {
-        let (stream, reader) = session(addr);
-        Side { stream, reader }
     };
-    let (mut redis, mut ours) = (connect(redis_addr), connect(our_addr));
     let state: Vec<Vec<u8>> = std::iter::once("MGET")
         .chain(KEYS)
         .map(|s| s.as_bytes().to_vec())
@@ -430,22 +452,12 @@ fn random_command_sequences_match_a_real_redis_server() {
             }
         }
     }
-    assert!(
-        mismatches.is_empty(),
-        "{} divergences from redis-server:\n{}",
-        mismatches.len(),
-        mismatches
-            .iter()
-            .take(10)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    assert_none(&mismatches, "divergences from redis-server");
 }
 
 /// Everything a server answers to `request` followed by a PING, up to the PONG or until it
 /// closes the connection (as both do after a protocol error).
-fn answer_to(addr: std::net::SocketAddr, request: &[u8]) -> Vec<u8> {
+fn answer_to(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
     let (mut stream, _) = session(addr);
     stream.write_all(request).expect("write");
     stream.write_all(b"\r\nGET k\r\nPING\r\n").expect("write");
@@ -466,11 +478,11 @@ fn answer_to(addr: std::net::SocketAddr, request: &[u8]) -> Vec<u8> {
 /// byte for byte, and on which lines are a protocol error.
 #[test]
 fn random_inline_lines_split_as_redis_splits_them() {
-    if !installed("redis-server") {
+    let Some((servers, _, _)) = both_servers() else {
         return;
-    }
-    let (_redis, redis_addr) = redis_server();
-    let (_ours, our_addr) = statemesh();
+    };
+    let [(_, redis_addr), (_, our_addr)] = &servers;
+    let (redis_addr, our_addr) = (*redis_addr, *our_addr);
     let alphabet: &[u8] = b"\"'\\\\\"'x41fFg \t\x0b\x0cantrb\r";
     let mut rng = StdRng::seed_from_u64(5);
     let mut mismatches = Vec::new();
@@ -491,33 +503,16 @@ fn random_inline_lines_split_as_redis_splits_them() {
             ));
         }
     }
-    assert!(
-        mismatches.is_empty(),
-        "{} lines answered differently:\n{}",
-        mismatches.len(),
-        mismatches
-            .iter()
-            .take(10)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    assert_none(&mismatches, "lines answered differently");
 }
 
 /// Random glob patterns (sets, ranges, negation, escapes, stars) over random keys: KEYS and
 /// SCAN MATCH find the same keys on both servers.
 #[test]
 fn random_glob_patterns_find_the_keys_redis_finds() {
-    if !installed("redis-server") {
+    let Some((_servers, mut redis, mut ours)) = both_servers() else {
         return;
-    }
-    let (_redis, redis_addr) = redis_server();
-    let (_ours, our_addr) = statemesh();
-    let connect = |addr| {
-        let (stream, reader) = session(addr);
-        Side { stream, reader }
     };
-    let (mut redis, mut ours) = (connect(redis_addr), connect(our_addr));
     let mut rng = StdRng::seed_from_u64(9);
     let ask = |side: &mut Side, cmd: &[&str]| {
         let cmd: Vec<Vec<u8>> = cmd.iter().map(|a| a.as_bytes().to_vec()).collect();
@@ -569,15 +564,5 @@ fn random_glob_patterns_find_the_keys_redis_finds() {
             ));
         }
     }
-    assert!(
-        mismatches.is_empty(),
-        "{} patterns matched differently:\n{}",
-        mismatches.len(),
-        mismatches
-            .iter()
-            .take(10)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    assert_none(&mismatches, "patterns matched differently");
 }
