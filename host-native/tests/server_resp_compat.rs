@@ -249,6 +249,12 @@ fn replies_match_a_real_redis_server() {
         &["MULTI"],
         &["GET", "gone"],
         &["EXEC"],
+        // SET with a time already past on an absent key still touches it.
+        &["WATCH", "past"],
+        &["SET", "past", "1", "PXAT", "1"],
+        &["MULTI"],
+        &["GET", "past"],
+        &["EXEC"],
         &["WATCH", "never"],
         &["DEL", "never"],
         &["MULTI"],

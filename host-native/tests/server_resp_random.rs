@@ -566,3 +566,77 @@ fn random_glob_patterns_find_the_keys_redis_finds() {
     }
     assert_none(&mismatches, "patterns matched differently");
 }
+
+/// WATCH, then random writes (by another client or the watcher itself, failed and no-op ones
+/// among them), then MULTI / GET / EXEC: both servers abort the same transactions.
+#[test]
+fn random_writes_abort_the_same_watches_as_in_redis() {
+    let Some((servers, mut redis, mut ours)) = both_servers() else {
+        return;
+    };
+    let connect = |addr| {
+        let (stream, reader) = session(addr);
+        Side { stream, reader }
+    };
+    let (mut redis_other, mut ours_other) = (connect(servers[0].1), connect(servers[1].1));
+    let mut rng = StdRng::seed_from_u64(13);
+    let keys = ["a", "b", "c"];
+    let mut mismatches = Vec::new();
+    for _ in 0..1500 {
+        let how_many = rng.random_range(1..=2);
+        let watched: Vec<&str> = keys.choose_multiple(&mut rng, how_many).copied().collect();
+        let writes: Vec<Vec<&str>> = (0..rng.random_range(0..=3))
+            .map(|_| {
+                let k = pick(&mut rng, &keys);
+                let writes: [&[&str]; 15] = [
+                    &["SET", k, "1"],
+                    &["DEL", k],
+                    &["INCR", k],
+                    &["SET", k, "v", "NX"],
+                    &["SET", k, "v", "XX"],
+                    &["SET", k, "1", "PXAT", "1"],
+                    &["EXPIRE", k, "100"],
+                    &["EXPIRE", k, "0"],
+                    &["PEXPIRE", k, "100", "GT"],
+                    &["PERSIST", k],
+                    &["APPEND", k, "x"],
+                    &["GETDEL", k],
+                    &["INCRBY", k, "abc"],
+                    &["SET", k, "abc"],
+                    &["FLUSHDB"],
+                ];
+                writes[rng.random_range(0..writes.len())].to_vec()
+            })
+            .collect();
+        let by_watcher = rng.random_bool(0.2);
+        let run = |watcher: &mut Side, other: &mut Side| {
+            let ask = |side: &mut Side, cmd: &[&str]| {
+                let cmd: Vec<Vec<u8>> = cmd.iter().map(|a| a.as_bytes().to_vec()).collect();
+                side.ask(&cmd)
+            };
+            let mut replies = vec![ask(watcher, &[&["WATCH"], &watched[..]].concat())];
+            for write in &writes {
+                let side = if by_watcher {
+                    &mut *watcher
+                } else {
+                    &mut *other
+                };
+                replies.push(ask(side, write));
+            }
+            for cmd in [&["MULTI"][..], &["GET", watched[0]], &["EXEC"]] {
+                replies.push(ask(watcher, cmd));
+            }
+            replies
+        };
+        let want = run(&mut redis, &mut redis_other);
+        let got = run(&mut ours, &mut ours_other);
+        if want != got {
+            mismatches.push(format!(
+                "WATCH {watched:?}, then {writes:?} (by the watcher: {by_watcher})\n  redis: {}\n  ours:  {}",
+                Reply::Array(Some(want)),
+                Reply::Array(Some(got))
+            ));
+        }
+    }
+    assert_none(&mismatches, "transactions ended differently");
+}

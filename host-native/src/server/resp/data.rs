@@ -244,7 +244,10 @@ fn set(e: &mut Engine, now: Timestamp, args: Args<'_>, out: &mut Vec<u8>) -> Res
     if !skip {
         match ttl_ms {
             Some(0) => {
-                // Already past its expiry: Redis deletes the key and still answers OK.
+                // Already past its expiry: Redis writes the key, which expires at once, and
+                // answers OK. Writing it before deleting it leaves the same trace: a client
+                // WATCHing a key that did not exist sees it change, as with Redis.
+                e.put_text_with(now, k, args.get(2), &PutOptions::default())?;
                 e.delete(now, k)?;
             }
             _ => {
