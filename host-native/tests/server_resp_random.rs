@@ -240,7 +240,10 @@ fn command(rng: &mut StdRng) -> Vec<Vec<u8>> {
             }
             cmd
         }
-        23..=24 => vec![pick(rng, &["TTL", "PTTL", "PERSIST"]).into(), key(rng)],
+        23..=24 => vec![
+            pick(rng, &["TTL", "PTTL", "PERSIST", "TYPE"]).into(),
+            key(rng),
+        ],
         25 => vec![
             "KEYS".into(),
             pick(

@@ -39,6 +39,12 @@ pub(super) fn read(
                 .count();
             reply::int(out, count(n));
         }
+        Cmd::Type => {
+            // Every value reads as a string on this port (see docs/resp.md, Values); a key the
+            // store refuses cannot exist, so it is `none`, as a missing key is.
+            let exists = args.key(1).is_ok_and(|k| e.exists(now, k).unwrap_or(false));
+            reply::simple(out, if exists { b"string" } else { b"none" });
+        }
         Cmd::Ttl | Cmd::PTtl => match args.key(1).map(|k| e.get_ttl(now, k)) {
             Ok(Ok(None)) => reply::int(out, -2),
             Ok(Ok(Some(Ttl::Expires { remaining_ms, .. }))) => {

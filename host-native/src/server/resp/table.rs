@@ -183,6 +183,7 @@ commands! {
     DecrBy b"decrby" 3 Write ["write", "denyoom", "fast"] 1 1 1;
     Append b"append" 3 Write ["write", "denyoom", "fast"] 1 1 1;
     Strlen b"strlen" 2 Read ["readonly", "fast"] 1 1 1;
+    Type b"type" 2 Read ["readonly", "fast"] 1 1 1;
     MGet b"mget" -2 Read ["readonly", "fast"] 1 -1 1;
     MSet b"mset" -3 Write ["write", "denyoom"] 1 -1 2;
     Keys b"keys" 2 Read ["readonly"] 0 0 0;
