@@ -335,6 +335,11 @@ struct Side {
 }
 
 impl Side {
+    fn connect(addr: SocketAddr) -> Side {
+        let (stream, reader) = session(addr);
+        Side { stream, reader }
+    }
+
     fn ask(&mut self, cmd: &[Vec<u8>]) -> Reply {
         self.stream.write_all(&encode(cmd)).expect("write");
         Reply::parse(&read_one(&mut self.reader))
@@ -351,11 +356,7 @@ fn both_servers() -> Option<(Servers, Side, Side)> {
         return None;
     }
     let servers = [redis_server(), statemesh()];
-    let connect = |addr| {
-        let (stream, reader) = session(addr);
-        Side { stream, reader }
-    };
-    let (redis, ours) = (connect(servers[0].1), connect(servers[1].1));
+    let (redis, ours) = (Side::connect(servers[0].1), Side::connect(servers[1].1));
     Some((servers, redis, ours))
 }
 
@@ -577,11 +578,8 @@ fn random_writes_abort_the_same_watches_as_in_redis() {
     let Some((servers, mut redis, mut ours)) = both_servers() else {
         return;
     };
-    let connect = |addr| {
-        let (stream, reader) = session(addr);
-        Side { stream, reader }
-    };
-    let (mut redis_other, mut ours_other) = (connect(servers[0].1), connect(servers[1].1));
+    let (mut redis_other, mut ours_other) =
+        (Side::connect(servers[0].1), Side::connect(servers[1].1));
     let mut rng = StdRng::seed_from_u64(13);
     let keys = ["a", "b", "c"];
     let mut mismatches = Vec::new();

@@ -390,10 +390,9 @@ pub(super) fn subcommand_refusal(cmd: Cmd, args: Args<'_>) -> Option<String> {
             String::from_utf8_lossy(&given[..given.len().min(128)]),
             cmd.name().to_ascii_uppercase()
         )),
-        Some(arity) if !fits_arity(arity, args.len()) => Some(format!(
-            "ERR wrong number of arguments for '{}|{sub}' command",
-            cmd.name()
-        )),
+        Some(arity) if !fits_arity(arity, args.len()) => {
+            Some(reply::arity_text(&format!("{}|{sub}", cmd.name())))
+        }
         Some(_) => None,
     }
 }

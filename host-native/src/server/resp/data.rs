@@ -251,10 +251,12 @@ fn set(e: &mut Engine, now: Timestamp, args: Args<'_>, out: &mut Vec<u8>) -> Res
         match ttl_ms {
             Some(0) => {
                 // Already past its expiry: Redis writes the key, which expires at once, and
-                // answers OK. Writing it before deleting it leaves the same trace: a client
-                // WATCHing a key that did not exist sees it change, as with Redis.
-                e.put_text_with(now, k, args.get(2), &PutOptions::default())?;
-                e.delete(now, k)?;
+                // answers OK. Deleting it leaves the same trace; a key that did not exist is
+                // written first, so a client WATCHing it sees it change, as with Redis.
+                if e.delete(now, k)?.affected == 0 {
+                    e.put_text_with(now, k, args.get(2), &PutOptions::default())?;
+                    e.delete(now, k)?;
+                }
             }
             _ => {
                 let mut opts = PutOptions::default();

@@ -233,8 +233,7 @@ impl Conn {
             return Flow::Continue;
         };
         if !cmd.arity_ok(args.len()) {
-            let refusal = format!("ERR wrong number of arguments for '{}' command", cmd.name());
-            self.refuse(cmd, &refusal, out);
+            self.refuse(cmd, &reply::arity_text(cmd.name()), out);
             return Flow::Continue;
         }
         if let Some(refusal) = admin::subcommand_refusal(cmd, args) {

@@ -65,10 +65,12 @@ pub(super) fn array(out: &mut Vec<u8>, len: usize) {
 
 /// `-ERR wrong number of arguments for 'get' command`.
 pub(super) fn arity(out: &mut Vec<u8>, name: &str) {
-    error(
-        out,
-        &format!("ERR wrong number of arguments for '{name}' command"),
-    );
+    error(out, &arity_text(name));
+}
+
+/// The text of Redis's arity error for command `name` (`client|setname` for a subcommand).
+pub(super) fn arity_text(name: &str) -> String {
+    format!("ERR wrong number of arguments for '{name}' command")
 }
 
 pub(super) fn syntax(out: &mut Vec<u8>) {
