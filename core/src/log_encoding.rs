@@ -5,7 +5,8 @@
 //! change) from the key and entry it is installing, into the record's bytes, as the write
 //! happens: no [`LogOp`] is built, cloned, handed to another thread or dropped for them. That
 //! per-write structure, and the cache misses of reading and freeing it on the committer's
-//! core, cost the Redis port's pipelined writes more than the encoding does (docs/resp.md).
+//! core, cost the Redis port's pipelined writes more than the encoding does
+//! (docs/resp-performance.md).
 //! postcard's own serializer hands every varint to its output as a slice of a scratch buffer,
 //! a `memcpy` call per field, so the common ops are written here with plain stores into space
 //! reserved once. The rare ops (patches, two-phase commit markers) go through postcard itself:

@@ -8,11 +8,11 @@
 #   STATEMESH=path/to/statemesh REQUESTS=200000 host-native/benches/resp.sh
 #
 # Needs redis-server and redis-benchmark (Debian: apt-get install redis-server redis-tools).
-# Each configuration runs ROUNDS times (default 3), alternating servers. The first table keeps
-# each server's best round (the least disturbed one on a shared machine); the second pairs the
-# servers within each round (they ran back to back, under the same load on the machine) and
-# prints the median of the per-round ratios with their range, which one lucky or unlucky round
-# cannot move.
+# Each configuration runs ROUNDS times (default 3), alternating servers in an order that turns
+# each round. The first table keeps each server's best round (the least disturbed one on a
+# shared machine); the second pairs the servers within each round (they ran back to back, under
+# the same load on the machine) and prints the median of the per-round ratios with their range,
+# which one lucky or unlucky round cannot move.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -94,10 +94,17 @@ bench() {
     awk -F'","' 'NR > 1 { gsub(/"/, "", $1); gsub(/"/, "", $2); print $1 "," $2 }'
 }
 
+# The order of the servers turns by one each round, so none always runs in the same place
+# (first after a quiet spell, or right after a server that leaves dirty pages behind), and each
+# run starts with the page cache written back: the kernel's writeback of one server's log or
+# AOF must not land on the next server's run.
+servers=(redis aof ap cp mem)
 declare -A best each
 for pipeline in 1 16; do
   for round in $(seq "$rounds"); do
-    for server in redis aof ap cp mem; do
+    for i in "${!servers[@]}"; do
+      server="${servers[$(((i + round - 1) % ${#servers[@]}))]}"
+      sync
       case "$server" in
         redis) port="$redis_port" ;; aof) port="$aof_port" ;; ap) port="$ap_port" ;;
         cp) port="$cp_port" ;; mem) port="$mem_port" ;;

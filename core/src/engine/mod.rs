@@ -711,8 +711,9 @@ impl Engine {
     /// `input` goes to `next`, which gives it back when it declines, and comes back when the
     /// key is missing. Building a new entry, moving it through the install into the keyspace
     /// and dropping the old one, after a second lookup, cost about 400 instructions of a
-    /// pipelined Redis-port write, with several store-forwarding stalls (docs/resp.md, item
-    /// 26). Only when [`Engine::in_place_allowed`]; `now` has been through [`Engine::begin`].
+    /// pipelined Redis-port write, with several store-forwarding stalls
+    /// (docs/resp-performance.md, item 26). Only when [`Engine::in_place_allowed`]; `now` has
+    /// been through [`Engine::begin`].
     pub(super) fn update_in_place<V, T, E>(
         &mut self,
         now: Timestamp,

@@ -18,7 +18,8 @@ mod transfer;
 
 /// mimalloc rather than the system allocator: on the write path, log records are built by the
 /// writers and freed by the committer thread, and the history frees what other threads
-/// allocated; glibc's malloc spent a fifth of the server's CPU there (docs/resp.md).
+/// allocated; glibc's malloc spent a fifth of the server's CPU there
+/// (docs/resp-performance.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -32,7 +33,8 @@ struct Cli {
     log: String,
     /// Threads that run connections and commands. Default: one less than the CPUs (at least
     /// one), leaving a CPU to the log's committer thread; on two CPUs this made pipelined
-    /// writes 15% faster than two threads fighting over the store's lock (docs/resp.md).
+    /// writes 15% faster than two threads fighting over the store's lock
+    /// (docs/resp-performance.md).
     #[arg(long, global = true, env = "STATEMESH_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     worker_threads: Option<u16>,
     #[command(subcommand)]
