@@ -405,6 +405,155 @@ async fn transactions_and_watch_conflicts() {
     assert_eq!(result, None);
 }
 
+/// A small deterministic generator for the racing clients (xorshift64).
+fn next_random(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+/// One client's share of [`racing_watch_transfers_keep_every_balance`]: transfers between
+/// random accounts, each a WATCH of both, two GETs and a MULTI that SETs the balances it
+/// computed from them, retried when EXEC aborts. Returns the transfers that ran, as
+/// (from, to, amount), and how many EXECs aborted.
+async fn transfer_client(
+    addr: SocketAddr,
+    seed: u64,
+    accounts: usize,
+    transfers: usize,
+) -> (Vec<(usize, usize, i64)>, usize) {
+    let mut c = redis::Client::open(url(addr))
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let mut rng = seed;
+    let mut done = Vec::with_capacity(transfers);
+    let mut aborted = 0;
+    while done.len() < transfers {
+        let from = (next_random(&mut rng) % accounts as u64) as usize;
+        let to = (from + 1 + (next_random(&mut rng) % (accounts as u64 - 1)) as usize) % accounts;
+        let amount = 1 + (next_random(&mut rng) % 40) as i64;
+        let (from_key, to_key) = (format!("bank:{from}"), format!("bank:{to}"));
+        let _: () = redis::cmd("WATCH")
+            .arg(&from_key)
+            .arg(&to_key)
+            .query_async(&mut c)
+            .await
+            .expect("watch");
+        let from_balance: i64 = c.get(&from_key).await.expect("get");
+        let to_balance: i64 = c.get(&to_key).await.expect("get");
+        if from_balance < amount {
+            let _: () = redis::cmd("UNWATCH")
+                .query_async(&mut c)
+                .await
+                .expect("unwatch");
+            continue;
+        }
+        let ran: Option<(String, String)> = redis::pipe()
+            .atomic()
+            .cmd("SET")
+            .arg(&from_key)
+            .arg(from_balance - amount)
+            .cmd("SET")
+            .arg(&to_key)
+            .arg(to_balance + amount)
+            .query_async(&mut c)
+            .await
+            .expect("exec");
+        match ran {
+            Some(_) => done.push((from, to, amount)),
+            None => aborted += 1,
+        }
+    }
+    (done, aborted)
+}
+
+/// Clients race WATCH/MULTI transfers over a few accounts, writing balances they computed from
+/// what they read, so a WATCH that missed a conflicting write would lose or make money. Beside
+/// them a reader's MGET (one atomic read) must always see the whole sum, and pipelined INCRs
+/// from another connection must all count. At the end every balance must be what replaying
+/// the transfers that committed gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_watch_transfers_keep_every_balance() {
+    racing_watch_transfers(&[]).await;
+}
+
+/// The same in AP mode, where EXEC does not wait for the disk and transactions interleave
+/// more tightly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_watch_transfers_keep_every_balance_in_ap_mode() {
+    racing_watch_transfers(&["--mode", "ap"]).await;
+}
+
+async fn racing_watch_transfers(extra: &[&str]) {
+    const ACCOUNTS: usize = 5;
+    const CLIENTS: u64 = 6;
+    const TRANSFERS: usize = 100;
+    const START: i64 = 200;
+    let server = start(extra);
+    let keys: Vec<String> = (0..ACCOUNTS).map(|i| format!("bank:{i}")).collect();
+    let mut setup = connect(&server).await;
+    for key in &keys {
+        let _: () = setup.set(key, START).await.expect("seed");
+    }
+    let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (mut c, keys, finished) = (connect(&server).await, keys.clone(), finished.clone());
+        tokio::spawn(async move {
+            let mut reads = 0usize;
+            while !finished.load(std::sync::atomic::Ordering::Acquire) {
+                let balances: Vec<i64> = c.mget(&keys).await.expect("mget");
+                let sum: i64 = balances.iter().sum();
+                assert_eq!(sum, START * ACCOUNTS as i64, "MGET saw {balances:?}");
+                reads += 1;
+            }
+            reads
+        })
+    };
+    let counter = {
+        let mut c = connect(&server).await;
+        tokio::spawn(async move {
+            for _ in 0..40 {
+                let mut pipe = redis::pipe();
+                for _ in 0..25 {
+                    pipe.cmd("INCR").arg("bank:ops").ignore();
+                }
+                let _: () = pipe.query_async(&mut c).await.expect("incr pipeline");
+            }
+        })
+    };
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            let seed = 0x9E37_79B9_7F4A_7C15 ^ (i + 1);
+            tokio::spawn(transfer_client(server.resp, seed, ACCOUNTS, TRANSFERS))
+        })
+        .collect();
+    let mut expected = vec![START; ACCOUNTS];
+    let mut aborted = 0;
+    for client in clients {
+        let (done, client_aborted) = client.await.expect("transfer client");
+        aborted += client_aborted;
+        for (from, to, amount) in done {
+            expected[from] -= amount;
+            expected[to] += amount;
+        }
+    }
+    counter.await.expect("counter");
+    finished.store(true, std::sync::atomic::Ordering::Release);
+    let reads = reader.await.expect("reader");
+    let balances: Vec<i64> = setup.mget(&keys).await.expect("final mget");
+    assert_eq!(
+        balances, expected,
+        "balances against the committed transfers"
+    );
+    assert_eq!(setup.get::<_, i64>("bank:ops").await.expect("ops"), 1000);
+    // Six clients on five accounts collide: if no EXEC ever aborted, WATCH was not exercised.
+    assert!(aborted > 0, "no transfer was ever aborted");
+    assert!(reads > 0);
+}
+
 #[test]
 fn multi_errors_match_redis() {
     let server = start(&[]);
