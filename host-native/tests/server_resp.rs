@@ -801,6 +801,97 @@ async fn ap_mode_writes_survive_a_kill_after_their_round() {
     assert_survived(&server, 2000).await;
 }
 
+/// One client of [`exec_is_all_or_nothing_across_sigkill`]: MULTI, DECRBY one account, INCRBY
+/// another, INCR its own count of transactions, EXEC, until the server goes away. Returns how
+/// many EXECs were acknowledged.
+async fn transfer_until_killed(addr: SocketAddr, client: usize, seed: u64) -> i64 {
+    let Ok(mut c) = redis::Client::open(url(addr))
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+    else {
+        return 0;
+    };
+    let mut rng = seed;
+    let mut acked = 0;
+    loop {
+        let from = next_random(&mut rng) % 4;
+        let to = (from + 1 + next_random(&mut rng) % 3) % 4;
+        let amount = 1 + (next_random(&mut rng) % 100) as i64;
+        let ran: redis::RedisResult<Option<(i64, i64, i64)>> = redis::pipe()
+            .atomic()
+            .cmd("DECRBY")
+            .arg(format!("acct:{from}"))
+            .arg(amount)
+            .cmd("INCRBY")
+            .arg(format!("acct:{to}"))
+            .arg(amount)
+            .cmd("INCR")
+            .arg(format!("acct:done.{client}"))
+            .query_async(&mut c)
+            .await;
+        match ran {
+            Ok(Some(_)) => acked += 1,
+            Ok(None) => panic!("EXEC aborted without a WATCH"),
+            Err(_) => return acked,
+        }
+    }
+}
+
+/// EXEC runs its commands under one hold of the lock, but each is a revision of its own: a
+/// SIGKILL must still never leave part of one on disk. Four CP clients move amounts between
+/// accounts in MULTI/EXEC (each also counting its EXECs in a key of its own) while the server
+/// is killed and restarted under them, six times. After every restart the accounts hold their
+/// whole sum, which a torn EXEC would change, and each client's count holds every EXEC it saw
+/// acknowledged, and at most one more per kill (the one in flight).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn exec_is_all_or_nothing_across_sigkill() {
+    const CLIENTS: usize = 4;
+    const START: i64 = 1_000_000;
+    let mut server = start(&[]);
+    let accounts: Vec<String> = (0..4).map(|i| format!("acct:{i}")).collect();
+    {
+        let mut c = connect(&server).await;
+        for account in &accounts {
+            let _: () = c.set(account, START).await.expect("seed");
+        }
+    }
+    let mut acked = [0i64; CLIENTS];
+    for cycle in 0..6u64 {
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|client| {
+                let seed = 0x2545_F491_4F6C_DD1D ^ ((cycle << 8) | (client as u64 + 1));
+                tokio::spawn(transfer_until_killed(server.resp, client, seed))
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(150 + 97 * cycle)).await;
+        kill_and_restart(&mut server);
+        for (client, task) in clients.into_iter().enumerate() {
+            acked[client] += task.await.expect("client task");
+        }
+        let mut c = connect(&server).await;
+        let balances: Vec<i64> = c.mget(&accounts).await.expect("balances");
+        assert_eq!(
+            balances.iter().sum::<i64>(),
+            4 * START,
+            "after kill {cycle}: {balances:?}"
+        );
+        for (client, &acked) in acked.iter().enumerate() {
+            let done: Option<i64> = c.get(format!("acct:done.{client}")).await.expect("count");
+            let done = done.unwrap_or(0);
+            let kills = cycle as i64 + 1;
+            assert!(
+                (acked..=acked + kills).contains(&done),
+                "client {client} after kill {cycle}: {done} EXECs on disk, {acked} acknowledged"
+            );
+        }
+    }
+    assert!(
+        acked.iter().all(|&n| n > 0),
+        "some client never committed: {acked:?}"
+    );
+}
+
 /// SIGKILLs the server and starts it again on its data directory (without `start`'s extra
 /// flags: a CP server reads what any mode wrote).
 fn kill_and_restart(server: &mut Server) {
