@@ -603,6 +603,67 @@ async fn publish_and_subscribe() {
     assert_eq!(next().await, ("chat:room1".to_owned(), "hi all".to_owned()));
 }
 
+/// Three publishers race on one channel while a SUBSCRIBE and a PSUBSCRIBE connection listen:
+/// every PUBLISH must count both listeners, and each listener must get every message once, each
+/// publisher's in the order it published them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_publishers_reach_every_subscriber_in_order() {
+    use futures_core::Stream;
+    const PUBLISHERS: usize = 3;
+    const MESSAGES: usize = 300;
+    let server = start(&["--mode", "ap"]);
+    let client = redis::Client::open(url(server.resp)).expect("client");
+    let mut by_name = client.get_async_pubsub().await.expect("pubsub");
+    by_name.subscribe("race:ch").await.expect("subscribe");
+    let mut by_pattern = client.get_async_pubsub().await.expect("pubsub");
+    by_pattern.psubscribe("race:*").await.expect("psubscribe");
+    let publishers: Vec<_> = (0..PUBLISHERS)
+        .map(|p| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let mut c = client
+                    .get_multiplexed_async_connection()
+                    .await
+                    .expect("connect");
+                for n in 0..MESSAGES {
+                    let heard: i64 = c
+                        .publish("race:ch", format!("{p}:{n}"))
+                        .await
+                        .expect("publish");
+                    assert_eq!(heard, 2, "publisher {p}, message {n}");
+                }
+            })
+        })
+        .collect();
+    for mut listener in [by_name, by_pattern] {
+        let mut stream = std::pin::pin!(listener.on_message());
+        let mut next_of = [0usize; PUBLISHERS];
+        for _ in 0..PUBLISHERS * MESSAGES {
+            let msg = tokio::time::timeout(
+                Duration::from_secs(10),
+                std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)),
+            )
+            .await
+            .expect("a message in time")
+            .expect("stream open");
+            assert_eq!(msg.get_channel_name(), "race:ch");
+            let payload: String = msg.get_payload().expect("payload");
+            let parsed = payload
+                .split_once(':')
+                .and_then(|(p, n)| Some((p.parse::<usize>().ok()?, n.parse::<usize>().ok()?)));
+            let Some((p, n)) = parsed.filter(|&(p, _)| p < PUBLISHERS) else {
+                panic!("unexpected payload {payload:?}")
+            };
+            assert_eq!(n, next_of[p], "publisher {p}'s messages out of order");
+            next_of[p] += 1;
+        }
+        assert_eq!(next_of, [MESSAGES; PUBLISHERS]);
+    }
+    for p in publishers {
+        p.await.expect("publisher");
+    }
+}
+
 #[test]
 fn subscribed_mode_refuses_other_commands_and_pushes_messages() {
     let server = start(&[]);
