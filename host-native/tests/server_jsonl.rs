@@ -736,6 +736,15 @@ async fn a_request_timeout_gives_up_and_leaves_the_connection_usable() {
         .expect("ping with room");
 }
 
+/// Waits for racing tasks and adds up the conflicts each retried.
+async fn total_conflicts(tasks: Vec<tokio::task::JoinHandle<u64>>) -> u64 {
+    let mut conflicts = 0;
+    for task in tasks {
+        conflicts += task.await.expect("racing task");
+    }
+    conflicts
+}
+
 /// Tasks race interactive serializable transfers through the server: three connections, each
 /// shared by two tasks (the client pipelines their requests), read two balances, write them back
 /// moved by an amount together with a ledger entry, and retry on TXN_CONFLICT. Beside them a
@@ -818,10 +827,7 @@ async fn racing_remote_transactions_keep_every_balance() {
             conflicts
         }));
     }
-    let mut conflicts = 0;
-    for task in tasks {
-        conflicts += task.await.expect("transfer task");
-    }
+    let conflicts = total_conflicts(tasks).await;
     finished.store(true, std::sync::atomic::Ordering::Release);
     let reads = reader.await.expect("reader");
 
@@ -967,10 +973,7 @@ async fn racing_version_checked_puts_lose_no_update() {
             conflicts
         }));
     }
-    let mut conflicts = 0;
-    for task in tasks {
-        conflicts += task.await.expect("task");
-    }
+    let conflicts = total_conflicts(tasks).await;
     let total = TASKS as i64 * INCREMENTS;
     let (value, version) = clients[0]
         .get_with_version("occ:counter")

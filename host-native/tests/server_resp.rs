@@ -570,9 +570,21 @@ fn multi_errors_match_redis() {
     assert_eq!(String::from_utf8_lossy(&reply), want);
 }
 
+/// The next pushed message, within 10 seconds.
+async fn next_message(
+    mut stream: std::pin::Pin<&mut impl futures_core::Stream<Item = redis::Msg>>,
+) -> redis::Msg {
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)),
+    )
+    .await
+    .expect("a message in time")
+    .expect("stream open")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_and_subscribe() {
-    use futures_core::Stream;
     let server = start(&[]);
     let client = redis::Client::open(url(server.resp)).expect("client");
     let mut pubsub = client.get_async_pubsub().await.expect("pubsub");
@@ -587,13 +599,7 @@ async fn publish_and_subscribe() {
     assert_eq!(n, 0);
     let mut stream = std::pin::pin!(pubsub.on_message());
     let mut next = async || {
-        let msg = tokio::time::timeout(
-            Duration::from_secs(5),
-            std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)),
-        )
-        .await
-        .expect("a message in time")
-        .expect("stream open");
+        let msg = next_message(stream.as_mut()).await;
         (
             msg.get_channel_name().to_owned(),
             msg.get_payload::<String>().expect("payload"),
@@ -608,7 +614,6 @@ async fn publish_and_subscribe() {
 /// publisher's in the order it published them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_publishers_reach_every_subscriber_in_order() {
-    use futures_core::Stream;
     const PUBLISHERS: usize = 3;
     const MESSAGES: usize = 300;
     let server = start(&["--mode", "ap"]);
@@ -639,13 +644,7 @@ async fn racing_publishers_reach_every_subscriber_in_order() {
         let mut stream = std::pin::pin!(listener.on_message());
         let mut next_of = [0usize; PUBLISHERS];
         for _ in 0..PUBLISHERS * MESSAGES {
-            let msg = tokio::time::timeout(
-                Duration::from_secs(10),
-                std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)),
-            )
-            .await
-            .expect("a message in time")
-            .expect("stream open");
+            let msg = next_message(stream.as_mut()).await;
             assert_eq!(msg.get_channel_name(), "race:ch");
             let payload: String = msg.get_payload().expect("payload");
             let parsed = payload
