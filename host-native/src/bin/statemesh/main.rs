@@ -146,3 +146,45 @@ fn init_tracing(filter: &str) {
         .with_writer(std::io::stderr)
         .init();
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// clap's own consistency checks: every conflict and requirement names a real argument,
+    /// no two arguments share a name or a short flag.
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// `--help` explains every command and every argument it lists.
+    #[test]
+    fn every_command_and_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && !arg.is_hide_set() && arg.get_help().is_none() {
+                    let id = arg.get_id();
+                    missing.push(if arg.is_positional() {
+                        format!("{path} <{id}>")
+                    } else {
+                        format!("{path} --{id}")
+                    });
+                }
+            }
+            for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+                let sub_path = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() {
+                    missing.push(sub_path.clone());
+                }
+                walk(sub, &sub_path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "statemesh", &mut missing);
+        assert!(missing.is_empty(), "without help text: {missing:?}");
+    }
+}

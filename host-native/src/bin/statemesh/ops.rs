@@ -26,6 +26,7 @@ pub(crate) struct GetArgs {
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct SetArgs {
+    /// The key, e.g. `sessions:user.42.cart`.
     pub(crate) key: String,
     /// The value: stored as a string unless --json is given.
     pub(crate) value: String,
@@ -41,6 +42,7 @@ pub(crate) struct SetArgs {
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct DelArgs {
+    /// The keys to delete (one or more).
     #[arg(required = true)]
     pub(crate) keys: Vec<String>,
     #[command(flatten)]
@@ -69,6 +71,7 @@ pub(crate) struct ScanArgs {
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct TtlArgs {
+    /// The key, e.g. `sessions:user.42.cart`.
     pub(crate) key: String,
     #[command(flatten)]
     pub(crate) target: Target,
@@ -119,6 +122,7 @@ pub(crate) struct BenchArgs {
     /// A running server to load instead (keys `bench:key.*` are written on it).
     #[arg(long)]
     pub(crate) server: Option<String>,
+    /// Auth token for a server that requires one.
     #[arg(long, env = "STATEMESH_AUTH_TOKEN", hide_env_values = true)]
     pub(crate) auth_token: Option<String>,
 }
