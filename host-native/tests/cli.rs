@@ -185,6 +185,13 @@ fn a_bad_import_line_stops_the_import_after_the_lines_before_it() {
         "{err}"
     );
     assert_eq!(stdout(&statemesh(&dir, &["keys", "a:*"])), "a:1\na:2\n");
+    // Without a pattern, every namespace; `**` alone is the default namespace.
+    statemesh(&dir, &["set", "loose", "1"]);
+    assert_eq!(
+        stdout(&statemesh(&dir, &["keys"])),
+        "a:1\na:2\ndefault:loose\n"
+    );
+    assert_eq!(stdout(&statemesh(&dir, &["keys", "**"])), "default:loose\n");
 
     for (line, why) in [
         (r#"{"key":"a:x"}"#, "\"value\" is missing"),

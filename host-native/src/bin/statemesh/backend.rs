@@ -119,6 +119,22 @@ impl Backend {
         }
     }
 
+    /// `pattern`, or without one a pattern per namespace that together match every key.
+    pub(crate) async fn patterns_or_every_key(
+        &self,
+        pattern: Option<&str>,
+    ) -> statemesh::Result<Vec<String>> {
+        Ok(match pattern {
+            Some(p) => vec![p.to_owned()],
+            None => self
+                .namespaces()
+                .await?
+                .into_iter()
+                .map(|ns| format!("{ns}:**"))
+                .collect(),
+        })
+    }
+
     /// Each key's value and metadata (`None` for a key gone since it was listed).
     pub(crate) async fn records(&self, keys: &[String]) -> statemesh::Result<Vec<Option<Record>>> {
         match self {

@@ -51,9 +51,9 @@ pub(crate) struct DelArgs {
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct KeysArgs {
-    /// A glob pattern: `*` one segment, `**` any number, `?`, `[abc]`, `{a,b}`.
-    #[arg(default_value = "**")]
-    pub(crate) pattern: String,
+    /// A glob pattern (`*` one segment, `**` any number, `?`, `[abc]`, `{a,b}`; a pattern
+    /// without a namespace is in the default one). Default: every key in every namespace.
+    pub(crate) pattern: Option<String>,
     #[command(flatten)]
     pub(crate) target: Target,
 }
@@ -184,7 +184,7 @@ pub(crate) async fn del(args: DelArgs) -> anyhow::Result<ExitCode> {
 
 pub(crate) async fn keys(args: KeysArgs) -> anyhow::Result<ExitCode> {
     let backend = Backend::open(&args.target, Access::Read).await?;
-    let keys = backend.keys(&args.pattern).await;
+    let keys = list_keys(&backend, args.pattern.as_deref()).await;
     backend.close().await?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for key in keys? {
@@ -192,6 +192,15 @@ pub(crate) async fn keys(args: KeysArgs) -> anyhow::Result<ExitCode> {
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The keys matching `pattern`, or every key of every namespace, namespace by namespace.
+async fn list_keys(backend: &Backend, pattern: Option<&str>) -> statemesh::Result<Vec<String>> {
+    let mut keys = Vec::new();
+    for pattern in backend.patterns_or_every_key(pattern).await? {
+        keys.extend(backend.keys(&pattern).await?);
+    }
+    Ok(keys)
 }
 
 pub(crate) async fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {

@@ -161,16 +161,9 @@ pub(crate) async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn export_to(backend: &Backend, args: &ExportArgs) -> anyhow::Result<u64> {
-    let patterns = match &args.pattern {
-        Some(p) => vec![p.clone()],
-        // Everything: every namespace's keys.
-        None => backend
-            .namespaces()
-            .await?
-            .into_iter()
-            .map(|ns| format!("{ns}:**"))
-            .collect(),
-    };
+    let patterns = backend
+        .patterns_or_every_key(args.pattern.as_deref())
+        .await?;
     let mut out: BufWriter<Box<dyn Write>> = BufWriter::new(match &args.out {
         Some(path) => Box::new(
             std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
