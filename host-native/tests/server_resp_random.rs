@@ -127,8 +127,11 @@ fn normalized(cmd: &[Vec<u8>], reply: Reply) -> Reply {
         .unwrap_or_default();
     match (name.as_slice(), reply) {
         (_, error @ Reply::Error(_)) => error,
-        // The time left moves between the two requests: compare its sign only.
-        (b"TTL" | b"PTTL", Reply::Int(n)) if n > 0 => Reply::Int(1),
+        // The time left moves between the two requests, and an expiry set relatively lands
+        // on each server's own clock: compare the sign only.
+        (b"TTL" | b"PTTL" | b"EXPIRETIME" | b"PEXPIRETIME", Reply::Int(n)) if n > 0 => {
+            Reply::Int(1)
+        }
         (b"HELLO" | b"INFO", _) => Reply::Varies,
         (b"CLIENT", _) if matches!(sub.as_slice(), b"ID" | b"LIST" | b"INFO" | b"HELP") => {
             Reply::Varies
@@ -180,7 +183,7 @@ fn pick<'a>(rng: &mut StdRng, from: &[&'a str]) -> &'a str {
 fn command(rng: &mut StdRng) -> Vec<Vec<u8>> {
     let key = |rng: &mut StdRng| pick(rng, &KEYS).to_owned();
     let value = |rng: &mut StdRng| pick(rng, &VALUES).to_owned();
-    let cmd: Vec<String> = match rng.random_range(0..40) {
+    let cmd: Vec<String> = match rng.random_range(0..45) {
         0..=2 => vec!["GET".into(), key(rng)],
         3..=5 => vec!["SET".into(), key(rng), value(rng)],
         6..=8 => {
@@ -274,9 +277,32 @@ fn command(rng: &mut StdRng) -> Vec<Vec<u8>> {
                 pick(
                     rng,
                     &[
-                        "GET", "SET", "INCR", "INCRBY", "APPEND", "TTL", "EXPIRE", "GETDEL",
-                        "MSET", "MGET", "DEL", "KEYS", "SCAN", "ECHO", "WATCH", "SELECT", "EXEC",
-                        "FLUSHDB", "CLIENT",
+                        "GET",
+                        "SET",
+                        "INCR",
+                        "INCRBY",
+                        "APPEND",
+                        "TTL",
+                        "EXPIRE",
+                        "GETDEL",
+                        "MSET",
+                        "MGET",
+                        "DEL",
+                        "KEYS",
+                        "SCAN",
+                        "ECHO",
+                        "WATCH",
+                        "SELECT",
+                        "EXEC",
+                        "FLUSHDB",
+                        "CLIENT",
+                        "SETEX",
+                        "GETEX",
+                        "MSETNX",
+                        "UNLINK",
+                        "TOUCH",
+                        "EXPIRETIME",
+                        "GETSET",
                     ],
                 )
                 .into(),
@@ -320,6 +346,54 @@ fn command(rng: &mut StdRng) -> Vec<Vec<u8>> {
             pick(rng, &["ASYNC", "SYNC", "bogus"]).into(),
         ],
         38 => vec![pick(rng, &["PING", "ECHO"]).into(), value(rng)],
+        39 => {
+            let mut cmd = vec![
+                pick(rng, &["SETEX", "PSETEX", "setex"]).into(),
+                key(rng),
+                pick(rng, &EXPIRIES).into(),
+            ];
+            if rng.random_bool(0.9) {
+                cmd.push(value(rng));
+            }
+            cmd
+        }
+        40 => vec![pick(rng, &["SETNX", "GETSET"]).into(), key(rng), value(rng)],
+        41 => {
+            let mut cmd = vec!["GETEX".into(), key(rng)];
+            for _ in 0..rng.random_range(0..=2) {
+                let option = pick(
+                    rng,
+                    &[
+                        "EX", "PX", "EXAT", "PXAT", "PERSIST", "persist", "px", "NX", "GET",
+                    ],
+                );
+                cmd.push(option.into());
+                let takes_time = ["EX", "PX", "EXAT", "PXAT"]
+                    .iter()
+                    .any(|o| o.eq_ignore_ascii_case(option));
+                if takes_time && rng.random_bool(0.9) {
+                    cmd.push(pick(rng, &EXPIRIES).into());
+                }
+            }
+            cmd
+        }
+        42 => {
+            let mut cmd = vec!["MSETNX".into()];
+            for _ in 0..rng.random_range(1..=3) {
+                cmd.push(key(rng));
+                cmd.push(value(rng));
+            }
+            if rng.random_bool(0.1) {
+                cmd.push(key(rng));
+            }
+            cmd
+        }
+        43 => {
+            let name = pick(rng, &["UNLINK", "TOUCH", "EXPIRETIME", "PEXPIRETIME"]);
+            let mut cmd = vec![name.to_owned()];
+            cmd.extend((0..rng.random_range(1..=3)).map(|_| key(rng)));
+            cmd
+        }
         _ => vec![
             "CLIENT".into(),
             "SETNAME".into(),

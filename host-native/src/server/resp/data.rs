@@ -31,7 +31,8 @@ pub(super) fn read(
             Ok(Err(err)) => engine_error(out, &err),
             Err(msg) => reply::error(out, msg),
         },
-        Cmd::Exists => {
+        // TOUCH counts the keys it finds, as EXISTS does; there is no access time to update.
+        Cmd::Exists | Cmd::Touch => {
             // A key the store refuses cannot exist: it counts 0, as a missing key does.
             let n = args
                 .keys(1)
@@ -45,24 +46,32 @@ pub(super) fn read(
             let exists = args.key(1).is_ok_and(|k| e.exists(now, k).unwrap_or(false));
             reply::simple(out, if exists { b"string" } else { b"none" });
         }
-        Cmd::Ttl | Cmd::PTtl => match args.key(1).map(|k| e.get_ttl(now, k)) {
-            Ok(Ok(None)) => reply::int(out, -2),
-            Ok(Ok(Some(Ttl::Expires { remaining_ms, .. }))) => {
-                let ms = i64::try_from(remaining_ms).unwrap_or(i64::MAX);
-                // Redis rounds TTL to the nearest second.
-                reply::int(
-                    out,
-                    if cmd == Cmd::Ttl {
-                        (ms + 500) / 1000
+        Cmd::Ttl | Cmd::PTtl | Cmd::ExpireTime | Cmd::PExpireTime => {
+            match args.key(1).map(|k| e.get_ttl(now, k)) {
+                Ok(Ok(None)) => reply::int(out, -2),
+                Ok(Ok(Some(Ttl::Expires { at, remaining_ms }))) => {
+                    let absolute = matches!(cmd, Cmd::ExpireTime | Cmd::PExpireTime);
+                    let ms = if absolute {
+                        at.as_millis()
                     } else {
-                        ms
-                    },
-                );
+                        remaining_ms
+                    };
+                    let ms = i64::try_from(ms).unwrap_or(i64::MAX);
+                    // Redis rounds seconds to the nearest one.
+                    reply::int(
+                        out,
+                        if matches!(cmd, Cmd::Ttl | Cmd::ExpireTime) {
+                            (ms + 500) / 1000
+                        } else {
+                            ms
+                        },
+                    );
+                }
+                Ok(Ok(Some(_))) => reply::int(out, -1),
+                Ok(Err(err)) => engine_error(out, &err),
+                Err(msg) => reply::error(out, msg),
             }
-            Ok(Ok(Some(_))) => reply::int(out, -1),
-            Ok(Err(err)) => engine_error(out, &err),
-            Err(msg) => reply::error(out, msg),
-        },
+        }
         Cmd::Strlen => match args.key(1).map(|k| e.get_stored(now, k)) {
             Ok(Ok(Some(v))) => match rendered_len(&v) {
                 Ok(n) => reply::int(out, count(n)),
@@ -93,6 +102,36 @@ pub(super) fn read(
 pub(super) fn write(e: &mut Engine, now: Timestamp, cmd: Cmd, args: Args<'_>, out: &mut Vec<u8>) {
     let result = match cmd {
         Cmd::Set => set(e, now, args, out),
+        Cmd::SetEx | Cmd::PSetEx => {
+            let unit = if cmd == Cmd::SetEx { 1000 } else { 1 };
+            match expiry_ms(&args, 2, (unit, false), now, cmd, out) {
+                None => Ok(()),
+                Some(ms) => with_key(args.key(1), |k| {
+                    put_expiring(e, now, k, args.get(3), Some(ms), false)?;
+                    reply::ok(out);
+                    Ok(())
+                }),
+            }
+        }
+        Cmd::SetNx => with_key(args.key(1), |k| {
+            let absent = !e.exists(now, k)?;
+            if absent {
+                e.put_text_with(now, k, args.get(2), &PutOptions::default())?;
+            }
+            reply::int(out, i64::from(absent));
+            Ok(())
+        }),
+        Cmd::GetSet => with_key(args.key(1), |k| {
+            let old = e.get_stored(now, k)?;
+            // A plain SET: the key's time to live goes, as in Redis.
+            e.put_text_with(now, k, args.get(2), &PutOptions::default())?;
+            match old {
+                Some(v) => value_bulk(out, &v),
+                None => reply::nil(out),
+            }
+            Ok(())
+        }),
+        Cmd::GetEx => getex(e, now, args, out),
         Cmd::GetDel => with_key(args.key(1), |k| {
             let old = e.get_stored(now, k)?;
             if old.is_some() {
@@ -104,7 +143,7 @@ pub(super) fn write(e: &mut Engine, now: Timestamp, cmd: Cmd, args: Args<'_>, ou
             }
             Ok(())
         }),
-        Cmd::Del => keys_of(args).and_then(|keys| {
+        Cmd::Del | Cmd::Unlink => keys_of(args).and_then(|keys| {
             // One revision per store batch; a DEL of more keys than a batch takes several, all
             // under this one hold of the lock.
             let mut deleted = 0;
@@ -137,12 +176,12 @@ pub(super) fn write(e: &mut Engine, now: Timestamp, cmd: Cmd, args: Args<'_>, ou
             },
         },
         Cmd::Append => append(e, now, args, out),
-        Cmd::MSet => {
+        Cmd::MSet | Cmd::MSetNx => {
             if !(args.len() - 1).is_multiple_of(2) {
                 reply::arity(out, cmd.name());
                 return;
             }
-            mset(e, now, args, out)
+            mset(e, now, args, cmd == Cmd::MSetNx, out)
         }
         Cmd::FlushDb | Cmd::FlushAll => {
             if args.len() > 2 || (args.len() == 2 && !args.is(1, "async") && !args.is(1, "sync")) {
@@ -209,30 +248,10 @@ fn set(e: &mut Engine, now: Timestamp, args: Args<'_>, out: &mut Vec<u8>) -> Res
     // Milliseconds to live; `Some(0)`: already expired (EXAT in the past), the key goes away.
     let ttl_ms = match expiry {
         None => None,
-        Some((at, (unit, absolute))) => {
-            let Some(n) = parse_i64(args.get(at)) else {
-                reply::not_integer(out);
-                return Ok(());
-            };
-            let ms = match n.checked_mul(unit) {
-                Some(ms) if n > 0 => ms,
-                _ => {
-                    reply::error(out, "ERR invalid expire time in 'set' command");
-                    return Ok(());
-                }
-            };
-            let now_ms = i64::try_from(now.as_millis()).unwrap_or(i64::MAX);
-            let left = if absolute {
-                ms.saturating_sub(now_ms)
-            } else {
-                ms
-            };
-            if !absolute && now_ms.checked_add(ms).is_none() {
-                reply::error(out, "ERR invalid expire time in 'set' command");
-                return Ok(());
-            }
-            Some(u64::try_from(left.max(0)).unwrap_or(0))
-        }
+        Some((at, kind)) => match expiry_ms(&args, at, kind, now, Cmd::Set, out) {
+            Some(ms) => Some(ms),
+            None => return Ok(()),
+        },
     };
     let k = match args.key(1) {
         Ok(k) => k,
@@ -248,26 +267,7 @@ fn set(e: &mut Engine, now: Timestamp, args: Args<'_>, out: &mut Vec<u8>) -> Res
     };
     let skip = (nx && old.is_some()) || (xx && old.is_none());
     if !skip {
-        match ttl_ms {
-            Some(0) => {
-                // Already past its expiry: Redis writes the key, which expires at once, and
-                // answers OK. Deleting it leaves the same trace; a key that did not exist is
-                // written first, so a client WATCHing it sees it change, as with Redis.
-                if e.delete(now, k)?.affected == 0 {
-                    e.put_text_with(now, k, args.get(2), &PutOptions::default())?;
-                    e.delete(now, k)?;
-                }
-            }
-            _ => {
-                let mut opts = PutOptions::default();
-                if let Some(ms) = ttl_ms {
-                    opts = opts.ttl_ms(ms);
-                } else if keep_ttl {
-                    opts = opts.keep_ttl();
-                }
-                e.put_text_with(now, k, args.get(2), &opts)?;
-            }
-        }
+        put_expiring(e, now, k, args.get(2), ttl_ms, keep_ttl)?;
     }
     match (get, old) {
         (true, Some(v)) => value_bulk(out, &v),
@@ -278,9 +278,143 @@ fn set(e: &mut Engine, now: Timestamp, args: Args<'_>, out: &mut Vec<u8>) -> Res
     Ok(())
 }
 
+/// The milliseconds to live that the expiry option whose value is `args[at]` gives (0: a time
+/// already past), or `None` once Redis's error is written: the value is not an integer, not
+/// positive, or overflows. `cmd` names the command in the error.
+fn expiry_ms(
+    args: &Args<'_>,
+    at: usize,
+    (unit, absolute): ExpiryOption,
+    now: Timestamp,
+    cmd: Cmd,
+    out: &mut Vec<u8>,
+) -> Option<u64> {
+    let Some(n) = parse_i64(args.get(at)) else {
+        reply::not_integer(out);
+        return None;
+    };
+    let now_ms = i64::try_from(now.as_millis()).unwrap_or(i64::MAX);
+    let ms = n
+        .checked_mul(unit)
+        .filter(|_| n > 0)
+        .filter(|&ms| absolute || now_ms.checked_add(ms).is_some());
+    let Some(ms) = ms else {
+        let name = cmd.name();
+        reply::error(out, &format!("ERR invalid expire time in '{name}' command"));
+        return None;
+    };
+    let left = if absolute {
+        ms.saturating_sub(now_ms)
+    } else {
+        ms
+    };
+    Some(u64::try_from(left.max(0)).unwrap_or(0))
+}
+
+/// Writes `value` as a plain SET does: with `ttl_ms` to live, or keeping the key's time to live
+/// (`keep_ttl`), or with none.
+fn put_expiring(
+    e: &mut Engine,
+    now: Timestamp,
+    k: &str,
+    value: &[u8],
+    ttl_ms: Option<u64>,
+    keep_ttl: bool,
+) -> Result<(), CmdError> {
+    if ttl_ms == Some(0) {
+        // Already past its expiry: Redis writes the key, which expires at once, and answers
+        // OK. Deleting it leaves the same trace; a key that did not exist is written first, so
+        // a client WATCHing it sees it change, as with Redis.
+        if e.delete(now, k)?.affected == 0 {
+            e.put_text_with(now, k, value, &PutOptions::default())?;
+            e.delete(now, k)?;
+        }
+        return Ok(());
+    }
+    let mut opts = PutOptions::default();
+    if let Some(ms) = ttl_ms {
+        opts = opts.ttl_ms(ms);
+    } else if keep_ttl {
+        opts = opts.keep_ttl();
+    }
+    e.put_text_with(now, k, value, &opts)?;
+    Ok(())
+}
+
+/// GETEX key [EX s|PX ms|EXAT t|PXAT t|PERSIST]: the value, with its time to live changed.
+fn getex(
+    e: &mut Engine,
+    now: Timestamp,
+    args: Args<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(), CmdError> {
+    let mut expiry: Option<(usize, ExpiryOption)> = None;
+    let mut persist = false;
+    let mut i = 2;
+    while i < args.len() {
+        let has_next = i + 1 < args.len();
+        if args.is(i, "persist") && expiry.is_none() {
+            persist = true;
+        } else if let Some(kind) = expiry_option(&args, i).filter(|&kind| {
+            !persist && has_next && expiry.is_none_or(|(_, earlier)| earlier == kind)
+        }) {
+            expiry = Some((i + 1, kind));
+            i += 1;
+        } else {
+            reply::syntax(out);
+            return Ok(());
+        }
+        i += 1;
+    }
+    with_key(args.key(1), |k| {
+        // As in Redis, a missing key answers nil before the expiry's value is looked at.
+        let Some(v) = e.get_stored(now, k)? else {
+            reply::nil(out);
+            return Ok(());
+        };
+        let ttl_ms = match expiry {
+            None => None,
+            Some((at, kind)) => match expiry_ms(&args, at, kind, now, Cmd::GetEx, out) {
+                Some(ms) => Some(ms),
+                None => return Ok(()),
+            },
+        };
+        // The change first: a failure then answers only its error.
+        match ttl_ms {
+            Some(0) => {
+                e.delete(now, k)?;
+            }
+            Some(ms) => {
+                e.set_ttl(now, k, ms)?;
+            }
+            None if persist => {
+                e.remove_ttl(now, k)?;
+            }
+            None => {}
+        }
+        value_bulk(out, &v);
+        Ok(())
+    })
+}
+
 /// MSET key value [key value ...]: one revision (more pairs than a store batch: several, all
-/// under this one hold of the lock).
-fn mset(e: &mut Engine, now: Timestamp, args: Args<'_>, out: &mut Vec<u8>) -> Result<(), CmdError> {
+/// under this one hold of the lock). MSETNX (`only_new`) writes nothing, and answers 0, when
+/// any of the keys exists.
+fn mset(
+    e: &mut Engine,
+    now: Timestamp,
+    args: Args<'_>,
+    only_new: bool,
+    out: &mut Vec<u8>,
+) -> Result<(), CmdError> {
+    if only_new {
+        for k in args.keys(1).step_by(2) {
+            if e.exists(now, k.map_err(CmdError::Reply)?)? {
+                reply::int(out, 0);
+                return Ok(());
+            }
+        }
+    }
     let mut items = Vec::with_capacity((args.len() - 1) / 2);
     for i in (1..args.len() - 1).step_by(2) {
         items.push((
@@ -298,7 +432,11 @@ fn mset(e: &mut Engine, now: Timestamp, args: Args<'_>, out: &mut Vec<u8>) -> Re
     for chunk in items.chunks(max_batch) {
         e.multi_put(now, chunk)?;
     }
-    reply::ok(out);
+    if only_new {
+        reply::int(out, 1);
+    } else {
+        reply::ok(out);
+    }
     Ok(())
 }
 

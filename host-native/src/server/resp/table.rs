@@ -186,6 +186,16 @@ commands! {
     Type b"type" 2 Read ["readonly", "fast"] 1 1 1;
     MGet b"mget" -2 Read ["readonly", "fast"] 1 -1 1;
     MSet b"mset" -3 Write ["write", "denyoom"] 1 -1 2;
+    SetEx b"setex" 4 Write ["write", "denyoom"] 1 1 1;
+    PSetEx b"psetex" 4 Write ["write", "denyoom"] 1 1 1;
+    SetNx b"setnx" 3 Write ["write", "denyoom", "fast"] 1 1 1;
+    GetSet b"getset" 3 Write ["write", "denyoom", "fast"] 1 1 1;
+    GetEx b"getex" -2 Write ["write", "fast"] 1 1 1;
+    MSetNx b"msetnx" -3 Write ["write", "denyoom"] 1 -1 2;
+    Unlink b"unlink" -2 Write ["write", "fast"] 1 -1 1;
+    Touch b"touch" -2 Read ["readonly", "fast"] 1 -1 1;
+    ExpireTime b"expiretime" 2 Read ["readonly", "fast"] 1 1 1;
+    PExpireTime b"pexpiretime" 2 Read ["readonly", "fast"] 1 1 1;
     Keys b"keys" 2 Read ["readonly"] 0 0 0;
     Scan b"scan" -2 Read ["readonly"] 0 0 0;
     DbSize b"dbsize" 1 Read ["readonly", "fast"] 0 0 0;
