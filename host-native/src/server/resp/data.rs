@@ -312,7 +312,9 @@ fn expiry_ms(
 }
 
 /// Writes `value` as a plain SET does: with `ttl_ms` to live, or keeping the key's time to live
-/// (`keep_ttl`), or with none.
+/// (`keep_ttl`), or with none. Always inlined: out of line, with its options moved in and out,
+/// it cost a pipelined SET 30 more instructions (callgrind).
+#[inline(always)]
 fn put_expiring(
     e: &mut Engine,
     now: Timestamp,

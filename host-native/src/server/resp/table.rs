@@ -150,12 +150,16 @@ macro_rules! commands {
                 }),* }
             }
 
+            // Arrays indexed by the variant rather than matches: both run on every request, and
+            // a match over this many variants compiled to a chain of branches.
             pub(super) fn arity(self) -> i64 {
-                match self { $(Cmd::$variant => $arity),* }
+                const ARITIES: &[i64] = &[$($arity),*];
+                ARITIES.get(self as usize).copied().unwrap_or(0)
             }
 
             pub(super) fn kind(self) -> Kind {
-                match self { $(Cmd::$variant => Kind::$kind),* }
+                const KINDS: &[Kind] = &[$(Kind::$kind),*];
+                KINDS.get(self as usize).copied().unwrap_or(Kind::Server)
             }
 
             /// COMMAND's flags and key positions (first, last, step).
