@@ -151,7 +151,8 @@ macro_rules! commands {
             }
 
             // Arrays indexed by the variant rather than matches: both run on every request, and
-            // a match over this many variants compiled to a chain of branches.
+            // with ten more commands the two matches cost `Conn::plain` 22 more instructions
+            // per pipelined SET (callgrind), the arrays none.
             pub(super) fn arity(self) -> i64 {
                 const ARITIES: &[i64] = &[$($arity),*];
                 ARITIES.get(self as usize).copied().unwrap_or(0)
