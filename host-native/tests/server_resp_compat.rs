@@ -332,6 +332,12 @@ fn replies_match_a_real_redis_server() {
         &["EXPIRETIME", "nope"],
         &["SET", "p", "v"],
         &["EXPIRETIME", "p"],
+        // An expiry at the end of time: whole seconds without overflowing.
+        &["SET", "end", "v", "PXAT", "9223372036854775807"],
+        &["EXPIRETIME", "end"],
+        &["PEXPIRETIME", "end"],
+        &["GETEX", "end", "PXAT", "9223372036854775807"],
+        &["EXPIRETIME", "end"],
         &["PEXPIRETIME", "p"],
         &["EXPIRETIME"],
         &["EXPIRETIME", "a", "b"],

@@ -57,11 +57,10 @@ pub(super) fn read(
                         remaining_ms
                     };
                     let ms = i64::try_from(ms).unwrap_or(i64::MAX);
-                    // Redis rounds seconds to the nearest one.
                     reply::int(
                         out,
                         if matches!(cmd, Cmd::Ttl | Cmd::ExpireTime) {
-                            (ms + 500) / 1000
+                            nearest_second(ms)
                         } else {
                             ms
                         },
@@ -96,6 +95,12 @@ pub(super) fn read(
         // Only read commands are routed here.
         _ => reply::error(out, "ERR internal: not a read command"),
     }
+}
+
+/// Milliseconds (not negative) to the nearest second, as Redis rounds TTL and EXPIRETIME, without
+/// overflowing on an expiry at the end of time (`PXAT 9223372036854775807`).
+fn nearest_second(ms: i64) -> i64 {
+    ms / 1000 + i64::from(ms % 1000 >= 500)
 }
 
 /// Runs a command that may write.
@@ -747,6 +752,15 @@ mod tests {
             read(e, Timestamp(1_000), cmd, args, &mut out, &shared);
         }
         String::from_utf8(out).expect("utf-8 reply")
+    }
+
+    #[test]
+    fn seconds_round_to_the_nearest_without_overflow() {
+        assert_eq!(nearest_second(0), 0);
+        assert_eq!(nearest_second(499), 0);
+        assert_eq!(nearest_second(500), 1);
+        assert_eq!(nearest_second(1_499), 1);
+        assert_eq!(nearest_second(i64::MAX), 9_223_372_036_854_776);
     }
 
     #[test]
