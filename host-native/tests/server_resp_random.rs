@@ -180,6 +180,25 @@ fn pick<'a>(rng: &mut StdRng, from: &[&'a str]) -> &'a str {
     from.choose(rng).copied().unwrap_or_default()
 }
 
+/// Appends `count` options drawn from `options`; an expiry option mostly gets a time after it.
+fn push_options(
+    rng: &mut StdRng,
+    cmd: &mut Vec<String>,
+    options: &[&str],
+    count: std::ops::RangeInclusive<usize>,
+) {
+    for _ in 0..rng.random_range(count) {
+        let option = pick(rng, options);
+        cmd.push(option.into());
+        let takes_time = ["EX", "PX", "EXAT", "PXAT"]
+            .iter()
+            .any(|o| o.eq_ignore_ascii_case(option));
+        if takes_time && rng.random_bool(0.9) {
+            cmd.push(pick(rng, &EXPIRIES).into());
+        }
+    }
+}
+
 fn command(rng: &mut StdRng) -> Vec<Vec<u8>> {
     let key = |rng: &mut StdRng| pick(rng, &KEYS).to_owned();
     let value = |rng: &mut StdRng| pick(rng, &VALUES).to_owned();
@@ -188,22 +207,11 @@ fn command(rng: &mut StdRng) -> Vec<Vec<u8>> {
         3..=5 => vec!["SET".into(), key(rng), value(rng)],
         6..=8 => {
             let mut cmd = vec!["SET".into(), key(rng), value(rng)];
-            for _ in 0..rng.random_range(1..=3) {
-                let option = pick(
-                    rng,
-                    &[
-                        "NX", "XX", "GET", "KEEPTTL", "EX", "PX", "EXAT", "PXAT", "nx", "get",
-                        "ex", "BOGUS",
-                    ],
-                );
-                cmd.push(option.into());
-                let takes_time = ["EX", "PX", "EXAT", "PXAT"]
-                    .iter()
-                    .any(|o| o.eq_ignore_ascii_case(option));
-                if takes_time && rng.random_bool(0.9) {
-                    cmd.push(pick(rng, &EXPIRIES).into());
-                }
-            }
+            let options = [
+                "NX", "XX", "GET", "KEEPTTL", "EX", "PX", "EXAT", "PXAT", "nx", "get", "ex",
+                "BOGUS",
+            ];
+            push_options(rng, &mut cmd, &options, 1..=3);
             cmd
         }
         9 => vec!["GETDEL".into(), key(rng)],
@@ -221,8 +229,8 @@ fn command(rng: &mut StdRng) -> Vec<Vec<u8>> {
         ],
         17..=18 => vec!["APPEND".into(), key(rng), value(rng)],
         19 => vec!["STRLEN".into(), key(rng)],
-        20 => {
-            let mut cmd = vec!["MSET".into()];
+        20 | 42 => {
+            let mut cmd = vec![pick(rng, &["MSET", "MSETNX"]).into()];
             for _ in 0..rng.random_range(1..=3) {
                 cmd.push(key(rng));
                 cmd.push(value(rng));
@@ -360,32 +368,10 @@ fn command(rng: &mut StdRng) -> Vec<Vec<u8>> {
         40 => vec![pick(rng, &["SETNX", "GETSET"]).into(), key(rng), value(rng)],
         41 => {
             let mut cmd = vec!["GETEX".into(), key(rng)];
-            for _ in 0..rng.random_range(0..=2) {
-                let option = pick(
-                    rng,
-                    &[
-                        "EX", "PX", "EXAT", "PXAT", "PERSIST", "persist", "px", "NX", "GET",
-                    ],
-                );
-                cmd.push(option.into());
-                let takes_time = ["EX", "PX", "EXAT", "PXAT"]
-                    .iter()
-                    .any(|o| o.eq_ignore_ascii_case(option));
-                if takes_time && rng.random_bool(0.9) {
-                    cmd.push(pick(rng, &EXPIRIES).into());
-                }
-            }
-            cmd
-        }
-        42 => {
-            let mut cmd = vec!["MSETNX".into()];
-            for _ in 0..rng.random_range(1..=3) {
-                cmd.push(key(rng));
-                cmd.push(value(rng));
-            }
-            if rng.random_bool(0.1) {
-                cmd.push(key(rng));
-            }
+            let options = [
+                "EX", "PX", "EXAT", "PXAT", "PERSIST", "persist", "px", "NX", "GET",
+            ];
+            push_options(rng, &mut cmd, &options, 0..=2);
             cmd
         }
         43 => {

@@ -222,41 +222,63 @@ fn expiry_option(args: &Args<'_>, i: usize) -> Option<ExpiryOption> {
     }
 }
 
+/// The options of SET and GETEX from argument `start` on: at most one kind of expiry option
+/// (EX, PX, EXAT or PXAT and its value; Redis takes the same kind again, the last one counting,
+/// never two different ones), and the words `flag` takes. `flag(i, expiry_seen)` answers
+/// `Some(blocks_expiry)` for a word it takes (`blocks_expiry`: no expiry option may follow, as
+/// after KEEPTTL or PERSIST) and `None` for one it does not. Returns the expiry option (the
+/// index of its value, which option), or `None` once a syntax error is written.
+fn options(
+    args: &Args<'_>,
+    start: usize,
+    out: &mut Vec<u8>,
+    mut flag: impl FnMut(usize, bool) -> Option<bool>,
+) -> Option<Option<(usize, ExpiryOption)>> {
+    let mut expiry: Option<(usize, ExpiryOption)> = None;
+    let mut expiry_blocked = false;
+    let mut i = start;
+    while i < args.len() {
+        let has_next = i + 1 < args.len();
+        if let Some(blocks) = flag(i, expiry.is_some()) {
+            expiry_blocked |= blocks;
+        } else if let Some(kind) = expiry_option(args, i).filter(|&kind| {
+            !expiry_blocked && has_next && expiry.is_none_or(|(_, earlier)| earlier == kind)
+        }) {
+            expiry = Some((i + 1, kind));
+            i += 1;
+        } else {
+            reply::syntax(out);
+            return None;
+        }
+        i += 1;
+    }
+    Some(expiry)
+}
+
 /// SET key value [NX|XX] [GET] [EX s|PX ms|EXAT t|PXAT t|KEEPTTL]
 fn set(e: &mut Engine, now: Timestamp, args: Args<'_>, out: &mut Vec<u8>) -> Result<(), CmdError> {
     let (mut nx, mut xx, mut get, mut keep_ttl) = (false, false, false, false);
-    // (index of the option's value, which option)
-    let mut expiry: Option<(usize, ExpiryOption)> = None;
-    let mut i = 3;
-    while i < args.len() {
-        let has_next = i + 1 < args.len();
+    let expiry = options(&args, 3, out, |i, expiry_seen| {
         if args.is(i, "nx") && !xx {
             nx = true;
         } else if args.is(i, "xx") && !nx {
             xx = true;
         } else if args.is(i, "get") {
             get = true;
-        } else if args.is(i, "keepttl") && expiry.is_none() {
+        } else if args.is(i, "keepttl") && !expiry_seen {
             keep_ttl = true;
-        } else if let Some(kind) = expiry_option(&args, i).filter(|&kind| {
-            // Redis takes the same option again (the last one counts), never two different ones.
-            !keep_ttl && has_next && expiry.is_none_or(|(_, earlier)| earlier == kind)
-        }) {
-            expiry = Some((i + 1, kind));
-            i += 1;
+            return Some(true);
         } else {
-            reply::syntax(out);
-            return Ok(());
+            return None;
         }
-        i += 1;
-    }
+        Some(false)
+    });
+    let Some(expiry) = expiry else {
+        return Ok(());
+    };
     // Milliseconds to live; `Some(0)`: already expired (EXAT in the past), the key goes away.
-    let ttl_ms = match expiry {
-        None => None,
-        Some((at, kind)) => match expiry_ms(&args, at, kind, now, Cmd::Set, out) {
-            Some(ms) => Some(ms),
-            None => return Ok(()),
-        },
+    let Some(ttl_ms) = ttl_of(&args, expiry, now, Cmd::Set, out) else {
+        return Ok(());
     };
     let k = match args.key(1) {
         Ok(k) => k,
@@ -316,6 +338,21 @@ fn expiry_ms(
     Some(u64::try_from(left.max(0)).unwrap_or(0))
 }
 
+/// The milliseconds to live an optional expiry option gives (see [`expiry_ms`]): `Some(None)`
+/// without one, `None` once an error is written.
+fn ttl_of(
+    args: &Args<'_>,
+    expiry: Option<(usize, ExpiryOption)>,
+    now: Timestamp,
+    cmd: Cmd,
+    out: &mut Vec<u8>,
+) -> Option<Option<u64>> {
+    match expiry {
+        None => Some(None),
+        Some((at, kind)) => expiry_ms(args, at, kind, now, cmd, out).map(Some),
+    }
+}
+
 /// Writes `value` as a plain SET does: with `ttl_ms` to live, or keeping the key's time to live
 /// (`keep_ttl`), or with none. Always inlined: out of line, with its options moved in and out,
 /// it cost a pipelined SET 30 more instructions (callgrind).
@@ -355,36 +392,24 @@ fn getex(
     args: Args<'_>,
     out: &mut Vec<u8>,
 ) -> Result<(), CmdError> {
-    let mut expiry: Option<(usize, ExpiryOption)> = None;
     let mut persist = false;
-    let mut i = 2;
-    while i < args.len() {
-        let has_next = i + 1 < args.len();
-        if args.is(i, "persist") && expiry.is_none() {
+    let expiry = options(&args, 2, out, |i, expiry_seen| {
+        (args.is(i, "persist") && !expiry_seen).then(|| {
             persist = true;
-        } else if let Some(kind) = expiry_option(&args, i).filter(|&kind| {
-            !persist && has_next && expiry.is_none_or(|(_, earlier)| earlier == kind)
-        }) {
-            expiry = Some((i + 1, kind));
-            i += 1;
-        } else {
-            reply::syntax(out);
-            return Ok(());
-        }
-        i += 1;
-    }
+            true
+        })
+    });
+    let Some(expiry) = expiry else {
+        return Ok(());
+    };
     with_key(args.key(1), |k| {
         // As in Redis, a missing key answers nil before the expiry's value is looked at.
         let Some(v) = e.get_stored(now, k)? else {
             reply::nil(out);
             return Ok(());
         };
-        let ttl_ms = match expiry {
-            None => None,
-            Some((at, kind)) => match expiry_ms(&args, at, kind, now, Cmd::GetEx, out) {
-                Some(ms) => Some(ms),
-                None => return Ok(()),
-            },
+        let Some(ttl_ms) = ttl_of(&args, expiry, now, Cmd::GetEx, out) else {
+            return Ok(());
         };
         // The change first: a failure then answers only its error.
         match ttl_ms {
