@@ -564,3 +564,50 @@ async fn compare_then_else_txn_takes_one_branch_atomically() {
         assert!(message.contains(needle), "{message}");
     }
 }
+
+/// A subscribe's response keeps its place among pipelined responses (AP mode answers in
+/// order), and still comes before the subscription's first event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelined_subscribe_is_answered_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &["--mode", "ap"]);
+    let mut c = Raw::connect(&server.addr).await;
+    let mut batch = String::new();
+    for i in 0..20 {
+        for request in [
+            json!({"id": format!("s{i}"), "op": "subscribe", "pattern": format!("o{i}:**")}),
+            json!({"id": format!("p{i}"), "op": "put", "key": format!("o{i}:k"), "value": i}),
+            json!({"id": format!("g{i}"), "op": "ping"}),
+        ] {
+            batch.push_str(&request.to_string());
+            batch.push('\n');
+        }
+    }
+    c.writer.write_all(batch.as_bytes()).await.expect("write");
+    let mut responses = Vec::new();
+    let mut subs = std::collections::HashMap::new();
+    while responses.len() < 60 {
+        let r = c.recv().await.expect("a line");
+        if let Some(sub) = r.get("sub") {
+            // An event: its subscription was answered already, and it is the put's.
+            let i = subs.get(&sub.as_u64().expect("sub")).copied();
+            let i: usize =
+                i.unwrap_or_else(|| panic!("event before its subscribe's response: {r}"));
+            assert_eq!(r["event"]["key"], format!("o{i}:k"), "{r}");
+            continue;
+        }
+        assert_eq!(r["ok"], true, "{r}");
+        let id = r["id"].as_str().expect("id").to_owned();
+        if let Some(i) = id.strip_prefix('s') {
+            subs.insert(
+                r["result"]["sub"].as_u64().expect("sub"),
+                i.parse().expect("n"),
+            );
+        }
+        responses.push(id);
+    }
+    let sent: Vec<String> = (0..20)
+        .flat_map(|i| [format!("s{i}"), format!("p{i}"), format!("g{i}")])
+        .collect();
+    assert_eq!(responses, sent, "responses out of the order sent");
+}

@@ -3,11 +3,12 @@
 use std::sync::Arc;
 
 use serde::Serialize;
-use serde_json::{Value as Json, json};
+use serde_json::json;
 use statemesh_core::{ChangeEvent, StoredValue, Value};
+use tokio::sync::oneshot;
 
 use super::args::{Args, OpError, OpResult};
-use super::conn::{Conn, MAX_PER_CONNECTION, ok_line};
+use super::conn::{Conn, MAX_PER_CONNECTION};
 use super::ops::Reply;
 use super::wire::{self, WireValue};
 use crate::{ChangeStream, Since, Subscription, SubscriptionError};
@@ -29,7 +30,7 @@ impl Source {
 }
 
 /// `subscribe {pattern?, since?}`: the response `{"sub": n}` goes out before any event.
-pub(crate) fn subscribe(conn: &Arc<Conn>, id: &Json, a: &Args) -> OpResult<Reply> {
+pub(crate) fn subscribe(conn: &Arc<Conn>, a: &Args) -> OpResult<Reply> {
     let pattern = a.opt_str("pattern")?;
     let source = match (a.opt_u64("since")?, pattern) {
         (Some(revision), _) => Source::Resumed(Box::new(
@@ -50,10 +51,13 @@ pub(crate) fn subscribe(conn: &Arc<Conn>, id: &Json, a: &Args) -> OpResult<Reply
     let sub = conn
         .next_sub
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let first = ok_line(id, json!({"sub": sub}).to_string().as_bytes());
-    let task = tokio::spawn(forward(conn.clone(), sub, source, first));
+    let (start, started) = oneshot::channel();
+    let task = tokio::spawn(forward(conn.clone(), sub, source, started));
     subs.insert(sub, task.abort_handle());
-    Ok(Reply::Sent)
+    Ok(Reply::Subscribed(
+        json!({"sub": sub}).to_string().into_bytes(),
+        start,
+    ))
 }
 
 /// Ends subscription `sub`; false when this connection has none by that number.
@@ -67,8 +71,9 @@ pub(crate) fn unsubscribe(conn: &Conn, sub: u64) -> bool {
     }
 }
 
-async fn forward(conn: Arc<Conn>, sub: u64, mut source: Source, first: Vec<u8>) {
-    if !conn.outbox.send(first).await {
+async fn forward(conn: Arc<Conn>, sub: u64, mut source: Source, started: oneshot::Receiver<()>) {
+    // The subscribe's response is queued first; a dropped signal means it never will be.
+    if started.await.is_err() {
         return;
     }
     loop {

@@ -133,7 +133,7 @@ pub(crate) async fn serve_connection(stream: TcpStream, session: Session) -> std
         let polled = poll_once(request.as_mut());
         match polled {
             Poll::Ready(response) => {
-                if !response.is_empty() && !send(&outbox, response).await {
+                if !answer(&outbox, response).await {
                     break;
                 }
             }
@@ -143,10 +143,7 @@ pub(crate) async fn serve_connection(stream: TcpStream, session: Session) -> std
                 };
                 let outbox = outbox.clone();
                 tokio::spawn(async move {
-                    let response = request.await;
-                    if !response.is_empty() {
-                        send(&outbox, response).await;
-                    }
+                    answer(&outbox, request.await).await;
                     drop(permit);
                 });
             }
@@ -193,6 +190,15 @@ async fn send(outbox: &Outbox, line: Vec<u8>) -> bool {
         tokio::time::timeout(STALLED_WRITE, outbox.send(line)).await,
         Ok(true)
     )
+}
+
+/// Queues an operation's response, then tells whoever waits for it to be queued.
+async fn answer(outbox: &Outbox, response: ops::Response) -> bool {
+    let queued = send(outbox, response.line).await;
+    if queued && let Some(start) = response.on_queued {
+        let _ = start.send(());
+    }
+    queued
 }
 
 type Request = (Json, String, serde_json::Map<String, Json>);

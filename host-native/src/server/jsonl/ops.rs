@@ -8,6 +8,7 @@ use serde_json::{Map, Value as Json, json};
 use statemesh_core::{
     Cursor, Isolation, Language, Metric, PutOptions, Timestamp, TxnId, Value, WaitPolicy,
 };
+use tokio::sync::oneshot;
 
 use super::args::{Args, OpError, OpResult};
 use super::conn::{Conn, MAX_PER_CONNECTION, SharedTxn, error_line, ok_line};
@@ -18,22 +19,31 @@ use super::{events, history, search, txn_wire};
 pub(crate) enum Reply {
     /// The `result` of an ok response, as JSON text.
     Result(Vec<u8>),
-    /// The operation queued its own response (subscribe: its response must precede its events).
-    Sent,
+    /// A new subscription's `result`, and the start signal of its forwarder: events may follow
+    /// only once this response is queued, so that it keeps its place among the connection's
+    /// responses and still comes before the subscription's first event.
+    Subscribed(Vec<u8>, oneshot::Sender<()>),
 }
 
-/// Runs one request and returns its response line (empty when the operation sent its own).
+/// A response line, and whom to tell once it is queued.
+pub(crate) struct Response {
+    pub(crate) line: Vec<u8>,
+    pub(crate) on_queued: Option<oneshot::Sender<()>>,
+}
+
+/// Runs one request and returns its response.
 pub(crate) async fn handle(
     conn: Arc<Conn>,
     id: Json,
     op: String,
     args: Map<String, Json>,
-) -> Vec<u8> {
-    match run(&conn, &id, &op, Args(args)).await {
-        Ok(Reply::Result(result)) => ok_line(&id, &result),
-        Ok(Reply::Sent) => Vec::new(),
-        Err(e) => error_line(&id, &e),
-    }
+) -> Response {
+    let (line, on_queued) = match run(&conn, &op, Args(args)).await {
+        Ok(Reply::Result(result)) => (ok_line(&id, &result), None),
+        Ok(Reply::Subscribed(result, start)) => (ok_line(&id, &result), Some(start)),
+        Err(e) => (error_line(&id, &e), None),
+    };
+    Response { line, on_queued }
 }
 
 /// Serializes an operation's result.
@@ -54,7 +64,7 @@ fn pairs(items: &[(String, Value)]) -> Vec<(&str, WireValue<'_>)> {
         .collect()
 }
 
-async fn run(conn: &Arc<Conn>, id: &Json, op: &str, mut a: Args) -> OpResult<Reply> {
+async fn run(conn: &Arc<Conn>, op: &str, mut a: Args) -> OpResult<Reply> {
     if op == "auth" {
         return if conn.authenticate(a.str("token")?) {
             reply(&true)
@@ -282,7 +292,7 @@ async fn run(conn: &Arc<Conn>, id: &Json, op: &str, mut a: Args) -> OpResult<Rep
         // ---- history ----
         "patch" | "get_at" | "key_history" | "compact" => history::run(store, op, a).await,
         // ---- change feed ----
-        "subscribe" => events::subscribe(conn, id, &a),
+        "subscribe" => events::subscribe(conn, &a),
         "unsubscribe" => reply(&events::unsubscribe(conn, a.u64("sub")?)),
         "changes" => {
             let limit = a.usize_or("limit", 1000)?;
